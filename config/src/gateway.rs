@@ -1,0 +1,402 @@
+//! The gateway configuration: a raw serde form read from `config.toml`
+//! (unknown keys rejected) and the validated [`Config`] the gateway runs on.
+//! Relative paths in the file are relative to the file's directory, so a
+//! workspace directory can be moved or mounted as a whole.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::ConfigError;
+
+/// Files of one workspace directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspacePaths {
+    root: PathBuf,
+}
+
+impl WorkspacePaths {
+    pub const CONFIG_FILE: &'static str = "config.toml";
+
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn config_file(&self) -> PathBuf {
+        self.root.join(Self::CONFIG_FILE)
+    }
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    pub fn log_file(&self) -> PathBuf {
+        self.logs_dir().join("gateway.log")
+    }
+    pub fn run_dir(&self) -> PathBuf {
+        self.root.join("run")
+    }
+    pub fn pid_file(&self) -> PathBuf {
+        self.run_dir().join("gateway.pid")
+    }
+}
+
+/// `config.toml` as written by operators. Every field has a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub gateway: RawGateway,
+    pub limits: RawLimits,
+    pub allowlist: RawAllowlist,
+    pub storage: RawStorage,
+    pub tls: RawTls,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawGateway {
+    /// Address of the proxy / base_url listener (TLS, and plain HTTP when allowed).
+    pub listen: String,
+    /// Address of the Prometheus metrics listener.
+    pub metrics_listen: String,
+    /// Names and addresses the gateway's own server certificate covers.
+    pub server_names: Vec<String>,
+    /// Accept plain-HTTP connections on the listener (`HTTPS_PROXY=http://…`).
+    pub allow_plaintext: bool,
+}
+
+impl Default for RawGateway {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8443".into(),
+            metrics_listen: "127.0.0.1:9090".into(),
+            server_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            allow_plaintext: true,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    pub max_header_bytes: usize,
+    pub max_request_body_bytes: u64,
+    pub header_read_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub upstream_connect_timeout_secs: u64,
+    pub upstream_response_timeout_secs: u64,
+    pub max_connections: usize,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: 32 * 1024,
+            max_request_body_bytes: 32 * 1024 * 1024,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 120,
+            upstream_connect_timeout_secs: 10,
+            upstream_response_timeout_secs: 300,
+            max_connections: 4096,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAllowlist {
+    /// What happens to an agent with no allowlist entries: "deny" (default) or "allow".
+    pub default: AllowlistDefault,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStorage {
+    /// SQLite database of the embedded deployment.
+    pub database: PathBuf,
+}
+
+impl Default for RawStorage {
+    fn default() -> Self {
+        Self {
+            database: "caracal.db".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTls {
+    pub ca_cert: PathBuf,
+    pub ca_key: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    /// Extra PEM roots trusted for upstream (provider) connections.
+    pub upstream_ca_file: Option<PathBuf>,
+}
+
+impl Default for RawTls {
+    fn default() -> Self {
+        Self {
+            ca_cert: "ca/ca.pem".into(),
+            ca_key: "ca/ca.key".into(),
+            server_cert: "tls/gateway.pem".into(),
+            server_key: "tls/gateway.key".into(),
+            upstream_ca_file: None,
+        }
+    }
+}
+
+/// Behaviour for a principal that has no allowlist entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AllowlistDefault {
+    #[default]
+    Deny,
+    Allow,
+}
+
+/// Size and time limits of the data path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub max_request_body_bytes: u64,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub upstream_connect_timeout: Duration,
+    pub upstream_response_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// Command-line overrides of the listen addresses (`caracal up --listen`).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// The validated configuration the gateway runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub dir: PathBuf,
+    pub listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
+    pub server_names: Vec<String>,
+    pub allow_plaintext: bool,
+    pub limits: Limits,
+    pub allowlist_default: AllowlistDefault,
+    pub database: PathBuf,
+    pub ca_cert: PathBuf,
+    pub ca_key: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub upstream_ca_file: Option<PathBuf>,
+    pub log_file: PathBuf,
+    pub pid_file: PathBuf,
+}
+
+impl Config {
+    /// Reads and validates the configuration file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io("read", path, e))?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates configuration text; `path` locates relative paths and names
+    /// the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
+        let addr = |field: &str, value: &str| {
+            value.parse::<SocketAddr>().map_err(|_| {
+                invalid(format!(
+                    "{field} = {value:?} is not an address like 127.0.0.1:8443"
+                ))
+            })
+        };
+        let l = &raw.limits;
+        let positive = |field: &str, v: u64| {
+            if v == 0 {
+                Err(invalid(format!("limits.{field} must be greater than 0")))
+            } else {
+                Ok(Duration::from_secs(v))
+            }
+        };
+        if l.max_header_bytes < 1024 {
+            return Err(invalid(
+                "limits.max_header_bytes must be at least 1024".into(),
+            ));
+        }
+        if l.max_connections == 0 {
+            return Err(invalid(
+                "limits.max_connections must be greater than 0".into(),
+            ));
+        }
+        if raw.gateway.server_names.is_empty() {
+            return Err(invalid(
+                "gateway.server_names must name at least one host".into(),
+            ));
+        }
+        let rel = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                dir.join(p)
+            }
+        };
+        let ws = WorkspacePaths::new(dir.clone());
+        Ok(Self {
+            listen: addr("gateway.listen", &raw.gateway.listen)?,
+            metrics_listen: addr("gateway.metrics_listen", &raw.gateway.metrics_listen)?,
+            server_names: raw.gateway.server_names.clone(),
+            allow_plaintext: raw.gateway.allow_plaintext,
+            limits: Limits {
+                max_header_bytes: l.max_header_bytes,
+                max_request_body_bytes: l.max_request_body_bytes,
+                header_read_timeout: positive(
+                    "header_read_timeout_secs",
+                    l.header_read_timeout_secs,
+                )?,
+                idle_timeout: positive("idle_timeout_secs", l.idle_timeout_secs)?,
+                upstream_connect_timeout: positive(
+                    "upstream_connect_timeout_secs",
+                    l.upstream_connect_timeout_secs,
+                )?,
+                upstream_response_timeout: positive(
+                    "upstream_response_timeout_secs",
+                    l.upstream_response_timeout_secs,
+                )?,
+                max_connections: l.max_connections,
+            },
+            allowlist_default: raw.allowlist.default,
+            database: rel(&raw.storage.database),
+            ca_cert: rel(&raw.tls.ca_cert),
+            ca_key: rel(&raw.tls.ca_key),
+            server_cert: rel(&raw.tls.server_cert),
+            server_key: rel(&raw.tls.server_key),
+            upstream_ca_file: raw.tls.upstream_ca_file.as_deref().map(rel),
+            log_file: ws.log_file(),
+            pid_file: ws.pid_file(),
+            dir,
+        })
+    }
+
+    /// Applies command-line overrides.
+    pub fn with_overrides(mut self, o: &Overrides) -> Self {
+        if let Some(a) = o.listen {
+            self.listen = a;
+        }
+        if let Some(a) = o.metrics_listen {
+            self.metrics_listen = a;
+        }
+        self
+    }
+}
+
+/// The configuration file a new workspace starts with: every setting, with
+/// its default and what it does.
+pub fn default_config_toml() -> String {
+    let g = RawGateway::default();
+    let l = RawLimits::default();
+    format!(
+        r#"# Caracal workspace configuration. Relative paths are relative to this file.
+
+[gateway]
+# Proxy and base_url listener: TLS, and plain HTTP when allow_plaintext is true.
+listen = "{listen}"
+# Prometheus metrics (GET /metrics).
+metrics_listen = "{metrics}"
+# Names and addresses the gateway's server certificate covers.
+server_names = ["localhost", "127.0.0.1", "::1"]
+# Accept plain-HTTP proxy connections (HTTPS_PROXY=http://...).
+allow_plaintext = true
+
+[limits]
+max_header_bytes = {mh}
+max_request_body_bytes = {mb}
+header_read_timeout_secs = {hr}
+idle_timeout_secs = {it}
+upstream_connect_timeout_secs = {uc}
+upstream_response_timeout_secs = {ur}
+max_connections = {mc}
+
+[allowlist]
+# An agent without allowlist entries is denied ("deny") or allowed everywhere ("allow").
+default = "deny"
+
+[storage]
+database = "caracal.db"
+
+[tls]
+ca_cert = "ca/ca.pem"
+ca_key = "ca/ca.key"
+server_cert = "tls/gateway.pem"
+server_key = "tls/gateway.key"
+# upstream_ca_file = "upstream-roots.pem"
+"#,
+        listen = g.listen,
+        metrics = g.metrics_listen,
+        mh = l.max_header_bytes,
+        mb = l.max_request_body_bytes,
+        hr = l.header_read_timeout_secs,
+        it = l.idle_timeout_secs,
+        uc = l.upstream_connect_timeout_secs,
+        ur = l.upstream_response_timeout_secs,
+        mc = l.max_connections,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_file_parses_to_defaults() {
+        let c = Config::parse(&default_config_toml(), Path::new("/ws/config.toml")).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8443".parse().unwrap());
+        assert_eq!(c.database, Path::new("/ws/caracal.db"));
+        assert_eq!(c.ca_key, Path::new("/ws/ca/ca.key"));
+        assert_eq!(c.allowlist_default, AllowlistDefault::Deny);
+        let empty = Config::parse("", Path::new("/ws/config.toml")).unwrap();
+        assert_eq!(empty.limits, c.limits);
+    }
+
+    #[test]
+    fn bad_files_are_rejected_with_the_reason() {
+        let p = Path::new("/ws/config.toml");
+        for (text, needle) in [
+            ("[gateway]\nlisten = \"nope\"", "gateway.listen"),
+            ("[gateway]\nlistn = \"x\"", "unknown field"),
+            ("[limits]\nidle_timeout_secs = 0", "idle_timeout_secs"),
+            ("[allowlist]\ndefault = \"maybe\"", "unknown variant"),
+            ("[[[", "invalid"),
+        ] {
+            let err = Config::parse(text, p).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn overrides_replace_listen_addresses() {
+        let c = Config::parse("", Path::new("c.toml"))
+            .unwrap()
+            .with_overrides(&Overrides {
+                listen: Some("127.0.0.1:0".parse().unwrap()),
+                metrics_listen: None,
+            });
+        assert_eq!(c.listen.port(), 0);
+        assert_eq!(c.metrics_listen.port(), 9090);
+        assert_eq!(c.dir, Path::new("."));
+    }
+}
