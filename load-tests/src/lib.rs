@@ -1,0 +1,7 @@
+#![forbid(unsafe_code)]
+//! Test and benchmark tooling for the Caracal gateway.
+//!
+//! [`mock`] is a fake OpenAI/Anthropic provider that the gateway's
+//! integration tests, the quick start and the benchmarks run against.
+
+pub mod mock;
