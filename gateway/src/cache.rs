@@ -1,0 +1,187 @@
+//! The policy snapshot: everything a decision reads, immutable, held in an
+//! `ArcSwap` and replaced whole. A request never waits on the database;
+//! the refresher polls the store's state version and rebuilds on change,
+//! keeping the last good snapshot when a rebuild fails.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use caracal_config::AllowlistDefault;
+
+use crate::allowlist::Allowlists;
+use crate::authn::{hash_token, Presented};
+use crate::error::{Code, Denial};
+use crate::model::Principal;
+use crate::provider::Provider;
+use crate::store::{StateRows, Store};
+
+/// One consistent view of the enforcement state.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub version: i64,
+    principals: HashMap<String, Arc<Principal>>,
+    by_token: HashMap<[u8; 32], Arc<Principal>>,
+    providers: HashMap<String, Arc<Provider>>,
+    by_host: HashMap<String, Arc<Provider>>,
+    pub allowlists: Allowlists,
+}
+
+impl Snapshot {
+    /// Builds a snapshot. Rows that cannot be used (an invalid provider, an
+    /// allowlist pattern that does not compile) are left out, which can only
+    /// deny more, and are returned as warnings.
+    pub fn build(rows: StateRows, allowlist_default: AllowlistDefault) -> (Self, Vec<String>) {
+        let mut warnings = Vec::new();
+        let mut principals = HashMap::new();
+        let mut by_token = HashMap::new();
+        for (p, hash) in rows.principals {
+            let p = Arc::new(p);
+            match <[u8; 32]>::try_from(hash.as_slice()) {
+                Ok(h) => {
+                    by_token.insert(h, p.clone());
+                }
+                Err(_) => warnings.push(format!(
+                    "principal {}: token hash is not 32 bytes; it cannot authenticate",
+                    p.id
+                )),
+            }
+            principals.insert(p.id.clone(), p);
+        }
+        let mut providers = HashMap::new();
+        let mut by_host = HashMap::new();
+        for def in rows.providers {
+            let name = def.name.clone();
+            match Provider::new(def) {
+                Ok(p) => {
+                    let p = Arc::new(p);
+                    for h in &p.def.hosts {
+                        if let Some(other) = by_host.insert(h.clone(), p.clone()) {
+                            warnings.push(format!(
+                                "host {h} is claimed by providers {} and {}; {} wins",
+                                other.name(),
+                                p.name(),
+                                p.name()
+                            ));
+                        }
+                    }
+                    providers.insert(name, p);
+                }
+                Err(e) => warnings.push(format!("provider {name:?} left out: {e}")),
+            }
+        }
+        let (allowlists, rejected) = Allowlists::compile(&rows.allowlists, allowlist_default);
+        warnings.extend(
+            rejected
+                .into_iter()
+                .map(|(id, e)| format!("allowlist entry {id} left out: {e}")),
+        );
+        (
+            Self {
+                version: rows.version,
+                principals,
+                by_token,
+                providers,
+                by_host,
+                allowlists,
+            },
+            warnings,
+        )
+    }
+
+    /// The principal owning the presented token. A Basic user part must
+    /// name that same principal (by id or name).
+    pub fn authenticate(&self, presented: &Presented) -> Result<Arc<Principal>, Denial> {
+        let principal = self
+            .by_token
+            .get(&hash_token(&presented.token))
+            .ok_or_else(|| {
+                Denial::new(Code::Unauthenticated, "the token identifies no principal")
+            })?;
+        if let Some(user) = &presented.user {
+            if user != &principal.id && user != &principal.name {
+                return Err(Denial::new(
+                    Code::Unauthenticated,
+                    "the proxy user name does not match the token's principal",
+                ));
+            }
+        }
+        Ok(principal.clone())
+    }
+
+    pub fn principal(&self, id: &str) -> Option<&Arc<Principal>> {
+        self.principals.get(id)
+    }
+
+    /// The provider agents reach under this (normalised) host name.
+    pub fn provider_for_host(&self, host: &str) -> Option<&Arc<Provider>> {
+        self.by_host.get(host)
+    }
+
+    pub fn provider(&self, name: &str) -> Option<&Arc<Provider>> {
+        self.providers.get(name)
+    }
+
+    pub fn provider_names(&self) -> impl Iterator<Item = &str> {
+        self.providers.keys().map(String::as_str)
+    }
+}
+
+/// The shared, swappable snapshot.
+pub type SnapshotCell = Arc<ArcSwap<Snapshot>>;
+
+/// Loads a snapshot from the store.
+pub async fn load(
+    store: &Store,
+    allowlist_default: AllowlistDefault,
+) -> Result<Snapshot, crate::store::StoreError> {
+    let rows = store.load_state().await?;
+    let (snapshot, warnings) = Snapshot::build(rows, allowlist_default);
+    for w in warnings {
+        tracing::warn!(version = snapshot.version, "{w}");
+    }
+    Ok(snapshot)
+}
+
+/// Polls the store every `interval` and swaps in a new snapshot when the
+/// state version changed. `fresh` is false while the store cannot be read.
+pub fn spawn_refresher(
+    store: Store,
+    cell: SnapshotCell,
+    allowlist_default: AllowlistDefault,
+    interval: Duration,
+    fresh: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match store.state_version().await {
+                Ok(v) if v == cell.load().version => fresh.store(true, Ordering::Relaxed),
+                Ok(_) => match load(&store, allowlist_default).await {
+                    Ok(s) => {
+                        tracing::info!(version = s.version, "snapshot refreshed");
+                        metrics::counter!("caracal_snapshot_reloads_total", "result" => "ok")
+                            .increment(1);
+                        metrics::gauge!("caracal_snapshot_version").set(s.version as f64);
+                        cell.store(Arc::new(s));
+                        fresh.store(true, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        metrics::counter!("caracal_snapshot_reloads_total", "result" => "error")
+                            .increment(1);
+                        tracing::error!(error = %e, "snapshot refresh failed; keeping the last good snapshot");
+                        fresh.store(false, Ordering::Relaxed);
+                    }
+                },
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the state version");
+                    fresh.store(false, Ordering::Relaxed);
+                }
+            }
+        }
+    })
+}

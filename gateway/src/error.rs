@@ -1,0 +1,132 @@
+//! The data path's one error vocabulary: every refusal or failure a caller
+//! can see has a stable machine-readable code, an HTTP status and a metric
+//! label, decided here by exhaustive matches.
+
+use std::fmt;
+
+/// Stable error codes of the data path. The string forms are part of the
+/// public contract (JSON `error` field, ledger `code`, metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Code {
+    /// No credentials, or credentials that identify no principal.
+    Unauthenticated,
+    /// The request itself is malformed (bad CONNECT target, bad path, …).
+    BadRequest,
+    /// Request headers exceed the configured limit.
+    HeadersTooLarge,
+    /// Request body exceeds the configured limit.
+    BodyTooLarge,
+    /// The host or base_url prefix names no configured provider.
+    ProviderUnknown,
+    /// The request matches no catalog entry of its provider.
+    OperationUnknown,
+    /// The URL matches none of the principal's allowlist patterns.
+    ResourceNotAllowed,
+    /// The destination is a private, loopback, link-local or metadata address.
+    DestinationForbidden,
+    /// The Host of a request inside a tunnel differs from the tunnel's host.
+    HostMismatch,
+    /// The provider could not be reached or failed mid-response.
+    UpstreamUnavailable,
+    /// The provider did not answer in time.
+    UpstreamTimeout,
+    /// The gateway cannot currently prove anything (not ready).
+    NotReady,
+    /// A bug or an unexpected local failure.
+    Internal,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "unauthenticated",
+            Self::BadRequest => "bad_request",
+            Self::HeadersTooLarge => "headers_too_large",
+            Self::BodyTooLarge => "body_too_large",
+            Self::ProviderUnknown => "provider_unknown",
+            Self::OperationUnknown => "operation_unknown",
+            Self::ResourceNotAllowed => "resource_not_allowed",
+            Self::DestinationForbidden => "destination_forbidden",
+            Self::HostMismatch => "host_mismatch",
+            Self::UpstreamUnavailable => "upstream_unavailable",
+            Self::UpstreamTimeout => "upstream_timeout",
+            Self::NotReady => "not_ready",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// HTTP status of the refusal. `proxy` selects 407 over 401 for
+    /// authentication failures on proxy requests.
+    pub fn status(self, proxy: bool) -> http::StatusCode {
+        use http::StatusCode as S;
+        match self {
+            Self::Unauthenticated if proxy => S::PROXY_AUTHENTICATION_REQUIRED,
+            Self::Unauthenticated => S::UNAUTHORIZED,
+            Self::BadRequest => S::BAD_REQUEST,
+            Self::HeadersTooLarge => S::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::BodyTooLarge => S::PAYLOAD_TOO_LARGE,
+            Self::ProviderUnknown => S::FORBIDDEN,
+            Self::OperationUnknown => S::FORBIDDEN,
+            Self::ResourceNotAllowed => S::FORBIDDEN,
+            Self::DestinationForbidden => S::FORBIDDEN,
+            Self::HostMismatch => S::MISDIRECTED_REQUEST,
+            Self::UpstreamUnavailable => S::BAD_GATEWAY,
+            Self::UpstreamTimeout => S::GATEWAY_TIMEOUT,
+            Self::NotReady => S::SERVICE_UNAVAILABLE,
+            Self::Internal => S::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Whether this is a policy decision (deny) rather than a failure.
+    pub fn is_denial(self) -> bool {
+        match self {
+            Self::Unauthenticated
+            | Self::BadRequest
+            | Self::HeadersTooLarge
+            | Self::BodyTooLarge
+            | Self::ProviderUnknown
+            | Self::OperationUnknown
+            | Self::ResourceNotAllowed
+            | Self::DestinationForbidden
+            | Self::HostMismatch => true,
+            Self::UpstreamUnavailable | Self::UpstreamTimeout | Self::NotReady | Self::Internal => {
+                false
+            }
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refusal: the code and a message for the human reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub code: Code,
+    pub message: String,
+}
+
+impl Denial {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The JSON body sent to the caller.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({ "error": self.code.as_str(), "message": self.message })
+    }
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for Denial {}

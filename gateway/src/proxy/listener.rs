@@ -1,0 +1,119 @@
+//! The listener: accepts TCP connections, tells TLS from plain HTTP by the
+//! first byte, and serves HTTP/1.1 or HTTP/2 on each with the configured
+//! size and time limits. Slow or silent clients are cut off by timeouts.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+use super::service::handle;
+use super::{ConnInfo, Shared};
+
+/// Accepts connections until shutdown. At most `max_connections` are
+/// served at once; beyond that new connections are closed immediately.
+pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tls: TlsAcceptor) {
+    let slots = Arc::new(Semaphore::new(shared.config.limits.max_connections));
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics::counter!("caracal_gateway_connections_rejected_total").increment(1);
+            continue;
+        };
+        let task_shared = shared.clone();
+        let tls = tls.clone();
+        shared.tracker.spawn(async move {
+            connection(task_shared, tcp, peer, tls).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn connection(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    peer: std::net::SocketAddr,
+    tls: TlsAcceptor,
+) {
+    let _ = tcp.set_nodelay(true);
+    let wait = shared.config.limits.header_read_timeout;
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(wait, tcp.peek(&mut first)).await {
+        Ok(Ok(1)) => {}
+        _ => return,
+    }
+    let conn = ConnInfo { peer, tunnel: None };
+    if first[0] == 0x16 {
+        match tokio::time::timeout(wait, tls.accept(tcp)).await {
+            Ok(Ok(stream)) => serve_connection(shared, TokioIo::new(stream), conn).await,
+            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        }
+    } else if shared.config.allow_plaintext {
+        serve_connection(shared, TokioIo::new(tcp), conn).await;
+    } else {
+        tracing::debug!(%peer, "plain-text connection refused (gateway.allow_plaintext = false)");
+    }
+}
+
+/// Serves HTTP/1.1 (with upgrades, for CONNECT) or HTTP/2 on `io` until the
+/// client closes or shutdown asks the connection to finish.
+pub async fn serve_connection<I>(shared: Arc<Shared>, io: I, conn: ConnInfo)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let limits = shared.config.limits.clone();
+    let conn = Arc::new(conn);
+    let svc_shared = shared.clone();
+    // Boxed: the handler can open tunnels that serve connections in turn.
+    let service = service_fn(move |req| -> Pin<Box<dyn Future<Output = _> + Send>> {
+        Box::pin(handle(svc_shared.clone(), conn.clone(), req))
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The protocol limits sit at twice the configured limit so that requests
+    // over it reach `check_limits` and get a JSON refusal; only absurd
+    // ones are cut off by hyper itself (bare 431).
+    let hard_limit = (limits.max_header_bytes * 2).max(16 * 1024);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(hard_limit)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(hard_limit).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(std::time::Duration::from_secs(30)));
+    let connection = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(connection);
+    tokio::select! {
+        r = connection.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        _ = shared.shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Request dispatch: decides which way a request came in, builds the
+//! caller and target for the pipeline, and turns refusals into responses
+//! and ledger rows.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Method, Request, Response, Version};
+use hyper::body::Incoming;
+
+use super::meter::{finish, InFlight};
+use super::pipeline::{self, CallRecord, Caller, Target};
+use super::respond::{self, Body};
+use super::{connect, forward, ConnInfo, Shared, Tunnel};
+use crate::authn;
+use crate::error::{Code, Denial};
+use crate::ledger::Mode;
+
+/// Entry point of every request on every connection (outer or tunneled).
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let in_flight = InFlight::start();
+    let mode = match &conn.tunnel {
+        Some(_) => Mode::Proxy,
+        None if req.method() == Method::CONNECT => Mode::Proxy,
+        None if is_absolute_form(&req) => Mode::HttpProxy,
+        None => Mode::BaseUrl,
+    };
+    let mut rec = CallRecord::new(mode, req.method());
+    // Limits come before anything else reads the request.
+    if let Err(d) = check_limits(&shared, &req) {
+        return Ok(refuse(&shared, &rec, &d, started, mode != Mode::BaseUrl));
+    }
+    let resp = match &conn.tunnel {
+        Some(tunnel) => tunneled(&shared, tunnel, req, &mut rec, started, in_flight).await,
+        None if req.method() == Method::CONNECT => {
+            connect::open(&shared, req, &mut rec, started).await
+        }
+        None if mode == Mode::HttpProxy => {
+            absolute(&shared, req, &mut rec, started, in_flight).await
+        }
+        None => origin(&shared, req, &mut rec, started, in_flight).await,
+    };
+    Ok(resp)
+}
+
+/// HTTP/1 requests whose target is `http://host/...` are proxy requests.
+fn is_absolute_form(req: &Request<Incoming>) -> bool {
+    req.version() < Version::HTTP_2 && req.uri().scheme().is_some()
+}
+
+fn check_limits(shared: &Shared, req: &Request<Incoming>) -> Result<(), Denial> {
+    let limits = &shared.config.limits;
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + req.uri().to_string().len();
+    if header_bytes > limits.max_header_bytes {
+        return Err(Denial::new(
+            Code::HeadersTooLarge,
+            format!("request headers exceed {} bytes", limits.max_header_bytes),
+        ));
+    }
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_request_body_bytes) {
+        return Err(Denial::new(
+            Code::BodyTooLarge,
+            format!(
+                "request body exceeds {} bytes",
+                limits.max_request_body_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Records a refusal (ledger row, metrics) and builds its response.
+pub fn refuse(
+    shared: &Shared,
+    rec: &CallRecord,
+    d: &Denial,
+    started: Instant,
+    proxy: bool,
+) -> Response<Body> {
+    let decision = if d.code.is_denial() { "deny" } else { "error" };
+    let mut event = rec.event(decision, d.code.as_str());
+    event.status = Some(d.code.status(proxy).as_u16());
+    event.detail = Some(d.message.clone());
+    tracing::info!(code = %d.code, principal = ?rec.principal_id, url = ?rec.url, "refused: {}", d.message);
+    finish(shared.sink.as_ref(), event, started);
+    respond::denial(d, proxy)
+}
+
+/// A request inside a CONNECT tunnel.
+async fn tunneled(
+    shared: &Arc<Shared>,
+    tunnel: &Tunnel,
+    req: Request<Incoming>,
+    rec: &mut CallRecord,
+    started: Instant,
+    in_flight: InFlight,
+) -> Response<Body> {
+    rec.url = Some(format!("{}{}", tunnel.host, req.uri().path()));
+    if req.method() == Method::CONNECT {
+        let d = Denial::new(Code::BadRequest, "CONNECT inside a tunnel is not supported");
+        return refuse(shared, rec, &d, started, true);
+    }
+    // The Host (or :authority) must be the tunnel's host: no fronting.
+    let named = req.uri().host().map(str::to_string).or_else(|| {
+        req.headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| strip_port(h).to_string())
+    });
+    let same = named
+        .as_deref()
+        .map(|h| {
+            h.trim_end_matches('.').eq_ignore_ascii_case(&tunnel.host)
+                || bracketless(h) == tunnel.host
+        })
+        .unwrap_or(true);
+    if !same {
+        let d = Denial::new(
+            Code::HostMismatch,
+            format!(
+                "request for {} inside a tunnel to {}",
+                named.unwrap_or_default(),
+                tunnel.host
+            ),
+        );
+        return refuse(shared, rec, &d, started, true);
+    }
+    let caller = Caller::Tunnel {
+        principal_id: tunnel.principal_id.clone(),
+    };
+    let target = Target::Host {
+        host: &tunnel.host,
+        https: tunnel.https,
+        port: Some(tunnel.port),
+    };
+    let path = path_and_query(&req);
+    enforce(
+        shared, caller, target, path, req, rec, started, in_flight, true,
+    )
+    .await
+}
+
+fn bracketless(h: &str) -> &str {
+    h.trim_start_matches('[').trim_end_matches(']')
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_once(']').map(|(h, _)| &h[1..]).unwrap_or(host);
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+/// An absolute-form `http://host/path` request (plain HTTP proxy).
+async fn absolute(
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+    rec: &mut CallRecord,
+    started: Instant,
+    in_flight: InFlight,
+) -> Response<Body> {
+    let uri = req.uri().clone();
+    let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+    let Some(host) = uri.host() else {
+        let d = Denial::new(Code::BadRequest, "absolute-form request without a host");
+        return refuse(shared, rec, &d, started, true);
+    };
+    let caller = Caller::Presented(authn::from_proxy_headers(req.headers()));
+    let target = Target::Host {
+        host,
+        https,
+        port: uri.port_u16(),
+    };
+    let path = path_and_query(&req);
+    enforce(
+        shared, caller, target, path, req, rec, started, in_flight, true,
+    )
+    .await
+}
+
+/// Origin-form requests: `/health`, or `/<provider>/…` (base_url mode).
+async fn origin(
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+    rec: &mut CallRecord,
+    started: Instant,
+    in_flight: InFlight,
+) -> Response<Body> {
+    let full = path_and_query(&req);
+    if req.uri().path() == "/health" {
+        return shared.health.response();
+    }
+    let rest = full.strip_prefix('/').unwrap_or(&full);
+    let (name, tail) = match rest.find(['/', '?']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if name.is_empty() {
+        let d = Denial::new(
+            Code::ProviderUnknown,
+            "base_url requests look like /<provider>/<path>; `caracal provider list` shows the providers",
+        );
+        return refuse(shared, rec, &d, started, false);
+    }
+    let path = if tail.starts_with('/') {
+        tail.to_string()
+    } else {
+        format!("/{tail}")
+    };
+    let name = name.to_string();
+    let caller = Caller::Presented(authn::from_request_headers(req.headers()));
+    let target = Target::Provider { name: &name };
+    enforce(
+        shared, caller, target, path, req, rec, started, in_flight, false,
+    )
+    .await
+}
+
+fn path_and_query(req: &Request<Incoming>) -> String {
+    req.uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .filter(|p| p.starts_with('/'))
+        .unwrap_or_else(|| "/".to_string())
+}
+
+/// Runs the pipeline and forwards what it admits.
+#[allow(clippy::too_many_arguments)]
+async fn enforce(
+    shared: &Arc<Shared>,
+    caller: Caller,
+    target: Target<'_>,
+    path: String,
+    req: Request<Incoming>,
+    rec: &mut CallRecord,
+    started: Instant,
+    in_flight: InFlight,
+    proxy: bool,
+) -> Response<Body> {
+    let snapshot = shared.snapshot.load();
+    match pipeline::admit(&snapshot, caller, target, req.method(), &path, rec) {
+        Ok(admitted) => {
+            forward::send(shared, rec, admitted, path, req, started, in_flight, proxy).await
+        }
+        Err(d) => refuse(shared, rec, &d, started, proxy),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_port;
+
+    #[test]
+    fn ports_are_stripped_from_host_headers() {
+        assert_eq!(strip_port("api.openai.com:443"), "api.openai.com");
+        assert_eq!(strip_port("api.openai.com"), "api.openai.com");
+        assert_eq!(strip_port("[::1]:443"), "::1");
+        assert_eq!(strip_port("::1"), "::1");
+    }
+}

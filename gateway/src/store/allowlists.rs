@@ -1,0 +1,93 @@
+//! Allowlist entries of principals.
+
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::{bump, now, Store, StoreError};
+use crate::model::{AllowlistEntry, PatternType};
+
+fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AllowlistEntry, StoreError> {
+    let kind: String = row.try_get("pattern_type")?;
+    Ok(AllowlistEntry {
+        id: row.try_get("id")?,
+        principal_id: row.try_get("principal_id")?,
+        pattern: row.try_get("pattern")?,
+        pattern_type: PatternType::parse(&kind).ok_or_else(|| StoreError::Corrupt {
+            table: "allowlists",
+            message: format!("unknown pattern type {kind:?}"),
+        })?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+pub(super) async fn all(
+    tx: &mut Transaction<'_, Sqlite>,
+) -> Result<Vec<AllowlistEntry>, StoreError> {
+    let rows = sqlx::query("SELECT * FROM allowlists ORDER BY created_at, id")
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+impl Store {
+    /// Adds an entry for an existing principal. The caller validates the
+    /// pattern (see `allowlist::validate_pattern`).
+    pub async fn add_allowlist(
+        &self,
+        principal_id: &str,
+        pattern: &str,
+        pattern_type: PatternType,
+    ) -> Result<AllowlistEntry, StoreError> {
+        let entry = AllowlistEntry {
+            id: uuid::Uuid::now_v7().to_string(),
+            principal_id: principal_id.to_string(),
+            pattern: pattern.to_string(),
+            pattern_type,
+            created_at: now(),
+        };
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO allowlists (id, principal_id, pattern, pattern_type, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&entry.id)
+        .bind(&entry.principal_id)
+        .bind(&entry.pattern)
+        .bind(entry.pattern_type.as_str())
+        .bind(&entry.created_at)
+        .execute(&mut *tx)
+        .await?;
+        bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    /// Entries, of one principal or of all.
+    pub async fn list_allowlists(
+        &self,
+        principal_id: Option<&str>,
+    ) -> Result<Vec<AllowlistEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM allowlists WHERE ?1 IS NULL OR principal_id = ?1 ORDER BY created_at, id",
+        )
+        .bind(principal_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    pub async fn delete_allowlist(&self, id: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let n = sqlx::query("DELETE FROM allowlists WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound(format!(
+                "no allowlist entry with id {id:?}"
+            )));
+        }
+        bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,133 @@
+//! Ledger rows: idempotent batch inserts and filtered queries.
+
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::{Store, StoreError};
+use crate::ledger::{LedgerEvent, Mode};
+
+/// Which events a query returns.
+#[derive(Debug, Clone, Default)]
+pub struct LedgerFilter {
+    pub principal_id: Option<String>,
+    /// Inclusive lower bound, milliseconds since the epoch.
+    pub start_ms: Option<i64>,
+    /// Inclusive upper bound, milliseconds since the epoch.
+    pub end_ms: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+fn mode(s: &str) -> Result<Mode, StoreError> {
+    match s {
+        "proxy" => Ok(Mode::Proxy),
+        "base_url" => Ok(Mode::BaseUrl),
+        "http_proxy" => Ok(Mode::HttpProxy),
+        other => Err(StoreError::Corrupt {
+            table: "ledger_events",
+            message: format!("unknown mode {other:?}"),
+        }),
+    }
+}
+
+fn opt_u64(row: &sqlx::sqlite::SqliteRow, col: &str) -> Result<Option<u64>, StoreError> {
+    Ok(row.try_get::<Option<i64>, _>(col)?.map(|v| v.max(0) as u64))
+}
+
+fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<LedgerEvent, StoreError> {
+    Ok(LedgerEvent {
+        id: row.try_get("id")?,
+        ts: row.try_get("ts")?,
+        ts_ms: row.try_get("ts_ms")?,
+        kind: row.try_get("kind")?,
+        principal_id: row.try_get("principal_id")?,
+        mode: mode(&row.try_get::<String, _>("mode")?)?,
+        provider: row.try_get("provider")?,
+        resource: row.try_get("resource")?,
+        action: row.try_get("action")?,
+        method: row.try_get("method")?,
+        url: row.try_get("url")?,
+        decision: row.try_get("decision")?,
+        code: row.try_get("code")?,
+        status: row
+            .try_get::<Option<i64>, _>("status")?
+            .and_then(|s| u16::try_from(s).ok()),
+        request_bytes: opt_u64(row, "request_bytes")?.unwrap_or(0),
+        response_bytes: opt_u64(row, "response_bytes")?.unwrap_or(0),
+        duration_ms: opt_u64(row, "duration_ms")?.unwrap_or(0),
+        model: row.try_get("model")?,
+        input_tokens: opt_u64(row, "input_tokens")?,
+        output_tokens: opt_u64(row, "output_tokens")?,
+        cached_input_tokens: opt_u64(row, "cached_input_tokens")?,
+        usage: row.try_get("usage")?,
+        detail: row.try_get("detail")?,
+    })
+}
+
+fn i(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Inserts events in one transaction. Re-inserting an event id is a
+    /// no-op, so a retried batch never double counts.
+    pub async fn insert_ledger_events(&self, events: &[LedgerEvent]) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        for chunk in events.chunks(32) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO ledger_events (id, ts, ts_ms, kind, principal_id, mode, provider, resource, action, method, url, decision, code, status, request_bytes, response_bytes, duration_ms, model, input_tokens, output_tokens, cached_input_tokens, usage, detail) ",
+            );
+            q.push_values(chunk, |mut b, e| {
+                b.push_bind(&e.id)
+                    .push_bind(&e.ts)
+                    .push_bind(e.ts_ms)
+                    .push_bind(&e.kind)
+                    .push_bind(&e.principal_id)
+                    .push_bind(e.mode.as_str())
+                    .push_bind(&e.provider)
+                    .push_bind(&e.resource)
+                    .push_bind(&e.action)
+                    .push_bind(&e.method)
+                    .push_bind(&e.url)
+                    .push_bind(&e.decision)
+                    .push_bind(&e.code)
+                    .push_bind(e.status.map(i64::from))
+                    .push_bind(i(e.request_bytes))
+                    .push_bind(i(e.response_bytes))
+                    .push_bind(i(e.duration_ms))
+                    .push_bind(&e.model)
+                    .push_bind(e.input_tokens.map(i))
+                    .push_bind(e.output_tokens.map(i))
+                    .push_bind(e.cached_input_tokens.map(i))
+                    .push_bind(&e.usage)
+                    .push_bind(&e.detail);
+            });
+            q.push(" ON CONFLICT (id) DO NOTHING");
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Events matching `filter`, oldest first.
+    pub async fn query_ledger(
+        &self,
+        filter: &LedgerFilter,
+    ) -> Result<Vec<LedgerEvent>, StoreError> {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT * FROM ledger_events WHERE 1 = 1");
+        if let Some(p) = &filter.principal_id {
+            q.push(" AND principal_id = ").push_bind(p);
+        }
+        if let Some(s) = filter.start_ms {
+            q.push(" AND ts_ms >= ").push_bind(s);
+        }
+        if let Some(e) = filter.end_ms {
+            q.push(" AND ts_ms <= ").push_bind(e);
+        }
+        q.push(" ORDER BY ts_ms, id");
+        if let Some(l) = filter.limit {
+            q.push(" LIMIT ").push_bind(l);
+        }
+        let rows = q.build().fetch_all(self.pool()).await?;
+        rows.iter().map(from_row).collect()
+    }
+}

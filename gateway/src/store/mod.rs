@@ -1,0 +1,136 @@
+//! The embedded system of record: one SQLite file per workspace, reached
+//! through sqlx. The CLI writes it; the gateway reads its enforcement state
+//! into snapshots and appends ledger events. Every change to enforcement
+//! state bumps `state.version` in the same transaction.
+
+mod allowlists;
+mod ledger;
+mod principals;
+mod providers;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+pub use ledger::LedgerFilter;
+pub use principals::NewPrincipal;
+
+use crate::model::{AllowlistEntry, Principal, ProviderDef};
+
+/// Store failures. Messages name the object concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("corrupt row in {table}: {message}")]
+    Corrupt {
+        table: &'static str,
+        message: String,
+    },
+}
+
+/// Everything the snapshot is built from, read in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct StateRows {
+    pub version: i64,
+    /// Principals with their token hashes.
+    pub principals: Vec<(Principal, Vec<u8>)>,
+    pub providers: Vec<ProviderDef>,
+    pub allowlists: Vec<AllowlistEntry>,
+}
+
+/// A handle on the workspace database (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    /// WAL mode lets the CLI and a running gateway use it at once.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The enforcement state's version; changes whenever anything the
+    /// snapshot holds changes.
+    pub async fn state_version(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT version FROM state WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Reads the whole enforcement state consistently.
+    pub async fn load_state(&self) -> Result<StateRows, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let version = sqlx::query_scalar("SELECT version FROM state WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        let principals = principals::all_with_hashes(&mut tx).await?;
+        let providers = providers::all(&mut tx).await?;
+        let allowlists = allowlists::all(&mut tx).await?;
+        tx.commit().await?;
+        Ok(StateRows {
+            version,
+            principals,
+            providers,
+            allowlists,
+        })
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+/// Marks the enforcement state changed inside a write transaction.
+async fn bump(tx: &mut Transaction<'_, Sqlite>) -> Result<(), StoreError> {
+    sqlx::query("UPDATE state SET version = version + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}

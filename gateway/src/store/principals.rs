@@ -1,0 +1,102 @@
+//! Principals: registration (the token is returned once, stored hashed).
+
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::{bump, is_unique_violation, now, Store, StoreError};
+use crate::authn::{hash_token, new_token};
+use crate::model::{Principal, PrincipalKind};
+
+/// What registration needs.
+#[derive(Debug, Clone)]
+pub struct NewPrincipal {
+    pub kind: PrincipalKind,
+    pub name: String,
+    pub email: String,
+}
+
+fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Principal, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    Ok(Principal {
+        id: row.try_get("id")?,
+        kind: PrincipalKind::parse(&kind).ok_or_else(|| StoreError::Corrupt {
+            table: "principals",
+            message: format!("unknown kind {kind:?}"),
+        })?,
+        name: row.try_get("name")?,
+        email: row.try_get("email")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+pub(super) async fn all_with_hashes(
+    tx: &mut Transaction<'_, Sqlite>,
+) -> Result<Vec<(Principal, Vec<u8>)>, StoreError> {
+    let rows = sqlx::query("SELECT * FROM principals ORDER BY created_at, id")
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((from_row(r)?, r.try_get::<Vec<u8>, _>("token_hash")?)))
+        .collect()
+}
+
+impl Store {
+    /// Registers a principal and returns it with its token, which is not
+    /// stored and cannot be shown again.
+    pub async fn register_principal(
+        &self,
+        new: NewPrincipal,
+    ) -> Result<(Principal, String), StoreError> {
+        let token = new_token();
+        let principal = Principal {
+            id: uuid::Uuid::now_v7().to_string(),
+            kind: new.kind,
+            name: new.name,
+            email: new.email,
+            created_at: now(),
+        };
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO principals (id, kind, name, email, token_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&principal.id)
+        .bind(principal.kind.as_str())
+        .bind(&principal.name)
+        .bind(&principal.email)
+        .bind(hash_token(&token).as_slice())
+        .bind(&principal.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("a principal named {:?} already exists", principal.name))
+            } else {
+                e.into()
+            }
+        })?;
+        bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok((principal, token))
+    }
+
+    pub async fn list_principals(&self) -> Result<Vec<Principal>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let all = all_with_hashes(&mut tx).await?;
+        tx.commit().await?;
+        Ok(all.into_iter().map(|(p, _)| p).collect())
+    }
+
+    /// Finds a principal by id or by name.
+    pub async fn find_principal(&self, id_or_name: &str) -> Result<Principal, StoreError> {
+        let row = sqlx::query("SELECT * FROM principals WHERE id = ? OR name = ? LIMIT 1")
+            .bind(id_or_name)
+            .bind(id_or_name)
+            .fetch_optional(self.pool())
+            .await?;
+        match row {
+            Some(r) => from_row(&r),
+            None => Err(StoreError::NotFound(format!(
+                "no principal with id or name {id_or_name:?}; `caracal principal list` shows them"
+            ))),
+        }
+    }
+}

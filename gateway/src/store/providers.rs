@@ -1,0 +1,99 @@
+//! Providers: stored as their JSON definition, keyed by name.
+
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::{bump, now, Store, StoreError};
+use crate::model::ProviderDef;
+
+fn decode(name: &str, json: &str) -> Result<ProviderDef, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+        table: "providers",
+        message: format!("provider {name:?}: {e}"),
+    })
+}
+
+pub(super) async fn all(tx: &mut Transaction<'_, Sqlite>) -> Result<Vec<ProviderDef>, StoreError> {
+    let rows = sqlx::query("SELECT name, definition FROM providers ORDER BY name")
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            decode(
+                &r.try_get::<String, _>("name")?,
+                &r.try_get::<String, _>("definition")?,
+            )
+        })
+        .collect()
+}
+
+impl Store {
+    /// Adds a provider, or replaces it when `replace` is set.
+    pub async fn put_provider(&self, def: &ProviderDef, replace: bool) -> Result<(), StoreError> {
+        let json = serde_json::to_string(def).map_err(|e| StoreError::Corrupt {
+            table: "providers",
+            message: e.to_string(),
+        })?;
+        let mut tx = self.pool().begin().await?;
+        let exists: Option<String> =
+            sqlx::query_scalar("SELECT name FROM providers WHERE name = ?")
+                .bind(&def.name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_some() && !replace {
+            return Err(StoreError::Conflict(format!(
+                "provider {:?} already exists (use --replace to overwrite it)",
+                def.name
+            )));
+        }
+        let ts = now();
+        sqlx::query(
+            "INSERT INTO providers (name, definition, created_at, updated_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET definition = excluded.definition, updated_at = excluded.updated_at",
+        )
+        .bind(&def.name)
+        .bind(json)
+        .bind(&ts)
+        .bind(&ts)
+        .execute(&mut *tx)
+        .await?;
+        bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn list_providers(&self) -> Result<Vec<ProviderDef>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let all = all(&mut tx).await?;
+        tx.commit().await?;
+        Ok(all)
+    }
+
+    pub async fn get_provider(&self, name: &str) -> Result<ProviderDef, StoreError> {
+        let json: Option<String> =
+            sqlx::query_scalar("SELECT definition FROM providers WHERE name = ?")
+                .bind(name)
+                .fetch_optional(self.pool())
+                .await?;
+        match json {
+            Some(j) => decode(name, &j),
+            None => Err(StoreError::NotFound(format!(
+                "no provider named {name:?}; `caracal provider list` shows them"
+            ))),
+        }
+    }
+
+    pub async fn remove_provider(&self, name: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let n = sqlx::query("DELETE FROM providers WHERE name = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("no provider named {name:?}")));
+        }
+        bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,303 @@
+//! Test harness: a real gateway on ephemeral ports, in a temporary
+//! workspace, in front of the real mock provider.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use caracal_config::Config;
+use caracal_gateway::catalog::template_catalog;
+use caracal_gateway::ledger::LedgerEvent;
+use caracal_gateway::model::{Credential, PatternType, PrincipalKind, ProviderDef, Template};
+use caracal_gateway::store::{LedgerFilter, NewPrincipal, Store};
+use caracal_gateway::RunningGateway;
+use caracal_load_tests::mock::{self, MockConfig, MockHandle};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const OPENAI_KEY: &str = "sk-upstream-openai";
+pub const ANTHROPIC_KEY: &str = "sk-upstream-anthropic";
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub gw: RunningGateway,
+    pub mock: MockHandle,
+    pub store: Store,
+    pub agent_id: String,
+    pub token: String,
+    pub ca_pem: String,
+}
+
+/// Test configuration: ephemeral ports, short timeouts, 1 MiB bodies.
+fn config(dir: &Path) -> Config {
+    let text = r#"
+[gateway]
+listen = "127.0.0.1:0"
+metrics_listen = "127.0.0.1:0"
+[limits]
+max_request_body_bytes = 1048576
+header_read_timeout_secs = 1
+idle_timeout_secs = 2
+upstream_response_timeout_secs = 5
+"#;
+    Config::parse(text, &dir.join("config.toml")).unwrap()
+}
+
+pub fn provider(name: &str, template: Template, base_url: &str, host: &str) -> ProviderDef {
+    let (credentials, default_headers) = match template {
+        Template::Anthropic => (
+            vec![Credential {
+                header: "x-api-key".into(),
+                value: ANTHROPIC_KEY.into(),
+            }],
+            vec![("anthropic-version".to_string(), "2023-06-01".to_string())],
+        ),
+        _ => (
+            vec![Credential {
+                header: "authorization".into(),
+                value: format!("Bearer {OPENAI_KEY}"),
+            }],
+            vec![],
+        ),
+    };
+    ProviderDef {
+        name: name.into(),
+        template,
+        base_url: base_url.into(),
+        hosts: vec![host.into()],
+        credentials,
+        default_headers,
+        catalog: template_catalog(template),
+        passthrough: false,
+        allow_private_network: true,
+    }
+}
+
+/// A workspace with two providers in front of the mock (hosts
+/// api.openai.com and api.anthropic.com), one agent, and an allowlist
+/// permitting chat completions, model listing and Anthropic messages.
+pub async fn start() -> Env {
+    start_with(MockConfig::default()).await
+}
+
+pub async fn start_with(mock_config: MockConfig) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let store = Store::open(&config.database).await.unwrap();
+    let mock = mock::start("127.0.0.1:0".parse().unwrap(), mock_config)
+        .await
+        .unwrap();
+    store
+        .put_provider(
+            &provider(
+                "openai",
+                Template::Openai,
+                &mock.base_url(),
+                "api.openai.com",
+            ),
+            false,
+        )
+        .await
+        .unwrap();
+    store
+        .put_provider(
+            &provider(
+                "anthropic",
+                Template::Anthropic,
+                &mock.base_url(),
+                "api.anthropic.com",
+            ),
+            false,
+        )
+        .await
+        .unwrap();
+    let (agent, token) = store
+        .register_principal(NewPrincipal {
+            kind: PrincipalKind::Agent,
+            name: "worker-1".into(),
+            email: "worker@example.com".into(),
+        })
+        .await
+        .unwrap();
+    for (pattern, kind) in [
+        (
+            "https://api.openai.com/v1/chat/completions",
+            PatternType::Glob,
+        ),
+        ("*://api.openai.com/v1/models", PatternType::Glob),
+        (
+            r"https://api\.anthropic\.com/v1/messages",
+            PatternType::Regex,
+        ),
+    ] {
+        store.add_allowlist(&agent.id, pattern, kind).await.unwrap();
+    }
+    let gw = caracal_gateway::start(config).await.unwrap();
+    let ca_pem = gw.ca_pem();
+    Env {
+        dir,
+        gw,
+        mock,
+        store,
+        agent_id: agent.id,
+        token,
+        ca_pem,
+    }
+}
+
+impl Env {
+    pub fn ca(&self) -> reqwest::Certificate {
+        reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).unwrap()
+    }
+
+    fn builder(&self) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(self.ca())
+            .timeout(Duration::from_secs(20))
+    }
+
+    /// A client using the gateway as HTTPS proxy (`scheme` is the scheme
+    /// of the proxy URL: TLS to the proxy or not).
+    pub fn proxy_client(&self, scheme: &str, http1_only: bool) -> reqwest::Client {
+        let url = format!(
+            "{scheme}://{}:{}@127.0.0.1:{}",
+            self.agent_id,
+            self.token,
+            self.gw.addr.port()
+        );
+        let mut b = self.builder().proxy(reqwest::Proxy::all(url).unwrap());
+        if http1_only {
+            b = b.http1_only();
+        }
+        b.build().unwrap()
+    }
+
+    /// A client without proxy, for base_url mode.
+    pub fn direct_client(&self) -> reqwest::Client {
+        self.builder().no_proxy().build().unwrap()
+    }
+
+    pub fn base_url(&self, provider: &str) -> String {
+        format!("https://127.0.0.1:{}/{provider}", self.gw.addr.port())
+    }
+
+    /// Waits until the ledger holds at least `n` events, returns them.
+    pub async fn ledger(&self, n: usize) -> Vec<LedgerEvent> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let events = self
+                .store
+                .query_ledger(&LedgerFilter::default())
+                .await
+                .unwrap();
+            if events.len() >= n || tokio::time::Instant::now() > deadline {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Waits for the ledger event with this id.
+    pub async fn event(&self, id: &str) -> LedgerEvent {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let events = self
+                .store
+                .query_ledger(&LedgerFilter::default())
+                .await
+                .unwrap();
+            if let Some(e) = events.into_iter().find(|e| e.id == id) {
+                return e;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "event {id} never written"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub fn basic(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", self.agent_id, self.token))
+    }
+
+    /// Sends raw bytes on a plain connection and returns what comes back
+    /// until the peer closes or `wait` passes.
+    pub async fn raw(&self, bytes: &[u8], wait: Duration) -> String {
+        let mut s = tokio::net::TcpStream::connect(self.gw.addr).await.unwrap();
+        let _ = s.write_all(bytes).await;
+        read_some(&mut s, wait).await
+    }
+
+    /// Like [`Self::raw`] but reads until `needle` appears (or `wait`).
+    pub async fn raw_until(&self, bytes: &[u8], needle: &str, wait: Duration) -> String {
+        let mut s = tokio::net::TcpStream::connect(self.gw.addr).await.unwrap();
+        s.write_all(bytes).await.unwrap();
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 8192];
+        while !String::from_utf8_lossy(&out).contains(needle) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, s.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => out.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    pub async fn assert_healthy(&self) {
+        let r = self
+            .direct_client()
+            .get(format!("https://127.0.0.1:{}/health", self.gw.addr.port()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "gateway stopped serving");
+    }
+}
+
+/// Reads until close, a complete response (by Content-Length) or `wait`.
+pub async fn read_some(s: &mut tokio::net::TcpStream, wait: Duration) -> String {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut buf = [0u8; 8192];
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+        let text = String::from_utf8_lossy(&out);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head.lines().find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+            });
+            if len.is_some_and(|n| body.len() >= n) {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Status code of a raw HTTP response ("HTTP/1.1 403 …" → 403).
+pub fn status_of(resp: &str) -> u16 {
+    resp.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The JSON `error` code of a raw response body.
+pub fn code_of(resp: &str) -> String {
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}

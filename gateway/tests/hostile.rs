@@ -1,0 +1,274 @@
+//! Hostile and malformed input: each gets a clear refusal with a stable
+//! code (or a closed connection where HTTP allows nothing else), never a
+//! panic, and the gateway keeps serving.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tokio::io::AsyncWriteExt;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn malformed_connect_lines_are_rejected() {
+    let env = start().await;
+    let auth = env.basic();
+    for line in [
+        "CONNECT api.openai.com HTTP/1.1".to_string(),
+        "CONNECT :443 HTTP/1.1".to_string(),
+        "CONNECT [::1 HTTP/1.1".to_string(),
+        "CONNECT api.openai.com:99999 HTTP/1.1".to_string(),
+        "CONNECT api..openai.com:443 HTTP/1.1".to_string(),
+        "CONNECT exa%6dple.com:443 HTTP/1.1".to_string(),
+        "CONNECT  HTTP/1.1".to_string(),
+        "CONNECT /v1/models HTTP/1.1".to_string(),
+    ] {
+        let req = format!("{line}\r\nHost: x\r\nProxy-Authorization: Basic {auth}\r\n\r\n");
+        let resp = env.raw(req.as_bytes(), WAIT).await;
+        let status = status_of(&resp);
+        assert!(status == 400 || resp.is_empty(), "{line:?} -> {resp:?}");
+        if !resp.is_empty() && !code_of(&resp).is_empty() {
+            assert_eq!(code_of(&resp), "bad_request", "{line:?}");
+        }
+    }
+    for garbage in [
+        &b"\x00\x01\x02\x03garbage\r\n\r\n"[..],
+        b"GET\r\n\r\n",
+        b"\r\n\r\n\r\n",
+        b"CONNECT\r\n\r\n",
+    ] {
+        let resp = env.raw(garbage, WAIT).await;
+        assert!(
+            resp.is_empty() || status_of(&resp) == 400,
+            "{garbage:?} -> {resp:?}"
+        );
+    }
+    env.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn missing_or_garbled_proxy_credentials_get_407() {
+    let env = start().await;
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let cases = [
+        String::new(),
+        "Proxy-Authorization: Basic\r\n".into(),
+        "Proxy-Authorization: Basic %%%\r\n".into(),
+        format!("Proxy-Authorization: Basic {}\r\n", b64("no-colon")),
+        format!(
+            "Proxy-Authorization: Basic {}\r\n",
+            b64(&format!("{}:cct_wrong", env.agent_id))
+        ),
+        format!(
+            "Proxy-Authorization: Basic {}\r\n",
+            b64(&format!("someone-else:{}", env.token))
+        ),
+        "Proxy-Authorization: Bearer\r\n".into(),
+        "Proxy-Authorization: Negotiate abc\r\n".into(),
+        "Proxy-Authorization: Basic \u{e9}\u{e9}\r\n".into(),
+    ];
+    for header in cases {
+        let req = format!(
+            "CONNECT api.openai.com:443 HTTP/1.1\r\nHost: api.openai.com:443\r\n{header}\r\n"
+        );
+        let resp = env.raw(req.as_bytes(), WAIT).await;
+        assert_eq!(status_of(&resp), 407, "{header:?} -> {resp}");
+        assert_eq!(code_of(&resp), "unauthenticated", "{header:?}");
+        assert!(
+            resp.to_ascii_lowercase()
+                .contains("proxy-authenticate: basic"),
+            "{resp}"
+        );
+    }
+    // A control character is not even a header: the parser refuses it.
+    let req = "CONNECT api.openai.com:443 HTTP/1.1\r\nProxy-Authorization: \u{7f}\r\n\r\n";
+    let resp = env.raw(req.as_bytes(), WAIT).await;
+    assert!(resp.is_empty() || status_of(&resp) == 400, "{resp}");
+    // The same for plain absolute-form requests.
+    let resp = env
+        .raw(
+            b"GET http://api.openai.com/v1/models HTTP/1.1\r\nHost: api.openai.com\r\n\r\n",
+            WAIT,
+        )
+        .await;
+    assert_eq!(status_of(&resp), 407, "{resp}");
+    env.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn private_targets_are_refused_in_every_numeric_form() {
+    let env = start().await;
+    let auth = env.basic();
+    for target in [
+        "127.0.0.1:443",
+        "2130706433:443",
+        "0x7f000001:443",
+        "0177.0.0.1:443",
+        "127.1:443",
+        "0x7f.0.0.1:443",
+        "[::ffff:127.0.0.1]:443",
+        "[::ffff:7f00:1]:443",
+        "[::1]:443",
+        "localhost:443",
+        "10.0.0.8:443",
+        "192.168.1.1:443",
+        "172.16.0.1:443",
+        "169.254.169.254:80",
+        "2852039166:80",
+        "0xa9fea9fe:80",
+        "[fd00:ec2::254]:80",
+        "metadata.google.internal:80",
+        "[fe80::1]:443",
+        "0.0.0.0:443",
+    ] {
+        let req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {auth}\r\n\r\n");
+        let resp = env.raw(req.as_bytes(), WAIT).await;
+        assert_eq!(status_of(&resp), 403, "{target} -> {resp}");
+        assert_eq!(code_of(&resp), "destination_forbidden", "{target}");
+        // The plain-proxy way in refuses them too.
+        let req = format!(
+            "GET http://{target}/v1/models HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {auth}\r\n\r\n"
+        );
+        let resp = env.raw(req.as_bytes(), WAIT).await;
+        assert_eq!(status_of(&resp), 403, "GET {target} -> {resp}");
+        assert_eq!(code_of(&resp), "destination_forbidden", "GET {target}");
+    }
+    env.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn unknown_provider_hosts_are_refused() {
+    let env = start().await;
+    let auth = env.basic();
+    for target in [
+        "example.com:443",
+        "api.openai.com.evil.example:443",
+        "8.8.8.8:443",
+    ] {
+        let req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {auth}\r\n\r\n");
+        let resp = env.raw(req.as_bytes(), WAIT).await;
+        assert_eq!(status_of(&resp), 403, "{target} -> {resp}");
+        assert_eq!(code_of(&resp), "provider_unknown", "{target}");
+    }
+    let events = env.ledger(3).await;
+    assert!(events
+        .iter()
+        .all(|e| e.decision == "deny" && e.code == "provider_unknown"));
+    assert!(events
+        .iter()
+        .all(|e| e.principal_id.as_deref() == Some(env.agent_id.as_str())));
+}
+
+#[tokio::test]
+async fn oversized_headers_and_bodies_are_refused() {
+    let env = start().await;
+    let client = env.direct_client();
+    let url = format!("{}/v1/chat/completions", env.base_url("openai"));
+    // Headers over the limit (32 KiB by default).
+    let resp = client
+        .post(&url)
+        .bearer_auth(&env.token)
+        .header("x-padding", "a".repeat(40 * 1024))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 431);
+    assert_eq!(
+        resp.json::<serde_json::Value>().await.unwrap()["error"],
+        "headers_too_large"
+    );
+    // Far over: hyper's own limit closes with 431 before any handler runs.
+    let huge = format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\nx-pad: {}\r\n\r\n",
+        "a".repeat(200 * 1024)
+    );
+    let resp = env.raw(huge.as_bytes(), WAIT).await;
+    assert!(resp.is_empty() || status_of(&resp) == 431, "{resp}");
+
+    // Declared body over the limit (1 MiB in tests).
+    let before = env.mock.requests().len();
+    let resp = client
+        .post(&url)
+        .bearer_auth(&env.token)
+        .body(vec![b'x'; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert_eq!(
+        resp.json::<serde_json::Value>().await.unwrap()["error"],
+        "body_too_large"
+    );
+    assert_eq!(
+        env.mock.requests().len(),
+        before,
+        "oversized body forwarded"
+    );
+
+    // Streamed (chunked, no length) body over the limit.
+    let chunks =
+        futures_util::stream::iter((0..40).map(|_| Ok::<_, std::io::Error>(vec![b'y'; 64 * 1024])));
+    let resp = client
+        .post(&url)
+        .bearer_auth(&env.token)
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await;
+    match resp {
+        Ok(r) => {
+            assert_eq!(r.status(), 413);
+            assert_eq!(
+                r.json::<serde_json::Value>().await.unwrap()["error"],
+                "body_too_large"
+            );
+        }
+        Err(e) => assert!(e.is_request() || e.is_body(), "{e:?}"),
+    }
+    env.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn slow_and_silent_clients_are_cut_off() {
+    let env = start().await;
+    // Silent: connects and sends nothing.
+    let mut silent = tokio::net::TcpStream::connect(env.gw.addr).await.unwrap();
+    // Slow: sends half a request line, then stalls.
+    let mut slow = tokio::net::TcpStream::connect(env.gw.addr).await.unwrap();
+    slow.write_all(b"CONNECT api.openai.com:443 HTT")
+        .await
+        .unwrap();
+    // The header read timeout is 1 s in tests: both get closed.
+    for s in [&mut silent, &mut slow] {
+        let out = read_some(s, Duration::from_secs(5)).await;
+        assert!(out.is_empty() || status_of(&out) == 408, "{out}");
+    }
+    // Slow body: headers promptly, then the body stalls past idle_timeout (2 s).
+    let mut stalled = tokio::net::TcpStream::connect(env.gw.addr).await.unwrap();
+    let req = format!(
+        "POST /openai/v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 100\r\nContent-Type: application/json\r\n\r\n{{\"model\":",
+        env.token
+    );
+    stalled.write_all(req.as_bytes()).await.unwrap();
+    let out = read_some(&mut stalled, Duration::from_secs(8)).await;
+    assert!(out.is_empty() || status_of(&out) >= 400, "{out}");
+    env.assert_healthy().await;
+}
+
+#[tokio::test]
+async fn fronting_inside_a_tunnel_is_refused() {
+    let env = start().await;
+    // A tunnel to api.openai.com carrying a request for another host.
+    let req = format!(
+        "CONNECT api.openai.com:80 HTTP/1.1\r\nHost: api.openai.com:80\r\nProxy-Authorization: Basic {}\r\n\r\nGET /v1/models HTTP/1.1\r\nHost: api.anthropic.com\r\n\r\n",
+        env.basic()
+    );
+    let resp = env.raw_until(req.as_bytes(), "}", WAIT).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let inner = &resp[resp.find("\r\n\r\n").unwrap() + 4..];
+    assert_eq!(status_of(inner), 421, "{resp}");
+    assert_eq!(code_of(inner), "host_mismatch");
+}

@@ -1,0 +1,136 @@
+//! Ledger rows for allowed and denied calls, live configuration changes,
+//! metrics and health.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use caracal_gateway::model::PatternType;
+use common::*;
+
+#[tokio::test]
+async fn every_call_and_denial_leaves_a_ledger_row() {
+    let env = start().await;
+    let client = env.proxy_client("https", true);
+    let ok = client
+        .get("https://api.openai.com/v1/models")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let _ = ok.bytes().await;
+    let denied = client
+        .post("https://api.openai.com/v1/embeddings")
+        .json(&serde_json::json!({"input": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+    let events = env.ledger(2).await;
+    assert_eq!(events.len(), 2, "{events:#?}");
+    let allow = events.iter().find(|e| e.decision == "allow").unwrap();
+    assert_eq!(allow.resource.as_deref(), Some("models.list"));
+    assert_eq!(allow.action.as_deref(), Some("read"));
+    assert_eq!(allow.mode.as_str(), "proxy");
+    let deny = events.iter().find(|e| e.decision == "deny").unwrap();
+    assert_eq!(deny.code, "resource_not_allowed");
+    assert_eq!(deny.status, Some(403));
+    assert_eq!(deny.resource.as_deref(), Some("embeddings"));
+    assert_eq!(deny.principal_id.as_deref(), Some(env.agent_id.as_str()));
+}
+
+#[tokio::test]
+async fn allowlist_changes_reach_the_running_gateway_within_a_second() {
+    let env = start().await;
+    let client = env.proxy_client("https", true);
+    let call = || async {
+        client
+            .post("https://api.openai.com/v1/embeddings")
+            .json(&serde_json::json!({"input": "x"}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(call().await, 403);
+    let entry = env
+        .store
+        .add_allowlist(
+            &env.agent_id,
+            "https://api.openai.com/v1/embeddings",
+            PatternType::Glob,
+        )
+        .await
+        .unwrap();
+    let changed = Instant::now();
+    while call().await != 200 {
+        assert!(
+            changed.elapsed() < Duration::from_secs(1),
+            "allowlist change not applied within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    env.store.delete_allowlist(&entry.id).await.unwrap();
+    let changed = Instant::now();
+    while call().await != 403 {
+        assert!(
+            changed.elapsed() < Duration::from_secs(1),
+            "allowlist removal not applied within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn metrics_and_health_are_served() {
+    let env = start().await;
+    let client = env.direct_client();
+    let _ = client
+        .post(format!("{}/v1/embeddings", env.base_url("openai")))
+        .bearer_auth(&env.token)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let health = client
+        .get(format!("https://127.0.0.1:{}/health", env.gw.addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let report: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(report["status"], "ok");
+    assert_eq!(report["checks"]["ledger"], true);
+    let metrics = reqwest::get(format!("http://{}/metrics", env.gw.metrics_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "caracal_gateway_requests_total{decision=\"deny\",code=\"resource_not_allowed\"}",
+        "caracal_gateway_request_duration_seconds_bucket",
+        "caracal_gateway_requests_in_flight",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing from\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn shutdown_writes_every_pending_ledger_event() {
+    let env = start().await;
+    let client = env.direct_client();
+    for _ in 0..20 {
+        let r = client
+            .get(format!("{}/v1/models", env.base_url("openai")))
+            .bearer_auth(&env.token)
+            .send()
+            .await
+            .unwrap();
+        let _ = r.bytes().await;
+    }
+    let common::Env { gw, store, .. } = env;
+    gw.shutdown().await;
+    let events = store.query_ledger(&Default::default()).await.unwrap();
+    assert_eq!(events.len(), 20);
+}

@@ -1,0 +1,316 @@
+//! The three ways in (HTTPS_PROXY over TLS or plain, base_url, plain HTTP
+//! proxy) reach the provider with the provider's credentials, stream, and
+//! are enforced identically.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures_util::StreamExt;
+use serde_json::json;
+
+fn chat(stream: bool) -> serde_json::Value {
+    json!({
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "Say hello to the gateway please"}],
+        "max_tokens": 8,
+        "stream": stream,
+        "stream_options": {"include_usage": true}
+    })
+}
+
+#[tokio::test]
+async fn https_proxy_call_is_intercepted_forwarded_and_recorded() {
+    let env = start().await;
+    for (scheme, http1) in [("https", true), ("http", true), ("https", false)] {
+        let client = env.proxy_client(scheme, http1);
+        let resp = client
+            .post("https://api.openai.com/v1/chat/completions")
+            .bearer_auth("sk-agent-must-not-leak")
+            .header("x-api-key", "also-stripped")
+            .json(&chat(false))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{scheme} proxy: {e:?}"));
+        assert_eq!(resp.status(), 200, "{scheme}");
+        let expected = if http1 {
+            reqwest::Version::HTTP_11
+        } else {
+            reqwest::Version::HTTP_2
+        };
+        assert_eq!(resp.version(), expected, "ALPN inside the tunnel");
+        let event_id = resp.headers()["x-caracal-event-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["usage"]["prompt_tokens"], 8);
+
+        let seen = env.mock.requests().last().cloned().unwrap();
+        assert_eq!(seen.path, "/v1/chat/completions");
+        assert_eq!(
+            seen.headers["authorization"],
+            format!("Bearer {OPENAI_KEY}")
+        );
+        assert!(
+            !seen.headers.contains_key("x-api-key"),
+            "agent credential forwarded"
+        );
+        assert!(!seen.headers.contains_key("proxy-authorization"));
+
+        let e = env.event(&event_id).await;
+        assert_eq!(e.principal_id.as_deref(), Some(env.agent_id.as_str()));
+        assert_eq!(
+            (e.decision.as_str(), e.code.as_str(), e.status),
+            ("allow", "ok", Some(200))
+        );
+        assert_eq!(e.provider.as_deref(), Some("openai"));
+        assert_eq!(e.resource.as_deref(), Some("chat.completions"));
+        assert_eq!(e.action.as_deref(), Some("create"));
+        assert_eq!(
+            e.url.as_deref(),
+            Some("https://api.openai.com/v1/chat/completions")
+        );
+        assert_eq!((e.input_tokens, e.output_tokens), (Some(8), Some(8)));
+        assert_eq!(e.usage.as_deref(), Some("found"));
+        assert!(e.request_bytes > 0 && e.response_bytes > 0);
+    }
+}
+
+#[tokio::test]
+async fn base_url_mode_uses_the_bearer_token_and_provider_prefix() {
+    let env = start().await;
+    let client = env.direct_client();
+    let resp = client
+        .post(format!("{}/v1/chat/completions", env.base_url("openai")))
+        .bearer_auth(&env.token)
+        .json(&chat(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = env.mock.requests().last().cloned().unwrap();
+    assert_eq!(
+        seen.headers["authorization"],
+        format!("Bearer {OPENAI_KEY}")
+    );
+
+    // Anthropic SDKs send the key as x-api-key.
+    let resp = client
+        .post(format!("{}/v1/messages", env.base_url("anthropic")))
+        .header("x-api-key", &env.token)
+        .json(&json!({"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "hi there"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = env.mock.requests().last().cloned().unwrap();
+    assert_eq!(seen.headers["x-api-key"], ANTHROPIC_KEY);
+    assert_eq!(seen.headers["anthropic-version"], "2023-06-01");
+    let id = resp.headers()["x-caracal-event-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let _ = resp.bytes().await.unwrap();
+    let e = env.event(&id).await;
+    assert_eq!(e.resource.as_deref(), Some("messages"));
+    assert_eq!(
+        e.url.as_deref(),
+        Some("https://api.anthropic.com/v1/messages")
+    );
+    assert_eq!((e.input_tokens, e.output_tokens), (Some(2), Some(5)));
+
+    // No credentials: 401 with a JSON code, never forwarded.
+    let before = env.mock.requests().len();
+    let resp = client
+        .post(format!("{}/v1/chat/completions", env.base_url("openai")))
+        .json(&chat(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "unauthenticated");
+    assert_eq!(env.mock.requests().len(), before);
+}
+
+#[tokio::test]
+async fn plain_http_proxy_requests_are_enforced_the_same_way() {
+    let env = start().await;
+    let client = env.proxy_client("http", true);
+    let resp = client
+        .get("http://api.openai.com/v1/models")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = env.mock.requests().last().cloned().unwrap();
+    assert_eq!(seen.path, "/v1/models");
+    assert_eq!(
+        seen.headers["authorization"],
+        format!("Bearer {OPENAI_KEY}")
+    );
+    // Same allowlist decision as in the other modes: embeddings are not allowed.
+    let resp = client
+        .post("http://api.openai.com/v1/embeddings")
+        .json(&json!({"input": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "resource_not_allowed");
+}
+
+#[tokio::test]
+async fn the_same_denials_in_every_mode() {
+    let env = start().await;
+    let proxied = env.proxy_client("https", true);
+    let direct = env.direct_client();
+    let cases = [
+        // (path, expected code)
+        ("/v1/embeddings", "resource_not_allowed"),
+        ("/v1/not-in-catalog", "operation_unknown"),
+    ];
+    for (path, code) in cases {
+        let via_proxy = proxied
+            .post(format!("https://api.openai.com{path}"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        let via_base = direct
+            .post(format!("{}{path}", env.base_url("openai")))
+            .bearer_auth(&env.token)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        for resp in [via_proxy, via_base] {
+            assert_eq!(resp.status(), 403, "{path}");
+            let body: serde_json::Value = resp.json().await.unwrap();
+            assert_eq!(body["error"], code, "{path}");
+        }
+    }
+    let resp = direct
+        .get(format!("{}/v1/models", env.base_url("nope")))
+        .bearer_auth(&env.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(
+        resp.json::<serde_json::Value>().await.unwrap()["error"],
+        "provider_unknown"
+    );
+}
+
+/// Reads the stream until `needle` has arrived, returns what was read.
+async fn read_until(
+    stream: &mut (impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    seen: &mut String,
+    needle: &str,
+) {
+    while !seen.contains(needle) {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("chunk did not arrive")
+            .expect("stream ended early")
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test]
+async fn sse_chunks_reach_the_agent_before_the_provider_sends_the_next() {
+    let env = start().await;
+    let proxied = env.proxy_client("https", false);
+    let direct = env.direct_client();
+    for (mode, req) in [
+        (
+            "proxy",
+            proxied.post("https://api.openai.com/v1/chat/completions"),
+        ),
+        (
+            "base_url",
+            direct
+                .post(format!("{}/v1/chat/completions", env.base_url("openai")))
+                .bearer_auth(&env.token),
+        ),
+    ] {
+        let gate = format!("gate-{mode}");
+        let resp = req
+            .header("x-mock-gate", &gate)
+            .header("x-mock-chunks", "3")
+            .json(&chat(true))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let id = resp.headers()["x-caracal-event-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let mut stream = resp.bytes_stream();
+        let mut seen = String::new();
+        // The first content chunk arrives while the mock holds the second.
+        read_until(&mut stream, &mut seen, "\"content\"").await;
+        let contents = seen.matches("\"content\"").count();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), stream.next())
+                .await
+                .is_err(),
+            "{mode}: more data arrived before the gate opened"
+        );
+        env.mock.release_gate(&gate);
+        let mut more = String::new();
+        read_until(&mut stream, &mut more, "\"content\"").await;
+        assert!(contents >= 1);
+        env.mock.release_gate(&gate);
+        read_until(&mut stream, &mut more, "[DONE]").await;
+        let e = env.event(&id).await;
+        assert_eq!(e.usage.as_deref(), Some("found"), "{mode}");
+        assert_eq!(e.output_tokens, Some(8));
+    }
+}
+
+#[tokio::test]
+async fn interception_uses_a_leaf_the_client_verifies_against_the_workspace_ca() {
+    let env = start().await;
+    // A client trusting a different CA must refuse the minted leaf.
+    let other = caracal_certs::CertAuthority::generate("someone else").unwrap();
+    let url = format!(
+        "https://{}:{}@127.0.0.1:{}",
+        env.agent_id,
+        env.token,
+        env.gw.addr.port()
+    );
+    let client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(other.cert_pem().as_bytes()).unwrap())
+        .add_root_certificate(env.ca()) // to trust the proxy itself
+        .proxy(reqwest::Proxy::all(&url).unwrap())
+        .build()
+        .unwrap();
+    assert!(client
+        .get("https://api.openai.com/v1/models")
+        .send()
+        .await
+        .is_ok());
+    let client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(other.cert_pem().as_bytes()).unwrap())
+        .proxy(reqwest::Proxy::all(url.replace("https://", "http://")).unwrap())
+        .build()
+        .unwrap();
+    let err = client
+        .get("https://api.openai.com/v1/models")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:?}").to_lowercase().contains("certificate"),
+        "{err:?}"
+    );
+}
