@@ -61,7 +61,8 @@ fn check_limits(shared: &Shared, req: &Request<Incoming>) -> Result<(), Denial> 
         .iter()
         .map(|(n, v)| n.as_str().len() + v.len() + 4)
         .sum::<usize>()
-        + req.uri().to_string().len();
+        + req.uri().path_and_query().map_or(0, |p| p.as_str().len())
+        + req.uri().authority().map_or(0, |a| a.as_str().len());
     if header_bytes > limits.max_header_bytes {
         return Err(Denial::new(
             Code::HeadersTooLarge,
@@ -256,8 +257,16 @@ async fn enforce(
     in_flight: InFlight,
     proxy: bool,
 ) -> Response<Body> {
-    let snapshot = shared.snapshot.load();
-    match pipeline::admit(&snapshot, caller, target, req.method(), &path, rec) {
+    // The snapshot guard is released before anything is awaited.
+    let decision = pipeline::admit(
+        &shared.snapshot.load(),
+        caller,
+        target,
+        req.method(),
+        &path,
+        rec,
+    );
+    match decision {
         Ok(admitted) => {
             forward::send(shared, rec, admitted, path, req, started, in_flight, proxy).await
         }
