@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: formatting, lints, and every unit and
+# integration test of the workspace (the integration tests boot the real
+# gateway and the mock provider on ephemeral ports).
+#
+# The embedded deployment needs no external service. When the distributed
+# deployment's tests land, this script also starts PostgreSQL, Redis and the
+# Kafka-compatible broker they need (see scripts/services.sh once it exists).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null; then
+  echo "cargo is required: install Rust with rustup (https://rustup.rs)" >&2
+  exit 1
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "==> tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --all-targets --locked --no-fail-fast
+  # nextest does not run doctests
+  cargo test --workspace --doc --locked
+else
+  cargo test --workspace --all-targets --locked --no-fail-fast
+fi
+echo "==> all tests passed"
