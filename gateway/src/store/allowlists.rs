@@ -2,7 +2,7 @@
 
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{bump, now, Store, StoreError};
+use super::{now, Store, StoreError};
 use crate::model::{AllowlistEntry, PatternType};
 
 fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AllowlistEntry, StoreError> {
@@ -44,7 +44,7 @@ impl Store {
             pattern_type,
             created_at: now(),
         };
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_change().await?;
         sqlx::query(
             "INSERT INTO allowlists (id, principal_id, pattern, pattern_type, created_at) VALUES (?, ?, ?, ?, ?)",
         )
@@ -55,7 +55,6 @@ impl Store {
         .bind(&entry.created_at)
         .execute(&mut *tx)
         .await?;
-        bump(&mut tx).await?;
         tx.commit().await?;
         Ok(entry)
     }
@@ -75,7 +74,7 @@ impl Store {
     }
 
     pub async fn delete_allowlist(&self, id: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_change().await?;
         let n = sqlx::query("DELETE FROM allowlists WHERE id = ?")
             .bind(id)
             .execute(&mut *tx)
@@ -86,7 +85,6 @@ impl Store {
                 "no allowlist entry with id {id:?}"
             )));
         }
-        bump(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }

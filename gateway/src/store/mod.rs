@@ -119,12 +119,19 @@ impl Store {
     }
 }
 
-/// Marks the enforcement state changed inside a write transaction.
-async fn bump(tx: &mut Transaction<'_, Sqlite>) -> Result<(), StoreError> {
-    sqlx::query("UPDATE state SET version = version + 1 WHERE id = 1")
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+impl Store {
+    /// Begins a transaction that changes the enforcement state. Its first
+    /// statement bumps the state version, which takes SQLite's write lock
+    /// at once: a deferred transaction that read first could not upgrade
+    /// while the ledger writer holds the lock, and would fail with BUSY
+    /// instead of waiting.
+    async fn begin_change(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE state SET version = version + 1 WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
 }
 
 fn now() -> String {

@@ -2,7 +2,7 @@
 
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{bump, is_unique_violation, now, Store, StoreError};
+use super::{is_unique_violation, now, Store, StoreError};
 use crate::authn::{hash_token, new_token};
 use crate::model::{Principal, PrincipalKind};
 
@@ -54,7 +54,7 @@ impl Store {
             email: new.email,
             created_at: now(),
         };
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_change().await?;
         sqlx::query(
             "INSERT INTO principals (id, kind, name, email, token_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
         )
@@ -73,7 +73,6 @@ impl Store {
                 e.into()
             }
         })?;
-        bump(&mut tx).await?;
         tx.commit().await?;
         Ok((principal, token))
     }

@@ -2,7 +2,7 @@
 
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{bump, now, Store, StoreError};
+use super::{now, Store, StoreError};
 use crate::model::ProviderDef;
 
 fn decode(name: &str, json: &str) -> Result<ProviderDef, StoreError> {
@@ -33,7 +33,7 @@ impl Store {
             table: "providers",
             message: e.to_string(),
         })?;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_change().await?;
         let exists: Option<String> =
             sqlx::query_scalar("SELECT name FROM providers WHERE name = ?")
                 .bind(&def.name)
@@ -56,7 +56,6 @@ impl Store {
         .bind(&ts)
         .execute(&mut *tx)
         .await?;
-        bump(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -83,7 +82,7 @@ impl Store {
     }
 
     pub async fn remove_provider(&self, name: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.begin_change().await?;
         let n = sqlx::query("DELETE FROM providers WHERE name = ?")
             .bind(name)
             .execute(&mut *tx)
@@ -92,7 +91,6 @@ impl Store {
         if n == 0 {
             return Err(StoreError::NotFound(format!("no provider named {name:?}")));
         }
-        bump(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
