@@ -6,7 +6,7 @@ use std::path::PathBuf;
 /// Messages are written for the operator and say what fixes the problem.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot {action} {path}: {source}")]
+    #[error("cannot {action} {path}")]
     Io {
         action: &'static str,
         path: PathBuf,

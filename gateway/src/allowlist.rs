@@ -37,6 +37,11 @@ pub fn validate_pattern(pattern: &str, kind: PatternType) -> Result<(), PatternE
     }
     match kind {
         PatternType::Regex => {
+            // Compiled alone first so errors quote the pattern as written.
+            regex::RegexBuilder::new(pattern)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .build()
+                .map_err(|e| PatternError::Regex(e.to_string()))?;
             build_regex_set(&[pattern])?;
         }
         PatternType::Glob => {

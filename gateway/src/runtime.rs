@@ -31,7 +31,7 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("store {path}: {source}")]
+    #[error("cannot open the store {path}")]
     Store {
         path: String,
         #[source]
@@ -41,7 +41,7 @@ pub enum StartError {
     Certs(#[from] caracal_certs::CertError),
     #[error("upstream TLS: {0}")]
     Upstream(#[from] proxy::upstream::UpstreamError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         #[source]

@@ -272,3 +272,75 @@ async fn fronting_inside_a_tunnel_is_refused() {
     assert_eq!(status_of(inner), 421, "{resp}");
     assert_eq!(code_of(inner), "host_mismatch");
 }
+
+/// A name in /etc/hosts (other than localhost) that points at loopback.
+fn loopback_alias() -> Option<String> {
+    let hosts = std::fs::read_to_string("/etc/hosts").ok()?;
+    hosts.lines().find_map(|l| {
+        let mut parts = l.split('#').next()?.split_whitespace();
+        let addr: std::net::IpAddr = parts.next()?.parse().ok()?;
+        if !addr.is_loopback() {
+            return None;
+        }
+        parts
+            .find(|n| {
+                !n.contains("localhost")
+                    && !n.contains("loopback")
+                    && n.parse::<std::net::IpAddr>().is_err()
+            })
+            .map(str::to_string)
+    })
+}
+
+#[tokio::test]
+async fn names_that_resolve_to_private_addresses_are_refused_upstream() {
+    let env = start().await;
+    let Some(alias) = loopback_alias() else {
+        panic!("this test needs a non-localhost name for 127.0.0.1 in /etc/hosts (Debian adds the host name)");
+    };
+    let port = env.mock.addr().port();
+    let mut def = provider(
+        "internal",
+        caracal_gateway::model::Template::Openai,
+        &format!("http://{alias}:{port}"),
+        "internal.example.com",
+    );
+    def.allow_private_network = false;
+    env.store.put_provider(&def, false).await.unwrap();
+    env.store
+        .add_allowlist(
+            &env.agent_id,
+            "https://internal.example.com/*",
+            caracal_gateway::model::PatternType::Glob,
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let client = env.direct_client();
+    let before = env.mock.requests().len();
+    let resp = client
+        .get(format!("{}/v1/models", env.base_url("internal")))
+        .bearer_auth(&env.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403, "{alias} resolves to loopback");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "destination_forbidden", "{body}");
+    assert_eq!(
+        env.mock.requests().len(),
+        before,
+        "the request reached the private address"
+    );
+    // Explicitly allowed, the same provider works.
+    def.allow_private_network = true;
+    env.store.put_provider(&def, true).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let resp = client
+        .get(format!("{}/v1/models", env.base_url("internal")))
+        .bearer_auth(&env.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}

@@ -140,13 +140,33 @@ async fn plain_http_proxy_requests_are_enforced_the_same_way() {
     let env = start().await;
     let client = env.proxy_client("http", true);
     let resp = client
-        .get("http://api.openai.com/v1/models")
+        .get("http://api.openai.com/v1/models?limit=2&secret=s3")
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.status(),
+        200,
+        "the allowlist matches without the query"
+    );
+    let id = resp.headers()["x-caracal-event-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let seen = env.mock.requests().last().cloned().unwrap();
     assert_eq!(seen.path, "/v1/models");
+    assert_eq!(
+        seen.query.as_deref(),
+        Some("limit=2&secret=s3"),
+        "query forwarded"
+    );
+    let e = env.event(&id).await;
+    assert_eq!(
+        e.url.as_deref(),
+        Some("http://api.openai.com/v1/models"),
+        "no query in the ledger"
+    );
+    assert_eq!(e.mode.as_str(), "http_proxy");
     assert_eq!(
         seen.headers["authorization"],
         format!("Bearer {OPENAI_KEY}")

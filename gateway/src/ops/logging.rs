@@ -1,6 +1,7 @@
 //! Log setup: human-readable lines on standard error and, when a file is
 //! given, the same lines appended to it (what `caracal logs` reads).
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -13,6 +14,7 @@ use tracing_subscriber::{fmt, EnvFilter, Layer};
 pub fn init(log_file: Option<&Path>) -> std::io::Result<()> {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let stderr = fmt::layer()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_filter(filter());
     let file = match log_file {

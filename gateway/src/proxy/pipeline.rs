@@ -97,6 +97,9 @@ pub fn admit(
     // address it does not explicitly cover).
     let (provider, scheme_host) = resolve_provider(snap, &target)?;
     rec.provider = Some(provider.name().to_string());
+    // Canonical URLs carry no query string: allowlists speak about
+    // resources, and queries may hold secrets that must not reach the ledger.
+    let path = path.split('?').next().unwrap_or(path);
     let url = format!("{scheme_host}{path}");
     rec.url = Some(url.clone());
     // The operation is what policies and mandates speak about.
@@ -187,14 +190,14 @@ pub fn normalise_host(snap: &Snapshot, raw: &str) -> Result<String, Denial> {
     Ok(host)
 }
 
-/// Step 3: the catalog operation, or passthrough, or a refusal.
+/// Step 3: the catalog operation, or passthrough, or a refusal. `path`
+/// excludes the query string.
 pub fn classify(
     provider: &Provider,
     method: &http::Method,
     path: &str,
 ) -> Result<Operation, Denial> {
-    let path_only = path.split('?').next().unwrap_or(path);
-    if let Some(op) = provider.catalog.classify(method, path_only) {
+    if let Some(op) = provider.catalog.classify(method, path) {
         return Ok(op.clone());
     }
     if provider.def.passthrough {
@@ -206,7 +209,7 @@ pub fn classify(
     Err(Denial::new(
         Code::OperationUnknown,
         format!(
-            "{method} {path_only} matches no operation in provider {}'s catalog",
+            "{method} {path} matches no operation in provider {}'s catalog",
             provider.name()
         ),
     ))
