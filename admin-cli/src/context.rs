@@ -1,0 +1,64 @@
+//! Which workspace a command acts on, and opening what it holds.
+
+use anyhow::Context as _;
+use caracal_config::{CaracalHome, Config, WorkspaceName, WorkspacePaths};
+use caracal_gateway::model::Principal;
+use caracal_gateway::store::Store;
+
+/// The Caracal home and the workspace named on the command line, if any.
+pub struct Context {
+    home: CaracalHome,
+    explicit: Option<String>,
+}
+
+/// A resolved workspace with its loaded configuration.
+pub struct Workspace {
+    pub name: WorkspaceName,
+    pub paths: WorkspacePaths,
+    pub config: Config,
+}
+
+impl Context {
+    /// `$CARACAL_HOME` (default `~/.caracal`) and the `--workspace` flag
+    /// (or `CARACAL_WORKSPACE`).
+    pub fn from_env(explicit: Option<String>) -> anyhow::Result<Self> {
+        let home = CaracalHome::from_env(|k| std::env::var(k).ok())?;
+        Ok(Self {
+            home,
+            explicit: explicit.filter(|w| !w.is_empty()),
+        })
+    }
+
+    pub fn home(&self) -> &CaracalHome {
+        &self.home
+    }
+
+    /// The workspace to act on: `--workspace`, else the active one. Fails
+    /// with a message naming the command that fixes what is missing.
+    pub fn workspace(&self) -> anyhow::Result<Workspace> {
+        let (name, paths) = self.home.resolve(self.explicit.as_deref())?;
+        let config = Config::load(&paths.config_file())?;
+        Ok(Workspace {
+            name,
+            paths,
+            config,
+        })
+    }
+}
+
+impl Workspace {
+    /// Opens (creating and migrating if needed) the workspace database.
+    pub async fn store(&self) -> anyhow::Result<Store> {
+        Store::open(&self.config.database).await.with_context(|| {
+            format!(
+                "cannot open the workspace database {}",
+                self.config.database.display()
+            )
+        })
+    }
+}
+
+/// Finds a principal by id or name (the `--agent-id` flags accept both).
+pub async fn principal(store: &Store, id_or_name: &str) -> anyhow::Result<Principal> {
+    Ok(store.find_principal(id_or_name).await?)
+}

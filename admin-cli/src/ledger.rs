@@ -1,0 +1,164 @@
+//! `caracal ledger`: the record of every call the gateway forwarded or
+//! refused.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use anyhow::{anyhow, bail};
+use caracal_gateway::ledger::LedgerEvent;
+use caracal_gateway::store::LedgerFilter;
+use clap::Subcommand;
+use jiff::Timestamp;
+
+use crate::context::{self, Context};
+use crate::output::{self, or_dash, Exit, Io};
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCmd {
+    /// Ledger events, oldest first, optionally of one principal and a time range.
+    Query {
+        /// Only this principal's events (id or name).
+        #[arg(long, value_name = "ID")]
+        agent_id: Option<String>,
+        /// Events at or after this time: RFC 3339 (2024-01-01T00:00:00Z) or `now`.
+        #[arg(long, value_name = "TIME")]
+        start_time: Option<String>,
+        /// Events at or before this time: RFC 3339 (2024-01-31T23:59:59Z) or `now`.
+        #[arg(long, value_name = "TIME")]
+        end_time: Option<String>,
+        /// At most N events (the oldest N of the range).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
+        limit: Option<i64>,
+        /// Print a JSON array of events instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(cmd: LedgerCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Result<Exit> {
+    let LedgerCmd::Query {
+        agent_id,
+        start_time,
+        end_time,
+        limit,
+        json,
+    } = cmd;
+    let start = start_time
+        .as_deref()
+        .map(|t| parse_time("--start-time", t))
+        .transpose()?;
+    let end = end_time
+        .as_deref()
+        .map(|t| parse_time("--end-time", t))
+        .transpose()?;
+    if let (Some(s), Some(e)) = (start, end) {
+        if s > e {
+            bail!("--start-time {s} is after --end-time {e}");
+        }
+    }
+    let store = ctx.workspace()?.store().await?;
+    let principal_id = match &agent_id {
+        Some(a) => Some(context::principal(&store, a).await?.id),
+        None => None,
+    };
+    let events = store
+        .query_ledger(&LedgerFilter {
+            principal_id,
+            start_ms: start.map(|t| t.as_millisecond()),
+            end_ms: end.map(|t| t.as_millisecond()),
+            limit,
+        })
+        .await?;
+    if json {
+        output::json(io.out, &events)?;
+    } else if events.is_empty() {
+        writeln!(io.out, "no ledger events match")?;
+    } else {
+        let names: HashMap<String, String> = store
+            .list_principals()
+            .await?
+            .into_iter()
+            .map(|p| (p.id, p.name))
+            .collect();
+        print_events(io.out, &events, &names)?;
+    }
+    Ok(Exit::Success)
+}
+
+/// RFC 3339 or `now`.
+fn parse_time(flag: &str, s: &str) -> anyhow::Result<Timestamp> {
+    if s.trim().eq_ignore_ascii_case("now") {
+        return Ok(Timestamp::now());
+    }
+    s.trim().parse::<Timestamp>().map_err(|e| {
+        anyhow!(
+            "{flag} {s:?} is not a time: use RFC 3339 like 2024-01-01T00:00:00Z, or `now` ({e})"
+        )
+    })
+}
+
+fn print_events(
+    out: &mut dyn Write,
+    events: &[LedgerEvent],
+    names: &HashMap<String, String>,
+) -> anyhow::Result<()> {
+    let mut t = output::table(&[
+        "TIME",
+        "PRINCIPAL",
+        "MODE",
+        "PROVIDER",
+        "RESOURCE",
+        "ACTION",
+        "DECISION",
+        "CODE",
+        "STATUS",
+        "TOKENS IN/OUT",
+        "BYTES IN/OUT",
+        "MS",
+    ]);
+    for e in events {
+        let principal = e
+            .principal_id
+            .as_ref()
+            .map(|id| names.get(id).unwrap_or(id).clone());
+        t.add_row([
+            e.ts.clone(),
+            or_dash(principal),
+            e.mode.as_str().to_string(),
+            or_dash(e.provider.as_deref()),
+            or_dash(e.resource.as_deref()),
+            or_dash(e.action.as_deref()),
+            e.decision.clone(),
+            e.code.clone(),
+            or_dash(e.status),
+            format!("{}/{}", or_dash(e.input_tokens), or_dash(e.output_tokens)),
+            format!("{}/{}", e.request_bytes, e.response_bytes),
+            e.duration_ms.to_string(),
+        ]);
+    }
+    writeln!(out, "{t}\n{} events", events.len())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse() {
+        assert_eq!(
+            parse_time("--start-time", "2024-01-01T00:00:00Z")
+                .unwrap()
+                .as_millisecond(),
+            1_704_067_200_000
+        );
+        assert!(parse_time("--start-time", "now").is_ok());
+        let err = parse_time("--start-time", "yesterday")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--start-time") && err.contains("RFC 3339"),
+            "{err}"
+        );
+    }
+}

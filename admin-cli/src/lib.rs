@@ -1,0 +1,84 @@
+//! The `caracal` CLI: one module per command group, output through writers
+//! so tests see exactly what operators see, `anyhow` errors at this edge.
+#![forbid(unsafe_code)]
+
+mod allowlist;
+mod certs;
+mod cli;
+mod context;
+mod ledger;
+mod output;
+mod principal;
+mod probe;
+mod provider;
+mod runtime;
+mod workspace;
+
+use std::process::ExitCode;
+
+pub use cli::{Cli, Command};
+pub use output::{Exit, Io};
+pub use probe::probe_health;
+
+use context::Context;
+
+/// Runs a parsed command line on a fresh runtime with the process's
+/// stdout and stderr: exit 0 on success, 1 on failure or error (the error
+/// goes to stderr).
+pub fn main(cli: Cli) -> ExitCode {
+    // Unlocked handles: the gateway's log lines go to stderr from other
+    // threads while `caracal up` runs.
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut io = Io {
+        out: &mut out,
+        err: &mut err,
+    };
+    let result = runtime.block_on(run(cli, &mut io));
+    match result {
+        Ok(Exit::Success) => ExitCode::SUCCESS,
+        Ok(Exit::Failure) => ExitCode::FAILURE,
+        // A closed pipe (`caracal ... | head`) is not worth a message.
+        Err(e) if is_broken_pipe(&e) => ExitCode::FAILURE,
+        Err(e) => {
+            let _ = io.out.flush();
+            eprintln!("error: {}", output::error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// Runs one command, writing to `io`.
+pub async fn run(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<Exit> {
+    let ctx = Context::from_env(cli.workspace)?;
+    let exit = match cli.command {
+        Command::Workspace(cmd) => workspace::run(cmd, &ctx, io)?,
+        Command::Up(args) => runtime::up::run(args, &ctx, io).await?,
+        Command::Down => runtime::down(&ctx, io).await?,
+        Command::Status(args) => runtime::status(args, &ctx, io).await?,
+        Command::Logs(args) => runtime::logs::run(args, &ctx, io)?,
+        Command::Certs(cmd) => certs::run(cmd, &ctx, io)?,
+        Command::Provider(cmd) => provider::run(cmd, &ctx, io).await?,
+        Command::Principal(cmd) => principal::run(cmd, &ctx, io).await?,
+        Command::Agent(cmd) => principal::run_agent(cmd, &ctx, io).await?,
+        Command::Allowlist(cmd) => allowlist::run(cmd, &ctx, io).await?,
+        Command::Ledger(cmd) => ledger::run(cmd, &ctx, io).await?,
+    };
+    io.out.flush()?;
+    Ok(exit)
+}

@@ -1,0 +1,139 @@
+//! `GET /health` of a running gateway over TLS, trusting only the
+//! workspace CA: what `caracal status` reports and `caracal up --detach`
+//! waits for.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use caracal_config::Config;
+use caracal_gateway::ops::health::HealthReport;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+
+/// How long one probe may take, from connect to the whole body.
+pub const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The name the gateway's server certificate always covers.
+const SERVER_NAME: &str = "localhost";
+
+/// The health report of the gateway listening at `config.listen`. A 503
+/// answer is still a report (with `failing` filled in); any other answer,
+/// or none within 2 s, is an error.
+pub async fn probe_health(config: &Config) -> anyhow::Result<HealthReport> {
+    probe_health_at(config.listen, &config.ca_cert).await
+}
+
+/// Like [`probe_health`], for an explicit listen address and CA file.
+pub async fn probe_health_at(listen: SocketAddr, ca_cert: &Path) -> anyhow::Result<HealthReport> {
+    let addr = connect_addr(listen);
+    let tls = client_config(ca_cert)?;
+    tokio::time::timeout(TIMEOUT, get_health(addr, tls))
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer from {addr} within {} s", TIMEOUT.as_secs()))?
+}
+
+/// Where to connect for a listen address: a wildcard listener is reached
+/// over loopback.
+pub fn connect_addr(listen: SocketAddr) -> SocketAddr {
+    let ip = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, listen.port())
+}
+
+fn client_config(ca_cert: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let read_err = || format!("cannot read the workspace CA {}", ca_cert.display());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca_cert).with_context(read_err)? {
+        roots
+            .add(cert.with_context(read_err)?)
+            .with_context(read_err)?;
+    }
+    if roots.is_empty() {
+        bail!("{}: no certificate found", read_err());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+async fn get_health(
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+) -> anyhow::Result<HealthReport> {
+    let tcp = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("cannot connect to {addr}"))?;
+    let name = ServerName::try_from(SERVER_NAME)?;
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .with_context(|| {
+            format!("TLS handshake with {addr} failed (is it this workspace's gateway?)")
+        })?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .context("HTTP handshake")?;
+    tokio::spawn(conn);
+    let request = http::Request::get("/health")
+        .header(http::header::HOST, SERVER_NAME)
+        .body(Empty::<Bytes>::new())?;
+    let response = sender.send_request(request).await.context("GET /health")?;
+    let status = response.status();
+    let body = Limited::new(response.into_body(), 64 * 1024)
+        .collect()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the /health answer: {e}"))?
+        .to_bytes();
+    if status != http::StatusCode::OK && status != http::StatusCode::SERVICE_UNAVAILABLE {
+        bail!("/health answered {status}");
+    }
+    serde_json::from_slice(&body)
+        .with_context(|| format!("/health answered {status} with an unexpected body"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_listeners_are_probed_on_loopback() {
+        assert_eq!(
+            connect_addr("0.0.0.0:8443".parse().unwrap()),
+            "127.0.0.1:8443".parse().unwrap()
+        );
+        assert_eq!(
+            connect_addr("[::]:1".parse().unwrap()),
+            "[::1]:1".parse().unwrap()
+        );
+        assert_eq!(
+            connect_addr("10.0.0.2:9".parse().unwrap()),
+            "10.0.0.2:9".parse().unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_ca_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = probe_health_at("127.0.0.1:1".parse().unwrap(), &dir.path().join("ca.pem"))
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("cannot read the workspace CA"),
+            "{err:#}"
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! Integration tests: the built `caracal` binary against a temporary
+//! $CARACAL_HOME, checking exit codes, stdout and stderr. One test binary;
+//! the groups live in tests/cli/.
+
+#[path = "cli/allowlist.rs"]
+mod allowlist;
+#[path = "cli/ledger.rs"]
+mod ledger;
+#[path = "cli/principal.rs"]
+mod principal;
+#[path = "cli/provider.rs"]
+mod provider;
+#[path = "cli/provider_check.rs"]
+mod provider_check;
+#[path = "cli/runtime.rs"]
+mod runtime;
+#[path = "cli/support.rs"]
+mod support;
+#[path = "cli/workspace.rs"]
+mod workspace;
