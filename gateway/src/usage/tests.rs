@@ -1,0 +1,140 @@
+//! Unit tests of the usage observer: shared helpers and recorded provider
+//! bodies here, the tests by framing in submodules.
+
+use super::*;
+
+mod json_bodies;
+mod sse_streams;
+
+const CAP: usize = 64 * 1024;
+
+fn run(
+    kind: BodyKind,
+    dialect: Dialect,
+    cap: usize,
+    chunks: &[&[u8]],
+    complete: bool,
+) -> UsageOutcome {
+    let mut obs = UsageObserver::new(kind, dialect, cap);
+    chunks.iter().for_each(|c| obs.observe(c));
+    obs.finish(complete)
+}
+
+/// Same outcome whole, split in two at every byte, and byte by byte.
+fn at_every_split(kind: BodyKind, dialect: Dialect, body: &str) -> UsageOutcome {
+    let body = body.as_bytes();
+    let whole = run(kind, dialect, CAP, &[body], true);
+    for i in 0..=body.len() {
+        let (a, b) = body.split_at(i);
+        assert_eq!(
+            run(kind, dialect, CAP, &[a, b], true),
+            whole,
+            "split at {i}"
+        );
+    }
+    let bytes: Vec<&[u8]> = body.chunks(1).collect();
+    assert_eq!(run(kind, dialect, CAP, &bytes, true), whole, "byte by byte");
+    whole
+}
+
+fn usage(input: u64, output: u64, cached: u64, write: u64, model: &str) -> Usage {
+    let model = Some(model.to_owned());
+    Usage {
+        input_tokens: input,
+        output_tokens: output,
+        cached_input_tokens: cached,
+        cache_write_tokens: write,
+        model,
+    }
+}
+
+fn json(body: &str) -> UsageOutcome {
+    run(
+        BodyKind::Json,
+        Dialect::Unknown,
+        CAP,
+        &[body.as_bytes()],
+        true,
+    )
+}
+
+fn sse(dialect: Dialect, body: &str, complete: bool) -> UsageOutcome {
+    run(BodyKind::Sse, dialect, CAP, &[body.as_bytes()], complete)
+}
+
+const OPENAI_CHAT: &str = r#"{"id":"chatcmpl-9x","object":"chat.completion","created":1718000000,"model":"gpt-4o-2024-08-06","choices":[{"index":0,"message":{"role":"assistant","content":"Héllo — wörld ✓"},"finish_reason":"stop"}],"usage":{"prompt_tokens":19,"completion_tokens":10,"total_tokens":29,"prompt_tokens_details":{"cached_tokens":3,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}},"system_fingerprint":"fp_1"}"#;
+const OPENAI_RESPONSES: &str = r#"{"id":"resp_1","object":"response","status":"completed","model":"gpt-4.1-2025-04-14","output":[{"type":"message","role":"assistant","content":[{"type":"output_text","text":"Ça va ✓"}]}],"usage":{"input_tokens":36,"input_tokens_details":{"cached_tokens":0},"output_tokens":87,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":123}}"#;
+const OPENAI_EMBEDDINGS: &str = r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.0023064255,-0.009327292]}],"model":"text-embedding-3-small","usage":{"prompt_tokens":8,"total_tokens":8}}"#;
+const ANTHROPIC: &str = r#"{"id":"msg_01","type":"message","role":"assistant","model":"claude-sonnet-4-20250514","content":[{"type":"text","text":"Bonjour ✓"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":12,"cache_creation_input_tokens":100,"cache_read_input_tokens":2000,"output_tokens":6,"service_tier":"standard"}}"#;
+
+const OPENAI_SSE: &str = concat!(
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}],\"usage\":null}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hé ✓\"},\"finish_reason\":null}],\"usage\":null}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n",
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11,\"prompt_tokens_details\":{\"cached_tokens\":0}}}\n\n",
+    "data: [DONE]\n\n",
+);
+const RESPONSES_SSE: &str = concat!(
+    "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_1\",\"status\":\"in_progress\",\"model\":\"gpt-4.1\",\"output\":[],\"usage\":null}}\n\n",
+    "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"Hi ✓\"}\n\n",
+    "event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":2,\"response\":{\"id\":\"resp_1\",\"status\":\"completed\",\"model\":\"gpt-4.1\",\"output\":[{\"type\":\"message\",\"content\":[{\"type\":\"output_text\",\"text\":\"Hi ✓\"}]}],\"usage\":{\"input_tokens\":37,\"input_tokens_details\":{\"cached_tokens\":5},\"output_tokens\":11,\"output_tokens_details\":{\"reasoning_tokens\":0},\"total_tokens\":48}}}\n\n",
+);
+const ANTHROPIC_START: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-3-5-haiku-20241022\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":25,\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":10,\"output_tokens\":1}}}\n\n";
+const ANTHROPIC_BODY: &str = concat!(
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+    "event: ping\ndata: {\"type\": \"ping\"}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Grüße ✓\"}}\n\n",
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+);
+const ANTHROPIC_DELTA: &str = "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":15}}\n\n";
+const ANTHROPIC_STOP: &str = "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+
+fn anthropic_sse() -> String {
+    [
+        ANTHROPIC_START,
+        ANTHROPIC_BODY,
+        ANTHROPIC_DELTA,
+        ANTHROPIC_STOP,
+    ]
+    .concat()
+}
+#[test]
+fn content_types_and_codes() {
+    for (ct, want) in [
+        (Some("application/json"), BodyKind::Json),
+        (Some("Application/JSON; charset=utf-8"), BodyKind::Json),
+        (Some("application/problem+json"), BodyKind::Json),
+        (Some("text/event-stream;charset=UTF-8"), BodyKind::Sse),
+        (Some(" text/event-stream "), BodyKind::Sse),
+        (Some("text/plain"), BodyKind::Other),
+        (Some("application/jsonl"), BodyKind::Other),
+        (Some(""), BodyKind::Other),
+        (None, BodyKind::Other),
+    ] {
+        assert_eq!(BodyKind::from_content_type(ct), want, "{ct:?}");
+    }
+    assert_eq!(
+        run(BodyKind::Other, Dialect::Unknown, 0, &[b"x"], true),
+        UsageOutcome::NotApplicable
+    );
+    let codes = [
+        UsageOutcome::Found(Usage::default()).code(),
+        UsageOutcome::Partial(Usage::default(), String::new()).code(),
+        UsageOutcome::Missing.code(),
+        UsageOutcome::Malformed(String::new()).code(),
+        UsageOutcome::TooLarge.code(),
+        UsageOutcome::NotApplicable.code(),
+    ];
+    assert_eq!(
+        codes,
+        [
+            "found",
+            "partial",
+            "missing",
+            "malformed",
+            "too_large",
+            "not_applicable"
+        ]
+    );
+    assert_eq!(UsageOutcome::Missing.usage(), None);
+}
