@@ -309,7 +309,10 @@ mod tests {
             entry("GET", "/a*", "r", None),
             entry("GET", "/x", "Bad Resource", None),
         ] {
-            assert!(CompiledCatalog::compile(&[bad.clone()]).is_err(), "{bad:?}");
+            assert!(
+                CompiledCatalog::compile(std::slice::from_ref(&bad)).is_err(),
+                "{bad:?}"
+            );
         }
         assert!(openai()
             .operations()

@@ -141,6 +141,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         health,
         tracker: TaskTracker::new(),
         shutdown: shutdown.clone(),
+        force_close: CancellationToken::new(),
     });
     let handle = metrics::install();
     tokio::spawn(metrics::serve(metrics_listener, handle, shutdown.clone()));
@@ -187,7 +188,9 @@ impl RunningGateway {
             .await
             .is_err()
         {
-            tracing::warn!("connections still open after {DRAIN:?}; closing");
+            tracing::warn!("connections still open after {DRAIN:?}; closing them");
+            shared.force_close.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(2), shared.tracker.wait()).await;
         }
         refresher.abort();
         drop(shared);

@@ -113,7 +113,12 @@ where
         }
         _ = shared.shutdown.cancelled() => {
             connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
+            // A client that ignores the request to finish is cut off when
+            // the drain period ends.
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = shared.force_close.cancelled() => {}
+            }
         }
     }
 }

@@ -36,7 +36,10 @@ pub struct Shared {
     pub health: Health,
     /// Every connection and tunnel task, so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// Asks connections to finish their in-flight requests and close.
     pub shutdown: CancellationToken,
+    /// Closes connections still open when the drain period ends.
+    pub force_close: CancellationToken,
 }
 
 /// A CONNECT tunnel's identity, fixed when it was opened.

@@ -98,7 +98,13 @@ pub fn refuse(
     let mut event = rec.event(decision, d.code.as_str());
     event.status = Some(d.code.status(proxy).as_u16());
     event.detail = Some(d.message.clone());
-    tracing::info!(code = %d.code, principal = ?rec.principal_id, url = ?rec.url, "refused: {}", d.message);
+    tracing::info!(
+        code = %d.code,
+        principal = rec.principal_id.as_deref().unwrap_or("-"),
+        url = rec.url.as_deref().unwrap_or("-"),
+        "refused: {}",
+        d.message
+    );
     finish(shared.sink.as_ref(), event, started);
     respond::denial(d, proxy)
 }
