@@ -3,5 +3,8 @@
 //!
 //! [`mock`] is a fake OpenAI/Anthropic provider that the gateway's
 //! integration tests, the quick start and the benchmarks run against.
+//! [`load`] is the closed-loop load generator behind `caracal-load` and the
+//! scripts in `bench/`.
 
+pub mod load;
 pub mod mock;

@@ -1,0 +1,372 @@
+#!/usr/bin/env bash
+# gateway-path.sh: what the gateway's data path costs, as ratios.
+#
+# Runs caracal-load with the same settings (closed loop, HTTP/1.1, a small
+# non-streaming chat completion) against four ways to the same mock
+# provider, one after the other:
+#   direct       the mock, plain HTTP
+#   nginx        nginx as a TLS reverse proxy (keep-alive upstream)
+#   gw-base-url  the gateway, base_url mode over TLS
+#   gw-proxy     the gateway as an HTTPS proxy: CONNECT, TLS inside
+# and writes load-tests/results/YYYY-MM-DD-gateway-path.{md,json}.
+#
+# Settings from the environment: CONCURRENCY (16), DURATION (15s),
+# WARMUP (3s); KEEP_WORK=1 keeps the temp dir (logs, configs) afterwards.
+# Exits non-zero if any run saw errors or non-2xx responses, after writing
+# the results.
+set -euo pipefail
+
+CONCURRENCY=${CONCURRENCY:-16}
+DURATION=${DURATION:-15s}
+WARMUP=${WARMUP:-3s}
+KEEP_WORK=${KEEP_WORK:-0}
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
+cd "$REPO"
+
+log() { printf '[gateway-path] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Runs a command as root: directly, through sudo, or not at all.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "need root (or sudo) to run: $*"
+    fi
+}
+
+# A TCP port on 127.0.0.1 that nothing listens on right now.
+free_port() {
+    local port
+    for _ in $(seq 1 100); do
+        port=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return
+        fi
+    done
+    die "no free port found"
+}
+
+# Waits until something accepts connections on 127.0.0.1:$1.
+wait_for_port() {
+    local port=$1 what=$2
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return
+        fi
+        sleep 0.1
+    done
+    die "$what is not listening on 127.0.0.1:$port"
+}
+
+# ---------------------------------------------------------------- build
+log "building release binaries"
+cargo build --release -p caracal-load-tests -p caracal-cli -p caracal-gateway
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+BIN="$TARGET_DIR/release"
+for b in caracal caracal-gateway caracal-mock-provider caracal-load; do
+    [ -x "$BIN/$b" ] || die "$BIN/$b was not built"
+done
+# `caracal up` starts the gateway binary found next to itself or on PATH.
+export PATH="$BIN:$PATH"
+
+# ---------------------------------------------------------------- tools
+NGINX=$(command -v nginx || true)
+[ -n "$NGINX" ] || [ ! -x /usr/sbin/nginx ] || NGINX=/usr/sbin/nginx
+MISSING=()
+[ -n "$NGINX" ] || MISSING+=(nginx-light)
+command -v jq >/dev/null 2>&1 || MISSING+=(jq)
+command -v openssl >/dev/null 2>&1 || MISSING+=(openssl)
+if [ "${#MISSING[@]}" -gt 0 ]; then
+    log "installing ${MISSING[*]}"
+    apt_install() { as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-upgrade "$@"; }
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    # nginx-light is gone from newer Debian releases; nginx is the fallback.
+    apt_install "${MISSING[@]}" || apt_install "${MISSING[@]/nginx-light/nginx}"
+    NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+fi
+[ -x "$NGINX" ] || die "nginx not found after installing it"
+
+# ---------------------------------------------------------------- cleanup
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/caracal-bench.XXXXXX")
+MOCK_PID=""
+NGINX_PID=""
+GATEWAY_UP=0
+cleanup() {
+    local status=$?
+    set +e
+    if [ "$GATEWAY_UP" = 1 ]; then
+        "$BIN/caracal" down >/dev/null 2>&1 || log "caracal down failed"
+    fi
+    [ -z "$NGINX_PID" ] || { kill "$NGINX_PID"; wait "$NGINX_PID"; } 2>/dev/null
+    [ -z "$MOCK_PID" ] || { kill "$MOCK_PID"; wait "$MOCK_PID"; } 2>/dev/null
+    if [ "$KEEP_WORK" = 1 ]; then
+        log "kept $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+
+# ---------------------------------------------------------------- mock
+log "starting the mock provider"
+RUST_LOG=warn "$BIN/caracal-mock-provider" --listen 127.0.0.1:0 --latency-ms 0 \
+    >"$WORK/mock.out" 2>"$WORK/mock.log" &
+MOCK_PID=$!
+MOCK_URL=""
+for _ in $(seq 1 100); do
+    MOCK_URL=$(sed -n 's/^caracal-mock-provider listening on //p' "$WORK/mock.out")
+    [ -z "$MOCK_URL" ] || break
+    kill -0 "$MOCK_PID" 2>/dev/null || die "the mock exited: $(cat "$WORK/mock.log")"
+    sleep 0.1
+done
+[ -n "$MOCK_URL" ] || die "the mock did not start"
+MOCK_PORT=${MOCK_URL##*:}
+
+# ---------------------------------------------------------------- gateway
+log "setting up a workspace and starting the gateway"
+export CARACAL_HOME="$WORK/home"
+caracal() { "$BIN/caracal" "$@"; }
+caracal workspace create bench >/dev/null
+caracal provider add openai --template openai --base-url "$MOCK_URL" \
+    --host api.openai.com --credential sk-bench --allow-private-network >/dev/null
+AGENT_JSON=$(caracal principal register --type agent --name bench-agent \
+    --email bench@example.com --json)
+AGENT_ID=$(jq -er .id <<<"$AGENT_JSON")
+AGENT_TOKEN=$(jq -er .token <<<"$AGENT_JSON")
+caracal allowlist create --agent-id "$AGENT_ID" \
+    --pattern 'https://api.openai.com/*' --pattern-type glob >/dev/null
+GW_PORT=$(free_port)
+METRICS_PORT=$(free_port)
+while [ "$METRICS_PORT" = "$GW_PORT" ]; do METRICS_PORT=$(free_port); done
+GATEWAY_UP=1
+caracal up --detach --listen "127.0.0.1:$GW_PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" >/dev/null
+caracal certs export-ca >"$WORK/gateway-ca.pem"
+GATEWAY_LOG="$CARACAL_HOME/workspaces/bench/logs/gateway.log"
+
+# ---------------------------------------------------------------- nginx
+log "starting nginx as a TLS reverse proxy"
+NGINX_DIR="$WORK/nginx"
+mkdir -p "$NGINX_DIR/tmp"
+# A CA and an ECDSA P-256 leaf for 127.0.0.1 (the key type the gateway uses).
+(
+    cd "$NGINX_DIR"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout ca.key -out ca.pem -days 2 -subj "/CN=caracal bench nginx CA" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout server.key -out server.csr -subj "/CN=127.0.0.1" 2>/dev/null
+    printf '%s\n' "basicConstraints=critical,CA:FALSE" \
+        "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" \
+        "subjectAltName=IP:127.0.0.1,DNS:localhost" >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+        -out server.pem -days 2 -extfile server.ext 2>/dev/null
+)
+NGINX_PORT=$(free_port)
+while [ "$NGINX_PORT" = "$GW_PORT" ] || [ "$NGINX_PORT" = "$METRICS_PORT" ]; do
+    NGINX_PORT=$(free_port)
+done
+cat >"$NGINX_DIR/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $NGINX_DIR/nginx.pid;
+error_log $NGINX_DIR/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $NGINX_DIR/tmp/body;
+    proxy_temp_path $NGINX_DIR/tmp/proxy;
+    fastcgi_temp_path $NGINX_DIR/tmp/fastcgi;
+    uwsgi_temp_path $NGINX_DIR/tmp/uwsgi;
+    scgi_temp_path $NGINX_DIR/tmp/scgi;
+    upstream mock {
+        server 127.0.0.1:$MOCK_PORT;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        # HTTP/1.1 only: no http2 on this listener.
+        listen 127.0.0.1:$NGINX_PORT ssl;
+        ssl_certificate $NGINX_DIR/server.pem;
+        ssl_certificate_key $NGINX_DIR/server.key;
+        keepalive_requests 1000000;
+        location / {
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+CONF
+"$NGINX" -t -q -p "$NGINX_DIR" -e "$NGINX_DIR/error.log" -c "$NGINX_DIR/nginx.conf"
+"$NGINX" -p "$NGINX_DIR" -e "$NGINX_DIR/error.log" -c "$NGINX_DIR/nginx.conf" &
+NGINX_PID=$!
+wait_for_port "$NGINX_PORT" nginx
+
+# ---------------------------------------------------------------- runs
+BODY="$WORK/chat.json"
+cat >"$BODY" <<'JSON'
+{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello in five words."}],"max_tokens":16,"stream":false}
+JSON
+COMMON=(--method POST --body-file "$BODY" --http1 --concurrency "$CONCURRENCY"
+    --duration "$DURATION" --warmup "$WARMUP" --json)
+CHAT=/v1/chat/completions
+# The agent token appears only in the arguments; the recorded commands
+# show it as TOKEN and the temp dir as $TMP.
+TARGETS=(direct nginx gw-base-url gw-proxy)
+RESULTS="$WORK/results.jsonl"
+: >"$RESULTS"
+COMMANDS=()
+for target in "${TARGETS[@]}"; do
+    case $target in
+    direct) ARGS=(--url "$MOCK_URL$CHAT" -H "Authorization: Bearer sk-bench") ;;
+    nginx) ARGS=(--url "https://127.0.0.1:$NGINX_PORT$CHAT" --ca-file "$NGINX_DIR/ca.pem"
+        -H "Authorization: Bearer sk-bench") ;;
+    gw-base-url) ARGS=(--url "https://127.0.0.1:$GW_PORT/openai$CHAT"
+        --ca-file "$WORK/gateway-ca.pem" -H "Authorization: Bearer $AGENT_TOKEN") ;;
+    gw-proxy) ARGS=(--url "https://api.openai.com$CHAT"
+        --proxy "https://$AGENT_ID:$AGENT_TOKEN@127.0.0.1:$GW_PORT"
+        --ca-file "$WORK/gateway-ca.pem") ;;
+    esac
+    log "load: $target (concurrency $CONCURRENCY, warm-up $WARMUP, $DURATION)"
+    # The 1-minute load average around each run shows whether other work on
+    # the machine competed with it.
+    load_before=$(cut -d ' ' -f 1 /proc/loadavg)
+    "$BIN/caracal-load" --label "$target" "${ARGS[@]}" "${COMMON[@]}" >"$WORK/run.json"
+    load_after=$(cut -d ' ' -f 1 /proc/loadavg)
+    jq -c --arg before "$load_before" --arg after "$load_after" \
+        '. + {load_avg_before: ($before | tonumber), load_avg_after: ($after | tonumber)}' \
+        "$WORK/run.json" >>"$RESULTS"
+    shown="caracal-load --label $target"
+    for a in "${ARGS[@]}" "${COMMON[@]}"; do
+        a=${a//$AGENT_TOKEN/TOKEN}
+        a=${a//$WORK/\$TMP}
+        case $a in *' '*) a="'$a'" ;; esac
+        shown+=" $a"
+    done
+    COMMANDS+=("$shown")
+    tail -n 1 "$RESULTS" | jq -c '{"label": .label, requests, errors, non_2xx, rps, p50_ms, p99_ms}' >&2
+done
+
+# ---------------------------------------------------------------- record
+DATE=$(date +%Y-%m-%d)
+OUT_DIR="$REPO/load-tests/results"
+mkdir -p "$OUT_DIR"
+OUT_MD="$OUT_DIR/$DATE-gateway-path.md"
+OUT_JSON="$OUT_DIR/$DATE-gateway-path.json"
+if COMMIT=$(git rev-parse --short HEAD 2>/dev/null); then
+    git diff --quiet HEAD 2>/dev/null || COMMIT="$COMMIT (with uncommitted changes)"
+else
+    COMMIT="none (no commit yet)"
+fi
+CPU=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n 1)
+CPU=${CPU:-unknown}
+NPROC=$(nproc)
+UNAME=$(uname -srm)
+NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
+COMMAND="CONCURRENCY=$CONCURRENCY DURATION=$DURATION WARMUP=$WARMUP load-tests/bench/gateway-path.sh"
+
+jq -n --slurpfile runs "$RESULTS" \
+    --arg date "$DATE" --arg commit "$COMMIT" --arg cpu "$CPU" --arg nproc "$NPROC" \
+    --arg uname "$UNAME" --arg nginx "$NGINX_VERSION" --arg command "$COMMAND" \
+    --arg concurrency "$CONCURRENCY" --arg duration "$DURATION" --arg warmup "$WARMUP" \
+    --args '{
+        date: $date, commit: $commit,
+        machine: {nproc: ($nproc | tonumber), uname: $uname, cpu: $cpu},
+        command: $command,
+        settings: {concurrency: ($concurrency | tonumber), duration: $duration,
+                   warmup: $warmup, http: "HTTP/1.1", nginx: $nginx,
+                   request: "POST /v1/chat/completions, non-streaming, max_tokens 16"},
+        load_commands: $ARGS.positional,
+        runs: $runs
+    }' "${COMMANDS[@]}" >"$OUT_JSON"
+
+# Markdown from the JSON, so the two always agree.
+jq -r '
+    # Fixed decimals without float noise; "-" for null.
+    def f(d): if . == null then "-" else
+          (. * pow(10; d) | round) as $n
+          | (if $n <= -1 then -$n else $n end) as $a
+          | pow(10; d) as $p
+          | (($a / $p) | floor | tostring) as $i
+          | (($a % $p) | tostring) as $fr
+          | (if $n <= -1 then "-" else "" end) + $i
+            + (if d > 0 then "." + (("0" * (d - ($fr | length))) // "") + $fr else "" end)
+        end;
+    def run(l): .runs[] | select(.label == l);
+    def diff(a; b): {
+        name: "\(a) vs \(b)",
+        p50: ((run(a).p50_ms) - (run(b).p50_ms)),
+        p99: ((run(a).p99_ms) - (run(b).p99_ms)),
+        ratio: ((run(a).rps) / (run(b).rps))
+    };
+    "# Gateway data path: \(.date)",
+    "",
+    "What a request costs through the gateway, compared with the same request",
+    "sent straight to the mock provider and through nginx as a plain TLS reverse",
+    "proxy, measured in the same run with the same load settings.",
+    "",
+    "> The load generator runs on the same \(.machine.nproc)-core machine as the mock,",
+    "> nginx and the gateway, and competes with them for CPU. Absolute numbers are",
+    "> therefore pessimistic; the ratios between rows are what matter.",
+    "",
+    "- Date: \(.date)",
+    "- Commit: \(.commit)",
+    "- Machine: \(.machine.nproc) cores, \(.machine.uname), \(.machine.cpu)",
+    "- Command: `\(.command)`",
+    "- Load: closed loop, \(.settings.concurrency) concurrent workers, \(.settings.warmup) warm-up, \(.settings.duration) measured, \(.settings.http), keep-alive, one shared client per run",
+    "- Request: \(.settings.request); mock provider with no added latency",
+    "- nginx: \(.settings.nginx), 1 worker, TLS (ECDSA P-256), keep-alive upstream (64)",
+    "",
+    "| target | rps | p50 ms | p90 ms | p99 ms | max ms | requests | errors | non-2xx | load avg |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    (.runs[] | "| \(.label) | \(.rps | f(1)) | \(.p50_ms | f(3)) | \(.p90_ms | f(3)) | \(.p99_ms | f(3)) | \(.max_ms | f(3)) | \(.requests) | \(.errors) | \(.non_2xx) | \(.load_avg_before) → \(.load_avg_after) |"),
+    "",
+    "*load avg* is the machine'"'"'s 1-minute load average before and after the row'"'"'s",
+    "run. The run itself accounts for about 2-3 on these \(.machine.nproc) cores (load generator",
+    "plus one server); much more means other work competed and the row is noisier.",
+    "",
+    "Targets: `direct` = the mock over plain HTTP; `nginx` = nginx TLS reverse",
+    "proxy in front of the mock; `gw-base-url` = the gateway over TLS,",
+    "`https://127.0.0.1:PORT/openai/v1/...` with a bearer token; `gw-proxy` = the",
+    "gateway as HTTPS proxy (`CONNECT api.openai.com:443`, TLS inside the tunnel",
+    "with a leaf minted by the workspace CA).",
+    "",
+    "## Gateway overhead",
+    "",
+    "| comparison | added p50 ms | added p99 ms | throughput ratio |",
+    "|---|---:|---:|---:|",
+    ([diff("gw-base-url"; "direct"), diff("gw-proxy"; "direct"),
+      diff("gw-base-url"; "nginx"), diff("gw-proxy"; "nginx"),
+      diff("nginx"; "direct")][]
+     | "| \(.name) | \(.p50 | f(3)) | \(.p99 | f(3)) | \(.ratio | f(3)) |"),
+    "",
+    "Added latency is the difference of the percentiles; the throughput ratio is",
+    "rps of the first target over rps of the second (1.0 = as fast). `nginx vs",
+    "direct` is the cost of a minimal TLS reverse proxy on this machine, the",
+    "yardstick for the gateway rows.",
+    "",
+    "## Load commands",
+    "",
+    "```",
+    (.load_commands[]),
+    "```",
+    "",
+    "Raw summaries: the `.json` file next to this one."
+' "$OUT_JSON" >"$OUT_MD"
+
+# ---------------------------------------------------------------- verdict
+cat "$OUT_MD"
+log "wrote $OUT_MD and $OUT_JSON"
+FAILED=$(jq -r '[.runs[] | select(.errors > 0 or .non_2xx > 0 or .ok == 0) | .label] | join(" ")' "$OUT_JSON")
+if [ -n "$FAILED" ]; then
+    jq -r '.runs[] | select(.errors > 0 or .non_2xx > 0) | "\(.label): statuses \(.statuses), errors \(.error_kinds)"' "$OUT_JSON" >&2
+    [ ! -f "$GATEWAY_LOG" ] || { log "last lines of $GATEWAY_LOG:"; tail -n 20 "$GATEWAY_LOG" >&2; }
+    die "runs with errors or non-2xx responses: $FAILED"
+fi
