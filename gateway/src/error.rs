@@ -34,6 +34,8 @@ pub enum Code {
     NotReady,
     /// A bug or an unexpected local failure.
     Internal,
+    /// The client went away before the provider answered (ledger only).
+    ClientCancelled,
 }
 
 impl Code {
@@ -52,6 +54,7 @@ impl Code {
             Self::UpstreamTimeout => "upstream_timeout",
             Self::NotReady => "not_ready",
             Self::Internal => "internal",
+            Self::ClientCancelled => "client_cancelled",
         }
     }
 
@@ -74,6 +77,8 @@ impl Code {
             Self::UpstreamTimeout => S::GATEWAY_TIMEOUT,
             Self::NotReady => S::SERVICE_UNAVAILABLE,
             Self::Internal => S::INTERNAL_SERVER_ERROR,
+            // Never sent: there is nobody left to send it to (nginx's 499).
+            Self::ClientCancelled => S::from_u16(499).unwrap_or(S::BAD_REQUEST),
         }
     }
 
@@ -89,9 +94,11 @@ impl Code {
             | Self::ResourceNotAllowed
             | Self::DestinationForbidden
             | Self::HostMismatch => true,
-            Self::UpstreamUnavailable | Self::UpstreamTimeout | Self::NotReady | Self::Internal => {
-                false
-            }
+            Self::UpstreamUnavailable
+            | Self::UpstreamTimeout
+            | Self::NotReady
+            | Self::Internal
+            | Self::ClientCancelled => false,
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod error;
 pub mod ledger;
 pub mod model;
 pub mod ops;
+pub mod path;
 pub mod provider;
 pub mod proxy;
 pub mod runtime;

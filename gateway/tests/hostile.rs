@@ -344,3 +344,95 @@ async fn names_that_resolve_to_private_addresses_are_refused_upstream() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test]
+async fn ambiguous_paths_are_refused_before_forwarding() {
+    let env = start().await;
+    let before = env.mock.requests().len();
+    for path in [
+        "/v1/models/../../admin",
+        "/v1/%2e%2e/admin",
+        "/v1//models",
+        "/v1/models%2f..%2fadmin",
+        "/v1\\models",
+    ] {
+        let req = format!(
+            "GET /openai{path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+            env.token
+        );
+        let resp = env.raw(req.as_bytes(), WAIT).await;
+        assert!(
+            status_of(&resp) == 400 || resp.is_empty(),
+            "{path} -> {resp}"
+        );
+        if !resp.is_empty() {
+            assert_eq!(code_of(&resp), "bad_request", "{path}");
+        }
+    }
+    assert_eq!(
+        env.mock.requests().len(),
+        before,
+        "an ambiguous path was forwarded"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_before_the_answer_still_leaves_a_ledger_row() {
+    let env = start().await;
+    let body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+    let req = format!(
+        "POST /openai/v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nx-mock-latency-ms: 1500\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        env.token,
+        body.len()
+    );
+    let mut s = tokio::net::TcpStream::connect(env.gw.addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    drop(s);
+    let events = env.ledger(1).await;
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let e = &events[0];
+    assert_eq!(
+        (e.decision.as_str(), e.code.as_str()),
+        ("error", "client_cancelled")
+    );
+    assert_eq!(e.resource.as_deref(), Some("chat.completions"));
+    assert_eq!(e.request_bytes, body.len() as u64);
+    assert_eq!(
+        env.mock.requests().len(),
+        1,
+        "the provider did receive the call"
+    );
+}
+
+#[tokio::test]
+async fn a_provider_stream_that_stalls_is_cut_off_and_recorded() {
+    let env = start().await;
+    let client = env.direct_client();
+    let resp = client
+        .post(format!("{}/v1/chat/completions", env.base_url("openai")))
+        .bearer_auth(&env.token)
+        .header("x-mock-gate", "never-released")
+        .json(&serde_json::json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = resp.headers()["x-caracal-event-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    // The provider sends one chunk and then nothing; the gateway's idle
+    // limit (upstream_response_timeout, 5 s in tests) ends the stream.
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(15), resp.bytes()).await;
+    assert!(result.expect("the stream was never cut off").is_err());
+    assert!(started.elapsed() >= Duration::from_secs(4));
+    let e = env.event(&id).await;
+    assert_eq!(e.decision, "allow");
+    assert!(
+        e.detail.as_deref().unwrap_or("").contains("stalled"),
+        "{e:?}"
+    );
+    assert!(e.response_bytes > 0);
+}

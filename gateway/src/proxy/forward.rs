@@ -84,6 +84,15 @@ pub async fn send(
         &provider.default_headers,
     );
 
+    // From here on the call is owed a ledger row, even if the client goes
+    // away before the provider answers.
+    let mut pending = Pending::new(
+        rec.event("allow", "ok"),
+        started,
+        progress.clone(),
+        shared.sink.clone(),
+        in_flight,
+    );
     let client = shared.upstream.client(provider.def.allow_private_network);
     let response = tokio::time::timeout(
         limits.upstream_response_timeout,
@@ -93,6 +102,7 @@ pub async fn send(
     let response = match response {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
+            pending.disarm();
             let d = if progress.too_large.load(Ordering::Relaxed) {
                 Denial::new(
                     Code::BodyTooLarge,
@@ -104,18 +114,21 @@ pub async fn send(
             } else if let Some(f) = forbidden_in(&e) {
                 Denial::new(Code::DestinationForbidden, f.to_string())
             } else {
+                // The cause stays in the log: it can name internal hosts.
+                tracing::warn!(
+                    provider = provider.name(),
+                    error = error_chain(&e),
+                    "upstream request failed"
+                );
                 Denial::new(
                     Code::UpstreamUnavailable,
-                    format!(
-                        "provider {} could not be reached: {}",
-                        provider.name(),
-                        error_chain(&e)
-                    ),
+                    format!("provider {} could not be reached", provider.name()),
                 )
             };
             return refuse(shared, rec, &d, started, proxy);
         }
         Err(_) => {
+            pending.disarm();
             let d = Denial::new(
                 Code::UpstreamTimeout,
                 format!(
@@ -139,21 +152,14 @@ pub async fn send(
         dialect(provider.def.template),
         USAGE_CAP,
     );
-    let mut event = rec.event("allow", "ok");
-    event.status = Some(parts.status.as_u16());
-    if let Ok(v) = HeaderValue::from_str(&event.id) {
+    pending.set_status(parts.status.as_u16());
+    if let Ok(v) = HeaderValue::from_str(pending.id()) {
         parts
             .headers
             .insert(HeaderName::from_static("x-caracal-event-id"), v);
     }
-    let pending = Pending {
-        event,
-        started,
-        request: progress,
-        sink: shared.sink.clone(),
-        in_flight,
-    };
-    Response::from_parts(parts, Metered::new(body, observer, pending).boxed_unsync())
+    let body = Metered::new(body, observer, pending, limits.upstream_response_timeout);
+    Response::from_parts(parts, body.boxed_unsync())
 }
 
 fn dialect(t: Template) -> Dialect {

@@ -1,8 +1,10 @@
 //! Metering at the body level. Request bodies are counted, capped and
-//! guarded against stalls as they stream up; response bodies are counted
-//! and scanned for token usage as they stream down. When a response ends,
-//! fails or is dropped (the client went away) the call's ledger row is
-//! emitted exactly once.
+//! guarded against stalls as they stream up; response bodies are counted,
+//! guarded against stalls and scanned for token usage as they stream down.
+//! Every forwarded call's ledger row is owed from the moment it is sent
+//! upstream ([`Pending`]) and is emitted exactly once: when the response
+//! ends, fails or is dropped, or — when the client goes away before the
+//! provider answered — as a cancelled call.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,16 +18,43 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::Sleep;
 
 use super::respond::BoxError;
+use crate::error::Code;
 use crate::ledger::{EventSink, LedgerEvent};
 use crate::usage::UsageObserver;
 
-/// Why a request body was cut off.
+/// Why a body was cut off by the gateway.
 #[derive(Debug, thiserror::Error)]
-pub enum RequestBodyError {
+pub enum BodyError {
     #[error("request body exceeds the limit of {0} bytes")]
     TooLarge(u64),
-    #[error("request body stalled for more than {0:?}")]
+    #[error("no data for {0:?}")]
     Stalled(Duration),
+}
+
+/// A timer that fires when a body makes no progress for `idle`.
+struct Stall {
+    idle: Duration,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Stall {
+    fn new(idle: Duration) -> Self {
+        Self {
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+
+    /// Progress was made: start the wait again.
+    fn reset(&mut self) {
+        let deadline = tokio::time::Instant::now() + self.idle;
+        self.timer.as_mut().reset(deadline);
+    }
+
+    /// True when the body has been idle too long (registers a wake-up otherwise).
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.timer.as_mut().poll(cx).is_ready()
+    }
 }
 
 /// Shared view of a request body's progress.
@@ -41,8 +70,7 @@ pub struct Counted<B> {
     inner: B,
     progress: Arc<RequestProgress>,
     limit: u64,
-    idle: Duration,
-    timer: Pin<Box<Sleep>>,
+    stall: Stall,
 }
 
 impl<B> Counted<B> {
@@ -51,8 +79,7 @@ impl<B> Counted<B> {
             inner,
             progress,
             limit,
-            idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
+            stall: Stall::new(idle),
         }
     }
 }
@@ -73,30 +100,22 @@ where
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    let total = this
-                        .progress
-                        .bytes
-                        .fetch_add(data.len() as u64, Ordering::Relaxed)
-                        + data.len() as u64;
+                    let len = data.len() as u64;
+                    let total = this.progress.bytes.fetch_add(len, Ordering::Relaxed) + len;
                     if total > this.limit {
                         this.progress.too_large.store(true, Ordering::Relaxed);
-                        return Poll::Ready(Some(Err(
-                            RequestBodyError::TooLarge(this.limit).into()
-                        )));
+                        return Poll::Ready(Some(Err(BodyError::TooLarge(this.limit).into())));
                     }
                 }
-                let deadline = tokio::time::Instant::now() + this.idle;
-                this.timer.as_mut().reset(deadline);
+                this.stall.reset();
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => match this.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    Poll::Ready(Some(Err(RequestBodyError::Stalled(this.idle).into())))
-                }
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending if this.stall.expired(cx) => {
+                Poll::Ready(Some(Err(BodyError::Stalled(this.stall.idle).into())))
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -140,31 +159,91 @@ pub fn finish(sink: &dyn EventSink, mut event: LedgerEvent, started: Instant) {
     sink.emit(event);
 }
 
-/// State carried until the response body is done.
+/// The ledger row a forwarded call owes. Dropped while still armed (the
+/// client went away before the provider's response began), it records the
+/// call as `client_cancelled`: the provider may have done — and billed —
+/// the work, so the call must not vanish from the ledger.
 pub struct Pending {
-    pub event: LedgerEvent,
-    pub started: Instant,
-    pub request: Arc<RequestProgress>,
-    pub sink: Arc<dyn EventSink>,
-    pub in_flight: InFlight,
+    event: Option<LedgerEvent>,
+    started: Instant,
+    request: Arc<RequestProgress>,
+    sink: Arc<dyn EventSink>,
+    _in_flight: InFlight,
+}
+
+impl Pending {
+    pub fn new(
+        event: LedgerEvent,
+        started: Instant,
+        request: Arc<RequestProgress>,
+        sink: Arc<dyn EventSink>,
+        in_flight: InFlight,
+    ) -> Self {
+        Self {
+            event: Some(event),
+            started,
+            request,
+            sink,
+            _in_flight: in_flight,
+        }
+    }
+
+    /// The event id (also sent to the caller as `x-caracal-event-id`).
+    pub fn id(&self) -> &str {
+        self.event.as_ref().map_or("", |e| e.id.as_str())
+    }
+
+    pub fn set_status(&mut self, status: u16) {
+        if let Some(e) = self.event.as_mut() {
+            e.status = Some(status);
+        }
+    }
+
+    /// The caller records this call another way (a refusal row).
+    pub fn disarm(mut self) {
+        self.event = None;
+    }
+
+    /// Emits the row, completed by `fill`.
+    fn emit(&mut self, fill: impl FnOnce(&mut LedgerEvent)) {
+        if let Some(mut event) = self.event.take() {
+            event.request_bytes = self.request.bytes.load(Ordering::Relaxed);
+            fill(&mut event);
+            finish(self.sink.as_ref(), event, self.started);
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.emit(|e| {
+            e.decision = "error".into();
+            e.code = Code::ClientCancelled.as_str().into();
+            e.status = None;
+            e.detail = Some("the client went away before the provider answered".into());
+        });
+    }
 }
 
 /// A response body streamed to the caller while being counted and scanned
-/// for usage. Frames pass through untouched and immediately.
+/// for usage. Frames pass through untouched and immediately; a provider
+/// that sends nothing for `idle` is cut off.
 pub struct Metered<B> {
     inner: B,
     observer: Option<UsageObserver>,
     bytes: u64,
     pending: Option<Pending>,
+    stall: Stall,
 }
 
 impl<B: HttpBody> Metered<B> {
-    pub fn new(inner: B, observer: UsageObserver, pending: Pending) -> Self {
+    pub fn new(inner: B, observer: UsageObserver, pending: Pending, idle: Duration) -> Self {
         let mut this = Self {
             inner,
             observer: Some(observer),
             bytes: 0,
             pending: Some(pending),
+            stall: Stall::new(idle),
         };
         // hyper never polls a body that is already known to be empty.
         if this.inner.is_end_stream() {
@@ -178,27 +257,28 @@ impl<B> Metered<B> {
     /// Emits the ledger row (once). `complete` is false when the body was
     /// cut off; `error` says by what.
     fn settle(&mut self, complete: bool, error: Option<String>) {
-        let Some(p) = self.pending.take() else { return };
-        let mut event = p.event;
-        event.request_bytes = p.request.bytes.load(Ordering::Relaxed);
-        event.response_bytes = self.bytes;
-        if let Some(observer) = self.observer.take() {
-            let outcome = observer.finish(complete);
-            if let Some(u) = outcome.usage() {
-                event.input_tokens = Some(u.input_tokens);
-                event.output_tokens = Some(u.output_tokens);
-                event.cached_input_tokens = Some(u.cached_input_tokens);
-                event.model = u.model.clone();
+        let Some(mut pending) = self.pending.take() else {
+            return;
+        };
+        let bytes = self.bytes;
+        let outcome = self.observer.take().map(|o| o.finish(complete));
+        pending.emit(|event| {
+            event.response_bytes = bytes;
+            if let Some(outcome) = outcome {
+                if let Some(u) = outcome.usage() {
+                    event.input_tokens = Some(u.input_tokens);
+                    event.output_tokens = Some(u.output_tokens);
+                    event.cached_input_tokens = Some(u.cached_input_tokens);
+                    event.model = u.model.clone();
+                }
+                event.usage = Some(outcome.code().to_string());
             }
-            event.usage = Some(outcome.code().to_string());
-        }
-        if let Some(err) = error {
-            event.detail = Some(err);
-        } else if !complete {
-            event.detail = Some("client disconnected before the response ended".into());
-        }
-        finish(p.sink.as_ref(), event, p.started);
-        drop(p.in_flight);
+            event.detail = match error {
+                Some(err) => Some(err),
+                None if !complete => Some("client disconnected before the response ended".into()),
+                None => None,
+            };
+        });
     }
 }
 
@@ -223,6 +303,7 @@ where
                         o.observe(data);
                     }
                 }
+                this.stall.reset();
                 // hyper may stop polling once the body reports its end.
                 if this.inner.is_end_stream() {
                     this.settle(true, None);
@@ -237,6 +318,11 @@ where
             Poll::Ready(None) => {
                 this.settle(true, None);
                 Poll::Ready(None)
+            }
+            Poll::Pending if this.stall.expired(cx) => {
+                let e = BodyError::Stalled(this.stall.idle);
+                this.settle(false, Some(format!("provider stream stalled: {e}")));
+                Poll::Ready(Some(Err(e.into())))
             }
             Poll::Pending => Poll::Pending,
         }

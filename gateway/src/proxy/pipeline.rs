@@ -93,13 +93,17 @@ pub fn admit(
     // Identity first, so an unauthenticated caller learns nothing else.
     let principal = authenticate(snap, caller)?;
     rec.principal_id = Some(principal.id.clone());
+    // Canonical URLs carry no query string: allowlists speak about
+    // resources, and queries may hold secrets that must not reach the ledger.
+    let path = path.split('?').next().unwrap_or(path);
+    // A path an upstream could read differently is refused before it is
+    // classified or matched.
+    crate::path::check(path)
+        .map_err(|e| Denial::new(Code::BadRequest, format!("{path:?}: {e}")))?;
     // The destination must be a configured provider (and never a private
     // address it does not explicitly cover).
     let (provider, scheme_host) = resolve_provider(snap, &target)?;
     rec.provider = Some(provider.name().to_string());
-    // Canonical URLs carry no query string: allowlists speak about
-    // resources, and queries may hold secrets that must not reach the ledger.
-    let path = path.split('?').next().unwrap_or(path);
     let url = format!("{scheme_host}{path}");
     rec.url = Some(url.clone());
     // The operation is what policies and mandates speak about.
