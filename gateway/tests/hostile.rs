@@ -436,3 +436,75 @@ async fn a_provider_stream_that_stalls_is_cut_off_and_recorded() {
     );
     assert!(e.response_bytes > 0);
 }
+
+#[tokio::test]
+async fn an_http2_connection_that_never_sends_a_request_is_closed() {
+    let env = start().await;
+    let mut s = tokio::net::TcpStream::connect(env.gw.addr).await.unwrap();
+    // Connection preface and an empty SETTINGS frame, then nothing.
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        use tokio::io::AsyncReadExt;
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("idle HTTP/2 connection still open after 10 s"),
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed only after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn tunnels_count_against_max_connections() {
+    let env = start_custom(Default::default(), |c| c.limits.max_connections = 2).await;
+    let open_tunnel = || async {
+        let mut s = tokio::net::TcpStream::connect(env.gw.addr).await.unwrap();
+        let req = format!(
+            "CONNECT api.openai.com:80 HTTP/1.1\r\nHost: api.openai.com:80\r\nProxy-Authorization: Basic {}\r\n\r\nGET /v1/models HTTP/1.1\r\nHost: api.openai.com\r\n\r\n",
+            env.basic()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 8192];
+        while !String::from_utf8_lossy(&seen).contains("\"data\"") {
+            use tokio::io::AsyncReadExt;
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "tunnel closed: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+        s
+    };
+    let first = open_tunnel().await;
+    let second = open_tunnel().await;
+    // Both tunnels are open and idle (idle_timeout is 2 s): no place left.
+    let refused = env
+        .raw(
+            b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+            Duration::from_secs(1),
+        )
+        .await;
+    assert!(
+        refused.is_empty(),
+        "a third connection was served: {refused}"
+    );
+    drop((first, second));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let served = env
+        .raw(
+            b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+            Duration::from_secs(3),
+        )
+        .await;
+    assert_eq!(status_of(&served), 200, "{served}");
+}

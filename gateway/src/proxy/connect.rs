@@ -29,6 +29,7 @@ const TLS_HANDSHAKE: u8 = 0x16;
 /// Answers a CONNECT: 200 and a tunnel, or a refusal.
 pub async fn open(
     shared: &Arc<Shared>,
+    conn: &ConnInfo,
     req: Request<Incoming>,
     rec: &mut CallRecord,
     started: Instant,
@@ -68,9 +69,14 @@ pub async fn open(
     };
     let on_upgrade = hyper::upgrade::on(req);
     let task_shared = shared.clone();
+    let outer = ConnInfo {
+        peer: conn.peer,
+        tunnel: None,
+        slot: conn.slot.clone(),
+    };
     shared.tracker.spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => serve_tunnel(task_shared, tunnel, TokioIo::new(upgraded)).await,
+            Ok(upgraded) => serve_tunnel(task_shared, outer, tunnel, TokioIo::new(upgraded)).await,
             Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
         }
     });
@@ -84,16 +90,17 @@ pub async fn open(
 /// tunnels, and the explicit type breaks that cycle for the compiler.
 fn serve_tunnel<S>(
     shared: Arc<Shared>,
+    outer: ConnInfo,
     tunnel: Tunnel,
     io: S,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    Box::pin(tunnel_inner(shared, tunnel, io))
+    Box::pin(tunnel_inner(shared, outer, tunnel, io))
 }
 
-async fn tunnel_inner<S>(shared: Arc<Shared>, mut tunnel: Tunnel, mut io: S)
+async fn tunnel_inner<S>(shared: Arc<Shared>, outer: ConnInfo, mut tunnel: Tunnel, mut io: S)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -108,8 +115,8 @@ where
     let io = Rewind::new(Bytes::from(first), io);
     if !is_tls {
         let conn = ConnInfo {
-            peer: ([0, 0, 0, 0], 0).into(),
             tunnel: Some(tunnel),
+            ..outer
         };
         serve_connection(shared, TokioIo::new(io), conn).await;
         return;
@@ -132,8 +139,8 @@ where
     };
     tunnel.https = true;
     let conn = ConnInfo {
-        peer: ([0, 0, 0, 0], 0).into(),
         tunnel: Some(tunnel),
+        ..outer
     };
     serve_connection(shared, TokioIo::new(tls), conn).await;
 }

@@ -4,13 +4,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::service::handle;
@@ -39,10 +40,9 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tls: TlsAcc
         };
         let task_shared = shared.clone();
         let tls = tls.clone();
-        shared.tracker.spawn(async move {
-            connection(task_shared, tcp, peer, tls).await;
-            drop(slot);
-        });
+        shared
+            .tracker
+            .spawn(connection(task_shared, tcp, peer, tls, Arc::new(slot)));
     }
 }
 
@@ -51,6 +51,7 @@ async fn connection(
     tcp: TcpStream,
     peer: std::net::SocketAddr,
     tls: TlsAcceptor,
+    slot: Arc<OwnedSemaphorePermit>,
 ) {
     let _ = tcp.set_nodelay(true);
     let wait = shared.config.limits.header_read_timeout;
@@ -59,7 +60,11 @@ async fn connection(
         Ok(Ok(1)) => {}
         _ => return,
     }
-    let conn = ConnInfo { peer, tunnel: None };
+    let conn = ConnInfo {
+        peer,
+        tunnel: None,
+        slot: Some(slot),
+    };
     if first[0] == 0x16 {
         match tokio::time::timeout(wait, tls.accept(tcp)).await {
             Ok(Ok(stream)) => serve_connection(shared, TokioIo::new(stream), conn).await,
@@ -82,8 +87,11 @@ where
     let limits = shared.config.limits.clone();
     let conn = Arc::new(conn);
     let svc_shared = shared.clone();
+    let activity = Arc::new(Activity::new());
+    let svc_activity = activity.clone();
     // Boxed: the handler can open tunnels that serve connections in turn.
     let service = service_fn(move |req| -> Pin<Box<dyn Future<Output = _> + Send>> {
+        svc_activity.request_started();
         Box::pin(handle(svc_shared.clone(), conn.clone(), req))
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -105,20 +113,79 @@ where
         .keep_alive_interval(Some(std::time::Duration::from_secs(30)));
     let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
+    // Runs until the connection ends, shutdown begins, or the client has
+    // started no request for too long: header_read_timeout before the first
+    // (so a connection that never authenticates cannot hold a slot, HTTP/2
+    // included), idle_timeout after. Closing is graceful either way: a
+    // response still streaming is not cut off.
+    loop {
+        let idle_limit = if activity.requests() == 0 {
+            limits.header_read_timeout
+        } else {
+            limits.idle_timeout
+        };
+        let deadline = activity.last() + idle_limit;
+        tokio::select! {
+            r = connection.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = shared.shutdown.cancelled() => break,
+            _ = tokio::time::sleep_until(deadline) => {
+                if activity.requests() == 0 {
+                    // Nothing was ever asked, so nothing can be cut off;
+                    // a silent HTTP/2 peer would not even ack a GOAWAY.
+                    return;
+                }
+                if activity.last() + idle_limit <= tokio::time::Instant::now() {
+                    break;
+                }
+            }
+        }
+    }
+    connection.as_mut().graceful_shutdown();
+    // A client that ignores the request to finish is cut off when the
+    // gateway's drain period ends.
     tokio::select! {
-        r = connection.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
+        _ = connection.as_mut() => {}
+        _ = shared.force_close.cancelled() => {}
+    }
+}
+
+/// When a connection last started a request, and how many it started.
+struct Activity {
+    opened: tokio::time::Instant,
+    last_ms: AtomicU64,
+    requests: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            opened: tokio::time::Instant::now(),
+            last_ms: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
         }
-        _ = shared.shutdown.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            // A client that ignores the request to finish is cut off when
-            // the drain period ends.
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                _ = shared.force_close.cancelled() => {}
-            }
-        }
+    }
+
+    fn request_started(&self) {
+        let ms = self
+            .opened
+            .elapsed()
+            .as_millis()
+            .try_into()
+            .unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    fn last(&self) -> tokio::time::Instant {
+        self.opened + std::time::Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
     }
 }

@@ -57,4 +57,7 @@ pub struct Tunnel {
 pub struct ConnInfo {
     pub peer: std::net::SocketAddr,
     pub tunnel: Option<Tunnel>,
+    /// The connection's place under `limits.max_connections`; a tunnel
+    /// keeps its CONNECT connection's place until the tunnel closes.
+    pub slot: Option<Arc<tokio::sync::OwnedSemaphorePermit>>,
 }

@@ -39,7 +39,7 @@ pub async fn handle(
     let resp = match &conn.tunnel {
         Some(tunnel) => tunneled(&shared, tunnel, req, &mut rec, started, in_flight).await,
         None if req.method() == Method::CONNECT => {
-            connect::open(&shared, req, &mut rec, started).await
+            connect::open(&shared, &conn, req, &mut rec, started).await
         }
         None if mode == Mode::HttpProxy => {
             absolute(&shared, req, &mut rec, started, in_flight).await

@@ -80,8 +80,14 @@ pub async fn start() -> Env {
 }
 
 pub async fn start_with(mock_config: MockConfig) -> Env {
+    start_custom(mock_config, |_| {}).await
+}
+
+/// Like [`start`], with the configuration adjusted by `adjust`.
+pub async fn start_custom(mock_config: MockConfig, adjust: impl FnOnce(&mut Config)) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path());
+    let mut config = config(dir.path());
+    adjust(&mut config);
     let store = Store::open(&config.database).await.unwrap();
     let mock = mock::start("127.0.0.1:0".parse().unwrap(), mock_config)
         .await
