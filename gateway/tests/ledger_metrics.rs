@@ -134,3 +134,84 @@ async fn shutdown_writes_every_pending_ledger_event() {
     let events = store.query_ledger(&Default::default()).await.unwrap();
     assert_eq!(events.len(), 20);
 }
+
+#[tokio::test]
+async fn calls_are_refused_while_the_ledger_cannot_record_them_and_nothing_is_lost() {
+    let env = start().await;
+    let client = env.direct_client();
+    let call = || async {
+        let r = client
+            .get(format!("{}/v1/models", env.base_url("openai")))
+            .bearer_auth(&env.token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap_or_default();
+        (status, body)
+    };
+    assert_eq!(call().await.0, 200);
+    // Break the ledger table behind the gateway's back.
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        env.dir.path().join("caracal.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("ALTER TABLE ledger_events RENAME TO ledger_events_away")
+        .execute(&db)
+        .await
+        .unwrap();
+    let mut forwarded = 1;
+    let broke = Instant::now();
+    loop {
+        let (status, body) = call().await;
+        if status == 503 {
+            assert!(body.contains("not_ready"), "{body}");
+            break;
+        }
+        assert_eq!(status, 200);
+        forwarded += 1;
+        assert!(
+            broke.elapsed() < Duration::from_secs(5),
+            "calls still forwarded with a broken ledger"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let health = client
+        .get(format!("https://127.0.0.1:{}/health", env.gw.addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 503);
+    let report: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(report["failing"], serde_json::json!(["ledger"]));
+    // Repair it: the queued rows land, and calls flow again.
+    sqlx::query("ALTER TABLE ledger_events_away RENAME TO ledger_events")
+        .execute(&db)
+        .await
+        .unwrap();
+    let repaired = Instant::now();
+    while call().await.0 != 200 {
+        assert!(
+            repaired.elapsed() < Duration::from_secs(10),
+            "never recovered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    forwarded += 1;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let events = env.store.query_ledger(&Default::default()).await.unwrap();
+        let allowed = events.iter().filter(|e| e.decision == "allow").count();
+        if allowed == forwarded {
+            assert!(events.iter().any(|e| e.code == "not_ready"));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{allowed} of {forwarded} forwarded calls recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

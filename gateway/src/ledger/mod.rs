@@ -97,4 +97,40 @@ impl LedgerEvent {
 /// queue and write elsewhere, and must not lose an accepted event.
 pub trait EventSink: Send + Sync + 'static {
     fn emit(&self, event: LedgerEvent);
+
+    /// Whether new calls may be forwarded: false when the sink cannot
+    /// promise to record them (writer failing, backlog too long). The
+    /// data path then refuses with `not_ready`.
+    fn accepting(&self) -> bool;
+}
+
+/// Longest `url` or `detail` kept in a ledger row (the rest is cut, marked
+/// with `…`), so hostile requests cannot make rows arbitrarily large.
+pub const MAX_TEXT: usize = 2048;
+
+/// Cuts `s` to at most [`MAX_TEXT`] bytes on a character boundary.
+pub fn bounded(mut s: String) -> String {
+    if s.len() > MAX_TEXT {
+        let mut end = MAX_TEXT - '…'.len_utf8();
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_text_is_cut_on_a_character_boundary() {
+        assert_eq!(bounded("short".into()), "short");
+        let cut = bounded("é".repeat(3000));
+        assert!(cut.len() <= MAX_TEXT && cut.ends_with('…'));
+        let exact = "a".repeat(MAX_TEXT);
+        assert_eq!(bounded(exact.clone()), exact);
+    }
 }

@@ -41,7 +41,6 @@ pub async fn open(
             return refuse(shared, rec, &d, started, true);
         }
     };
-    rec.url = Some(authority.to_string());
     let snapshot = shared.snapshot.load();
     let caller = Caller::Presented(authn::from_proxy_headers(req.headers()));
     let principal = match pipeline::authenticate(&snapshot, caller) {
@@ -49,6 +48,7 @@ pub async fn open(
         Err(d) => return refuse(shared, rec, &d, started, true),
     };
     rec.principal_id = Some(principal.id.clone());
+    rec.url = Some(authority.to_string());
     let host = match pipeline::normalise_host(&snapshot, authority.host()) {
         Ok(h) => h,
         Err(d) => return refuse(shared, rec, &d, started, true),

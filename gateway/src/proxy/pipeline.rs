@@ -76,7 +76,7 @@ impl CallRecord {
         e.resource = self.resource.clone();
         e.action = self.action.clone();
         e.method = Some(self.method.clone());
-        e.url = self.url.clone();
+        e.url = self.url.clone().map(crate::ledger::bounded);
         e
     }
 }

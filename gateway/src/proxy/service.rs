@@ -97,7 +97,7 @@ pub fn refuse(
     let decision = if d.code.is_denial() { "deny" } else { "error" };
     let mut event = rec.event(decision, d.code.as_str());
     event.status = Some(d.code.status(proxy).as_u16());
-    event.detail = Some(d.message.clone());
+    event.detail = Some(crate::ledger::bounded(d.message.clone()));
     tracing::info!(
         code = %d.code,
         principal = rec.principal_id.as_deref().unwrap_or("-"),
@@ -263,6 +263,14 @@ async fn enforce(
     in_flight: InFlight,
     proxy: bool,
 ) -> Response<Body> {
+    // Fail closed: a call the ledger could not record is not forwarded.
+    if !shared.sink.accepting() {
+        let d = Denial::new(
+            Code::NotReady,
+            "the ledger cannot record calls right now; try again shortly",
+        );
+        return refuse(shared, rec, &d, started, proxy);
+    }
     // The snapshot guard is released before anything is awaited.
     let decision = pipeline::admit(
         &shared.snapshot.load(),
