@@ -134,12 +134,7 @@ pub async fn run(cmd: AllowlistCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::R
             } else if entries.is_empty() {
                 writeln!(io.out, "no allowlist entries")?;
             } else {
-                let names: HashMap<String, String> = store
-                    .list_principals()
-                    .await?
-                    .into_iter()
-                    .map(|p| (p.id, p.name))
-                    .collect();
+                let names = context::principal_names(&store).await?;
                 print_entries(io.out, &entries, &names)?;
             }
         }

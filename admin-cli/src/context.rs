@@ -62,3 +62,15 @@ impl Workspace {
 pub async fn principal(store: &Store, id_or_name: &str) -> anyhow::Result<Principal> {
     Ok(store.find_principal(id_or_name).await?)
 }
+
+/// Principal names by id, for tables that show who did what.
+pub async fn principal_names(
+    store: &Store,
+) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    Ok(store
+        .list_principals()
+        .await?
+        .into_iter()
+        .map(|p| (p.id, p.name))
+        .collect())
+}

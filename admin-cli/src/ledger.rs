@@ -74,12 +74,7 @@ pub async fn run(cmd: LedgerCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Resu
     } else if events.is_empty() {
         writeln!(io.out, "no ledger events match")?;
     } else {
-        let names: HashMap<String, String> = store
-            .list_principals()
-            .await?
-            .into_iter()
-            .map(|p| (p.id, p.name))
-            .collect();
+        let names = context::principal_names(&store).await?;
         print_events(io.out, &events, &names)?;
     }
     Ok(Exit::Success)

@@ -418,10 +418,7 @@ async fn a_provider_stream_that_stalls_is_cut_off_and_recorded() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let id = resp.headers()["x-caracal-event-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let id = event_id(&resp);
     // The provider sends one chunk and then nothing; the gateway's idle
     // limit (upstream_response_timeout, 5 s in tests) ends the stream.
     let started = std::time::Instant::now();

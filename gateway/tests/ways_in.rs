@@ -40,10 +40,7 @@ async fn https_proxy_call_is_intercepted_forwarded_and_recorded() {
             reqwest::Version::HTTP_2
         };
         assert_eq!(resp.version(), expected, "ALPN inside the tunnel");
-        let event_id = resp.headers()["x-caracal-event-id"]
-            .to_str()
-            .unwrap()
-            .to_string();
+        let event_id = event_id(&resp);
         let body: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(body["usage"]["prompt_tokens"], 8);
 
@@ -108,10 +105,7 @@ async fn base_url_mode_uses_the_bearer_token_and_provider_prefix() {
     let seen = env.mock.requests().last().cloned().unwrap();
     assert_eq!(seen.headers["x-api-key"], ANTHROPIC_KEY);
     assert_eq!(seen.headers["anthropic-version"], "2023-06-01");
-    let id = resp.headers()["x-caracal-event-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let id = event_id(&resp);
     let _ = resp.bytes().await.unwrap();
     let e = env.event(&id).await;
     assert_eq!(e.resource.as_deref(), Some("messages"));
@@ -149,10 +143,7 @@ async fn plain_http_proxy_requests_are_enforced_the_same_way() {
         200,
         "the allowlist matches without the query"
     );
-    let id = resp.headers()["x-caracal-event-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let id = event_id(&resp);
     let seen = env.mock.requests().last().cloned().unwrap();
     assert_eq!(seen.path, "/v1/models");
     assert_eq!(
@@ -268,10 +259,7 @@ async fn sse_chunks_reach_the_agent_before_the_provider_sends_the_next() {
             .await
             .unwrap();
         assert_eq!(resp.status(), 200);
-        let id = resp.headers()["x-caracal-event-id"]
-            .to_str()
-            .unwrap()
-            .to_string();
+        let id = event_id(&resp);
         let mut stream = resp.bytes_stream();
         let mut seen = String::new();
         // The first content chunk arrives while the mock holds the second.

@@ -265,6 +265,14 @@ impl Env {
     }
 }
 
+/// The ledger event id the gateway put on a forwarded response.
+pub fn event_id(resp: &reqwest::Response) -> String {
+    resp.headers()["x-caracal-event-id"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
 /// Reads until close, a complete response (by Content-Length) or `wait`.
 pub async fn read_some(s: &mut tokio::net::TcpStream, wait: Duration) -> String {
     let mut out = Vec::new();
