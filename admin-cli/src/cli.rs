@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{allowlist, certs, ledger, principal, provider, runtime, workspace};
+use crate::{allowlist, certs, ledger, policy, principal, provider, runtime, workspace};
 
 /// Caracal: the enforcement gateway AI agents' outbound calls pass through.
 ///
@@ -61,6 +61,9 @@ pub enum Command {
     /// The record of every call that passed through the gateway.
     #[command(subcommand)]
     Ledger(ledger::LedgerCmd),
+    /// Authority policies: what a principal may put into mandates, versioned.
+    #[command(subcommand)]
+    Policy(policy::PolicyCmd),
 }
 
 #[cfg(test)]

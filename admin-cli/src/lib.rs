@@ -8,6 +8,7 @@ mod cli;
 mod context;
 mod ledger;
 mod output;
+mod policy;
 mod principal;
 mod probe;
 mod provider;
@@ -78,6 +79,7 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<Exit> {
         Command::Agent(cmd) => principal::run_agent(cmd, &ctx, io).await?,
         Command::Allowlist(cmd) => allowlist::run(cmd, &ctx, io).await?,
         Command::Ledger(cmd) => ledger::run(cmd, &ctx, io).await?,
+        Command::Policy(cmd) => policy::run(cmd, &ctx, io).await?,
     };
     io.out.flush()?;
     Ok(exit)

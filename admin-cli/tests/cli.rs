@@ -6,6 +6,8 @@
 mod allowlist;
 #[path = "cli/ledger.rs"]
 mod ledger;
+#[path = "cli/policy.rs"]
+mod policy;
 #[path = "cli/principal.rs"]
 mod principal;
 #[path = "cli/provider.rs"]

@@ -10,6 +10,7 @@
 
 pub mod allowlist;
 pub mod authn;
+pub mod authority;
 pub mod cache;
 pub mod catalog;
 pub mod destination;
@@ -18,6 +19,7 @@ pub mod ledger;
 pub mod model;
 pub mod ops;
 pub mod path;
+pub mod policy;
 pub mod provider;
 pub mod proxy;
 pub mod runtime;

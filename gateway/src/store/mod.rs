@@ -5,6 +5,7 @@
 
 mod allowlists;
 mod ledger;
+mod policies;
 mod principals;
 mod providers;
 
@@ -16,9 +17,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use ledger::LedgerFilter;
+pub use policies::Change;
 pub use principals::NewPrincipal;
 
 use crate::model::{AllowlistEntry, Principal, ProviderDef};
+use crate::policy::Policy;
 
 /// Store failures. Messages name the object concerned.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +49,8 @@ pub struct StateRows {
     pub principals: Vec<(Principal, Vec<u8>)>,
     pub providers: Vec<ProviderDef>,
     pub allowlists: Vec<AllowlistEntry>,
+    /// The latest version of every policy.
+    pub policies: Vec<Policy>,
 }
 
 /// A handle on the workspace database (cheap to clone).
@@ -95,12 +100,14 @@ impl Store {
         let principals = principals::all_with_hashes(&mut tx).await?;
         let providers = providers::all(&mut tx).await?;
         let allowlists = allowlists::all(&mut tx).await?;
+        let policies = policies::latest(&mut tx).await?;
         tx.commit().await?;
         Ok(StateRows {
             version,
             principals,
             providers,
             allowlists,
+            policies,
         })
     }
 

@@ -1,0 +1,318 @@
+//! `caracal policy`: authority policies — which resources and actions a
+//! principal may put into mandates, for how long, and whether they may be
+//! delegated. Every change is a new version with who made it and why.
+
+use anyhow::{anyhow, bail, Context as _};
+use caracal_gateway::authority::Scope;
+use caracal_gateway::model::Action;
+use caracal_gateway::policy::{validate_reason, Policy, PolicyDefinition};
+use caracal_gateway::store::{Change, Store};
+use clap::{Args, Subcommand};
+
+use crate::context::{self, Context};
+use crate::output::{self, Exit, Io};
+
+/// The scope and limits of a policy, as flags.
+#[derive(Debug, Args)]
+pub struct DefinitionArgs {
+    /// A resource the policy covers: a catalog name (chat.completions), a glob
+    /// (chat.*) or a regex (re:chat\..*). Repeat for several. Must exist in
+    /// the workspace's provider catalogs (`caracal provider show NAME`).
+    #[arg(long = "resource", value_name = "R")]
+    pub resources: Vec<String>,
+    /// An action the policy covers: read, create, update or delete. Repeat for several.
+    #[arg(long = "action", value_name = "A", value_parser = parse_action)]
+    pub actions: Vec<Action>,
+    /// Longest validity of a mandate issued under the policy, e.g. 15m, 1h, 7d.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_validity: Option<i64>,
+    /// Mandates issued under the policy may be delegated.
+    #[arg(long)]
+    pub allow_delegation: bool,
+    /// Longest delegation chain below a root mandate (default 1 when delegation is allowed).
+    #[arg(long, value_name = "N")]
+    pub max_delegation_depth: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    /// Create an authority policy for a principal.
+    Create {
+        /// The principal the policy is for (id or name).
+        #[arg(long, visible_alias = "agent-id", value_name = "ID")]
+        principal_id: String,
+        #[command(flatten)]
+        definition: DefinitionArgs,
+        /// Why the policy is created (kept in its history).
+        #[arg(long, value_name = "TEXT")]
+        change_reason: String,
+        /// Print the policy as JSON.
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a policy: a new version replaces the scope or limits given.
+    Update {
+        /// The policy id.
+        id: String,
+        #[command(flatten)]
+        definition: DefinitionArgs,
+        /// Forbid delegation (the opposite of --allow-delegation).
+        #[arg(long, conflicts_with = "allow_delegation")]
+        no_delegation: bool,
+        /// Why the policy changes (kept in its history).
+        #[arg(long, value_name = "TEXT")]
+        change_reason: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a policy: no mandate can be issued under it any more.
+    Disable {
+        /// The policy id.
+        id: String,
+        /// Why the policy is disabled (kept in its history).
+        #[arg(long, value_name = "TEXT")]
+        change_reason: String,
+    },
+    /// List policies (their current versions).
+    List {
+        /// Only this principal's policies (id or name).
+        #[arg(long, visible_alias = "agent-id", value_name = "ID")]
+        principal_id: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a policy's current version.
+    Show {
+        /// The policy id.
+        id: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every version of a policy, with who changed it and why.
+    History {
+        /// The policy id.
+        id: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_action(s: &str) -> Result<Action, String> {
+    Action::parse(s)
+        .ok_or_else(|| format!("{s:?} is not an action; use read, create, update or delete"))
+}
+
+/// Parses durations like `90s`, `15m`, `1h`, `7d`, `1h30m` into seconds.
+pub fn parse_duration(s: &str) -> Result<i64, String> {
+    let d: jiff::Span = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration; write e.g. 15m, 1h or 7d"))?;
+    let secs = d
+        .total((jiff::Unit::Second, jiff::civil::date(2000, 1, 1)))
+        .map_err(|e| format!("{s:?}: {e}"))?;
+    if !(secs.is_finite() && secs >= 1.0 && secs <= i64::MAX as f64) {
+        return Err(format!("{s:?} must be at least one second"));
+    }
+    Ok(secs as i64)
+}
+
+/// Who is making a change: `$CARACAL_OPERATOR`, else the login name.
+fn operator() -> String {
+    ["CARACAL_OPERATOR", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn change(reason: String) -> anyhow::Result<Change> {
+    validate_reason(&reason)?;
+    Ok(Change {
+        changed_by: operator(),
+        reason,
+    })
+}
+
+/// Every (resource, action) the workspace's providers offer.
+async fn catalog(store: &Store) -> anyhow::Result<Vec<(String, Action)>> {
+    let rows = store.load_state().await?;
+    let (snapshot, _) = caracal_gateway::cache::Snapshot::build(rows, Default::default());
+    let mut ops: Vec<(String, Action)> = snapshot
+        .provider_names()
+        .filter_map(|n| snapshot.provider(n))
+        .flat_map(|p| p.catalog.operations())
+        .collect();
+    ops.sort_by(|a, b| (&a.0, a.1.as_str()).cmp(&(&b.0, b.1.as_str())));
+    ops.dedup();
+    if ops.is_empty() {
+        bail!("the workspace has no providers, so no resources to grant; add one with `caracal provider add`");
+    }
+    Ok(ops)
+}
+
+fn definition(
+    args: DefinitionArgs,
+    base: Option<&PolicyDefinition>,
+    no_delegation: bool,
+) -> anyhow::Result<PolicyDefinition> {
+    let allow = if no_delegation {
+        false
+    } else {
+        args.allow_delegation || base.is_some_and(|b| b.allow_delegation)
+    };
+    let resources = if args.resources.is_empty() {
+        base.map(|b| b.scope.resources.clone()).unwrap_or_default()
+    } else {
+        args.resources
+    };
+    let actions = if args.actions.is_empty() {
+        base.map(|b| b.scope.actions.clone()).unwrap_or_default()
+    } else {
+        args.actions
+    };
+    let max_validity_secs = args
+        .max_validity
+        .or(base.map(|b| b.max_validity_secs))
+        .ok_or_else(|| anyhow!("--max-validity is required (e.g. 1h)"))?;
+    let depth = args
+        .max_delegation_depth
+        .or(base.map(|b| b.max_delegation_depth))
+        .unwrap_or(1);
+    Ok(PolicyDefinition {
+        scope: Scope { resources, actions },
+        max_validity_secs,
+        allow_delegation: allow,
+        max_delegation_depth: if allow { depth } else { 0 },
+    })
+}
+
+pub async fn run(cmd: PolicyCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Result<Exit> {
+    let ws = ctx.workspace()?;
+    let store = ws.store().await?;
+    match cmd {
+        PolicyCmd::Create {
+            principal_id,
+            definition: args,
+            change_reason,
+            json,
+        } => {
+            let principal = context::principal(&store, &principal_id).await?;
+            let change = change(change_reason)?;
+            let def = definition(args, None, false)?;
+            def.validate(&catalog(&store).await?)?;
+            let policy = store.create_policy(&principal.id, &def, &change).await?;
+            print_one(io, &policy, json, "created")?;
+        }
+        PolicyCmd::Update {
+            id,
+            definition: args,
+            no_delegation,
+            change_reason,
+            json,
+        } => {
+            let change = change(change_reason)?;
+            let current = current(&store, &id).await?;
+            let def = definition(args, Some(&current.definition), no_delegation)?;
+            def.validate(&catalog(&store).await?)?;
+            let policy = store.change_policy(&id, Some(&def), true, &change).await?;
+            print_one(io, &policy, json, "updated")?;
+        }
+        PolicyCmd::Disable { id, change_reason } => {
+            let change = change(change_reason)?;
+            let policy = store.change_policy(&id, None, false, &change).await?;
+            writeln!(
+                io.out,
+                "policy {} disabled (version {})",
+                policy.id, policy.version
+            )?;
+        }
+        PolicyCmd::List { principal_id, json } => {
+            let only = match principal_id {
+                Some(p) => Some(context::principal(&store, &p).await?.id),
+                None => None,
+            };
+            let policies = store.list_policies(only.as_deref()).await?;
+            print_many(io, &policies, json, "no policies")?;
+        }
+        PolicyCmd::Show { id, json } => {
+            let policy = current(&store, &id).await?;
+            print_one(io, &policy, json, "")?;
+        }
+        PolicyCmd::History { id, json } => {
+            let versions = store.policy_history(&id).await?;
+            print_many(io, &versions, json, "no versions")?;
+        }
+    }
+    Ok(Exit::Success)
+}
+
+async fn current(store: &Store, id: &str) -> anyhow::Result<Policy> {
+    store
+        .policy_history(id)
+        .await?
+        .pop()
+        .with_context(|| format!("policy {id} has no versions"))
+}
+
+fn print_one(io: &mut Io<'_>, p: &Policy, json: bool, verb: &str) -> anyhow::Result<()> {
+    if json {
+        return output::json(io.out, p);
+    }
+    if !verb.is_empty() {
+        writeln!(io.out, "policy {} {verb} (version {})", p.id, p.version)?;
+    }
+    print_many(io, std::slice::from_ref(p), false, "")
+}
+
+fn print_many(io: &mut Io<'_>, policies: &[Policy], json: bool, empty: &str) -> anyhow::Result<()> {
+    if json {
+        return output::json(io.out, &policies);
+    }
+    if policies.is_empty() {
+        writeln!(io.out, "{empty}")?;
+        return Ok(());
+    }
+    let mut t = output::table(&[
+        "ID",
+        "VER",
+        "PRINCIPAL",
+        "RESOURCES",
+        "ACTIONS",
+        "MAX VALIDITY",
+        "DELEGATION",
+        "ACTIVE",
+        "CHANGED BY",
+        "REASON",
+        "AT",
+    ]);
+    for p in policies {
+        let d = &p.definition;
+        t.add_row(vec![
+            p.id.clone(),
+            p.version.to_string(),
+            p.principal_id.clone(),
+            d.scope.resources.join(", "),
+            d.scope
+                .actions
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            format!("{}s", d.max_validity_secs),
+            if d.allow_delegation {
+                format!("depth ≤ {}", d.max_delegation_depth)
+            } else {
+                "no".into()
+            },
+            if p.active { "yes" } else { "no" }.into(),
+            p.changed_by.clone(),
+            p.change_reason.clone(),
+            p.created_at.clone(),
+        ]);
+    }
+    output::print_table(io.out, &t)
+}

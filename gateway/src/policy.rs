@@ -1,0 +1,128 @@
+//! Policies: what a principal may authorise (scopes, maximum mandate
+//! validity, delegation), versioned. The definition is validated against
+//! the workspace's provider catalogs before it is stored.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::authority::Scope;
+use crate::model::Action;
+
+/// The versioned content of a policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyDefinition {
+    /// What mandates issued under this policy may cover.
+    pub scope: Scope,
+    /// Longest validity of a mandate issued under this policy, seconds.
+    pub max_validity_secs: i64,
+    /// Whether mandates issued under it may be delegated.
+    pub allow_delegation: bool,
+    /// Longest delegation chain below a root mandate (when allowed).
+    pub max_delegation_depth: u32,
+}
+
+/// One version of a policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Policy {
+    pub id: String,
+    pub version: u32,
+    pub principal_id: String,
+    pub definition: PolicyDefinition,
+    /// False once the policy was disabled (in that version and after).
+    pub active: bool,
+    pub changed_by: String,
+    pub change_reason: String,
+    pub created_at: String,
+}
+
+/// Why a definition cannot be stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("a policy needs at least one --resource and one --action")]
+    EmptyScope,
+    #[error("--max-validity must be between 1 second and 366 days")]
+    Validity,
+    #[error("--max-delegation-depth must be between 1 and 16 when delegation is allowed")]
+    Depth,
+    #[error("invalid resource {entry:?}: {reason}")]
+    Pattern { entry: String, reason: String },
+    #[error("unknown resource {entry:?}: no provider of this workspace has it; valid resources: {valid}")]
+    UnknownResource { entry: String, valid: String },
+    #[error(
+        "action {action} is offered for none of the resources {entries}; actions there: {valid}"
+    )]
+    UnknownAction {
+        action: String,
+        entries: String,
+        valid: String,
+    },
+    #[error("--change-reason must say why (1 to 1000 characters)")]
+    Reason,
+}
+
+/// Longest mandate validity a policy may allow.
+pub const MAX_VALIDITY_SECS: i64 = 366 * 24 * 3600;
+
+impl PolicyDefinition {
+    /// Checks the definition on its own and against the workspace catalog
+    /// (every (resource, action) pair the providers offer): each resource
+    /// entry must name or match at least one catalog resource, and each
+    /// action must be offered for at least one of the resources it matches.
+    pub fn validate(&self, catalog: &[(String, Action)]) -> Result<(), PolicyError> {
+        if self.scope.resources.is_empty() || self.scope.actions.is_empty() {
+            return Err(PolicyError::EmptyScope);
+        }
+        if !(1..=MAX_VALIDITY_SECS).contains(&self.max_validity_secs) {
+            return Err(PolicyError::Validity);
+        }
+        if self.allow_delegation && !(1..=16).contains(&self.max_delegation_depth) {
+            return Err(PolicyError::Depth);
+        }
+        let resources: BTreeSet<&str> = catalog.iter().map(|(r, _)| r.as_str()).collect();
+        let mut offered: BTreeSet<Action> = BTreeSet::new();
+        for entry in &self.scope.resources {
+            let single = Scope::with_all_actions(vec![entry.clone()]);
+            single.validate().map_err(|e| PolicyError::Pattern {
+                entry: entry.clone(),
+                reason: e.to_string(),
+            })?;
+            let mut matched = false;
+            for (r, a) in catalog {
+                if single.covers(r, *a) {
+                    matched = true;
+                    offered.insert(*a);
+                }
+            }
+            if !matched {
+                return Err(PolicyError::UnknownResource {
+                    entry: entry.clone(),
+                    valid: resources.iter().copied().collect::<Vec<_>>().join(", "),
+                });
+            }
+        }
+        for action in &self.scope.actions {
+            if !offered.contains(action) {
+                return Err(PolicyError::UnknownAction {
+                    action: action.as_str().to_string(),
+                    entries: self.scope.resources.join(", "),
+                    valid: offered
+                        .iter()
+                        .map(|a| a.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a change reason.
+pub fn validate_reason(reason: &str) -> Result<(), PolicyError> {
+    let r = reason.trim();
+    if r.is_empty() || r.len() > 1000 {
+        return Err(PolicyError::Reason);
+    }
+    Ok(())
+}
