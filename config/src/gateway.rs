@@ -52,6 +52,7 @@ pub struct RawConfig {
     pub allowlist: RawAllowlist,
     pub storage: RawStorage,
     pub tls: RawTls,
+    pub authority: RawAuthority,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +150,27 @@ impl Default for RawTls {
     }
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAuthority {
+    /// The workspace's mandate signing keyring (private keys; mode 0600).
+    pub keyring: PathBuf,
+    /// Clock difference tolerated when checking a mandate's nbf/exp, seconds (0 to 300).
+    pub clock_skew_secs: u64,
+}
+
+impl Default for RawAuthority {
+    fn default() -> Self {
+        Self {
+            keyring: "keys/mandates.json".into(),
+            clock_skew_secs: 30,
+        }
+    }
+}
+
+/// Longest clock skew `authority.clock_skew_secs` may allow.
+pub const MAX_CLOCK_SKEW_SECS: u64 = 300;
+
 /// Behaviour for a principal that has no allowlist entries.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -193,6 +215,11 @@ pub struct Config {
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
     pub upstream_ca_file: Option<PathBuf>,
+    /// The mandate signing keyring (only the CLI reads it: gateways verify
+    /// with the public keys in the store).
+    pub keyring: PathBuf,
+    /// Clock difference tolerated on a mandate's nbf/exp.
+    pub clock_skew: Duration,
     pub log_file: PathBuf,
     pub pid_file: PathBuf,
 }
@@ -243,6 +270,11 @@ impl Config {
                 "limits.max_connections must be greater than 0".into(),
             ));
         }
+        if raw.authority.clock_skew_secs > MAX_CLOCK_SKEW_SECS {
+            return Err(invalid(format!(
+                "authority.clock_skew_secs must be at most {MAX_CLOCK_SKEW_SECS}"
+            )));
+        }
         if raw.gateway.server_names.is_empty() {
             return Err(invalid(
                 "gateway.server_names must name at least one host".into(),
@@ -286,6 +318,8 @@ impl Config {
             server_cert: rel(&raw.tls.server_cert),
             server_key: rel(&raw.tls.server_key),
             upstream_ca_file: raw.tls.upstream_ca_file.as_deref().map(rel),
+            keyring: rel(&raw.authority.keyring),
+            clock_skew: Duration::from_secs(raw.authority.clock_skew_secs),
             log_file: ws.log_file(),
             pid_file: ws.pid_file(),
             dir,
@@ -309,6 +343,7 @@ impl Config {
 pub fn default_config_toml() -> String {
     let g = RawGateway::default();
     let l = RawLimits::default();
+    let a = RawAuthority::default();
     format!(
         r#"# Caracal workspace configuration. Relative paths are relative to this file.
 
@@ -344,7 +379,16 @@ ca_key = "ca/ca.key"
 server_cert = "tls/gateway.pem"
 server_key = "tls/gateway.key"
 # upstream_ca_file = "upstream-roots.pem"
+
+[authority]
+# The mandate signing keyring: private keys, mode 0600, created on first use.
+# Gateways verify with the public keys kept in the database, not this file.
+keyring = "{keyring}"
+# Clock difference tolerated when checking a mandate's validity window (0 to 300).
+clock_skew_secs = {skew}
 "#,
+        keyring = a.keyring.display(),
+        skew = a.clock_skew_secs,
         listen = g.listen,
         metrics = g.metrics_listen,
         mh = l.max_header_bytes,
@@ -368,8 +412,12 @@ mod tests {
         assert_eq!(c.database, Path::new("/ws/caracal.db"));
         assert_eq!(c.ca_key, Path::new("/ws/ca/ca.key"));
         assert_eq!(c.allowlist_default, AllowlistDefault::Deny);
+        assert_eq!(c.keyring, Path::new("/ws/keys/mandates.json"));
+        assert_eq!(c.clock_skew, Duration::from_secs(30));
         let empty = Config::parse("", Path::new("/ws/config.toml")).unwrap();
         assert_eq!(empty.limits, c.limits);
+        assert_eq!(empty.keyring, Path::new("/ws/keys/mandates.json"));
+        assert_eq!(empty.clock_skew, c.clock_skew);
     }
 
     #[test]
@@ -381,10 +429,29 @@ mod tests {
             ("[limits]\nidle_timeout_secs = 0", "idle_timeout_secs"),
             ("[allowlist]\ndefault = \"maybe\"", "unknown variant"),
             ("[[[", "invalid"),
+            ("[authority]\nclock_skew_secs = 301", "clock_skew_secs"),
+            ("[authority]\nclock_skew_secs = -1", "invalid value"),
+            ("[authority]\nkeyrng = \"k.json\"", "unknown field"),
         ] {
             let err = Config::parse(text, p).unwrap_err().to_string();
             assert!(err.contains(needle), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn authority_settings_are_read_and_bounded() {
+        let p = Path::new("/ws/config.toml");
+        let c = Config::parse(
+            "[authority]\nkeyring = \"/secure/ring.json\"\nclock_skew_secs = 0",
+            p,
+        )
+        .unwrap();
+        assert_eq!(c.keyring, Path::new("/secure/ring.json"));
+        assert_eq!(c.clock_skew, Duration::ZERO);
+        let c = Config::parse("[authority]\nclock_skew_secs = 300", p).unwrap();
+        assert_eq!(c.clock_skew, Duration::from_secs(300));
+        let c = Config::parse("[authority]\nkeyring = \"k/ring.json\"", p).unwrap();
+        assert_eq!(c.keyring, Path::new("/ws/k/ring.json"));
     }
 
     #[test]

@@ -5,6 +5,8 @@
 pub mod scope;
 
 pub use scope::Scope;
+pub mod decide;
 pub mod delegation;
+pub mod issue;
 pub mod keys;
 pub mod mandate;

@@ -5,6 +5,7 @@
 
 mod allowlists;
 mod ledger;
+mod mandates;
 mod policies;
 mod principals;
 mod providers;
@@ -17,6 +18,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use ledger::LedgerFilter;
+pub use mandates::{MandateFilter, MandateRecord, SigningKeyRow};
 pub use policies::Change;
 pub use principals::NewPrincipal;
 
@@ -51,6 +53,10 @@ pub struct StateRows {
     pub allowlists: Vec<AllowlistEntry>,
     /// The latest version of every policy.
     pub policies: Vec<Policy>,
+    /// The public mandate signing keys (active and retired).
+    pub signing_keys: Vec<SigningKeyRow>,
+    /// The jtis of revoked mandates.
+    pub revoked: Vec<String>,
 }
 
 /// A handle on the workspace database (cheap to clone).
@@ -101,6 +107,8 @@ impl Store {
         let providers = providers::all(&mut tx).await?;
         let allowlists = allowlists::all(&mut tx).await?;
         let policies = policies::latest(&mut tx).await?;
+        let signing_keys = mandates::signing_keys(&mut tx).await?;
+        let revoked = mandates::revoked(&mut tx).await?;
         tx.commit().await?;
         Ok(StateRows {
             version,
@@ -108,6 +116,8 @@ impl Store {
             providers,
             allowlists,
             policies,
+            signing_keys,
+            revoked,
         })
     }
 

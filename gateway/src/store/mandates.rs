@@ -1,0 +1,314 @@
+//! Mandates and the public halves of the signing keys. A mandate's claims
+//! are recorded when it is issued; the token itself (a bearer credential)
+//! is never stored. Revocation marks a row; the set of revoked jtis is part
+//! of the enforcement state.
+
+use serde::Serialize;
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::{now, Store, StoreError};
+use crate::authority::mandate::Claims;
+use crate::authority::Scope;
+
+/// The public half of one mandate signing key, as gateways verify with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SigningKeyRow {
+    pub kid: String,
+    /// Raw Ed25519 public key.
+    #[serde(serialize_with = "hex_key")]
+    pub public_key: [u8; 32],
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds; `None` for the key new mandates are signed with.
+    pub retired_at: Option<i64>,
+}
+
+fn hex_key<S: serde::Serializer>(key: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex::encode(key))
+}
+
+/// The stored record of an issued mandate: its claims, the policy version
+/// that authorised it, and its revocation (if any).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MandateRecord {
+    pub jti: String,
+    pub issuer_id: String,
+    pub subject_id: String,
+    pub parent_jti: Option<String>,
+    pub policy_id: String,
+    pub policy_version: u32,
+    pub scope: Scope,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub depth: u32,
+    /// Ancestor jtis, root first.
+    pub chain: Vec<String>,
+    pub revoked_at: Option<i64>,
+    pub revoked_by: Option<String>,
+    pub revoke_reason: Option<String>,
+    pub created_at: String,
+}
+
+impl MandateRecord {
+    /// The record of a freshly issued mandate with `claims`, authorised by
+    /// `policy_id` at `policy_version`.
+    pub fn issued(claims: &Claims, policy_id: &str, policy_version: u32) -> Self {
+        MandateRecord {
+            jti: claims.jti.clone(),
+            issuer_id: claims.iss.clone(),
+            subject_id: claims.sub.clone(),
+            parent_jti: claims.parent.clone(),
+            policy_id: policy_id.to_string(),
+            policy_version,
+            scope: claims.scope.clone(),
+            iat: claims.iat,
+            nbf: claims.nbf,
+            exp: claims.exp,
+            depth: claims.depth,
+            chain: claims.chain.clone(),
+            revoked_at: None,
+            revoked_by: None,
+            revoke_reason: None,
+            created_at: now(),
+        }
+    }
+}
+
+/// Which mandates [`Store::list_mandates`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct MandateFilter {
+    pub subject_id: Option<String>,
+    pub issuer_id: Option<String>,
+}
+
+fn corrupt(table: &'static str, message: String) -> StoreError {
+    StoreError::Corrupt { table, message }
+}
+
+fn mandate_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<MandateRecord, StoreError> {
+    let jti: String = row.try_get("jti")?;
+    let bad = |what: &str, e: &dyn std::fmt::Display| {
+        corrupt("mandates", format!("mandate {jti}: {what}: {e}"))
+    };
+    let scope: String = row.try_get("scope")?;
+    let scope: Scope = serde_json::from_str(&scope).map_err(|e| bad("scope", &e))?;
+    let chain: String = row.try_get("chain")?;
+    let chain: Vec<String> = serde_json::from_str(&chain).map_err(|e| bad("chain", &e))?;
+    let version: i64 = row.try_get("policy_version")?;
+    let depth: i64 = row.try_get("depth")?;
+    Ok(MandateRecord {
+        issuer_id: row.try_get("issuer_id")?,
+        subject_id: row.try_get("subject_id")?,
+        parent_jti: row.try_get("parent_jti")?,
+        policy_id: row.try_get("policy_id")?,
+        policy_version: u32::try_from(version).map_err(|e| bad("policy_version", &e))?,
+        scope,
+        iat: row.try_get("iat")?,
+        nbf: row.try_get("nbf")?,
+        exp: row.try_get("exp")?,
+        depth: u32::try_from(depth).map_err(|e| bad("depth", &e))?,
+        chain,
+        revoked_at: row.try_get("revoked_at")?,
+        revoked_by: row.try_get("revoked_by")?,
+        revoke_reason: row.try_get("revoke_reason")?,
+        created_at: row.try_get("created_at")?,
+        jti,
+    })
+}
+
+fn key_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<SigningKeyRow, StoreError> {
+    let kid: String = row.try_get("kid")?;
+    let public: Vec<u8> = row.try_get("public_key")?;
+    let public_key = <[u8; 32]>::try_from(public.as_slice()).map_err(|_| {
+        corrupt(
+            "signing_keys",
+            format!(
+                "key {kid}: public key is {} bytes, expected 32",
+                public.len()
+            ),
+        )
+    })?;
+    Ok(SigningKeyRow {
+        public_key,
+        created_at: row.try_get("created_at")?,
+        retired_at: row.try_get("retired_at")?,
+        kid,
+    })
+}
+
+/// Every public signing key, oldest first.
+pub(super) async fn signing_keys(
+    tx: &mut Transaction<'_, Sqlite>,
+) -> Result<Vec<SigningKeyRow>, StoreError> {
+    let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at, kid")
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter().map(key_from_row).collect()
+}
+
+/// The jtis of every revoked mandate.
+pub(super) async fn revoked(tx: &mut Transaction<'_, Sqlite>) -> Result<Vec<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT jti FROM mandates WHERE revoked_at IS NOT NULL ORDER BY jti")
+            .fetch_all(&mut **tx)
+            .await?,
+    )
+}
+
+impl Store {
+    /// Makes the stored public keys exactly `keys` (the keyring's): new
+    /// keys are added, changed retirement times updated, keys no longer in
+    /// the keyring (pruned) removed, so mandates they signed stop verifying.
+    /// A public key never changes under a kid: that is refused as a
+    /// conflict. Returns whether anything changed (the state version is
+    /// bumped only then).
+    pub async fn sync_signing_keys(&self, keys: &[SigningKeyRow]) -> Result<bool, StoreError> {
+        let mut tx = self.begin_change().await?;
+        let stored = signing_keys(&mut tx).await?;
+        let mut changed = false;
+        for key in keys {
+            match stored.iter().find(|s| s.kid == key.kid) {
+                Some(s) if s.public_key != key.public_key => {
+                    return Err(StoreError::Conflict(format!(
+                        "signing key {} is stored with a different public key; \
+                         the keyring does not belong to this workspace's database",
+                        key.kid
+                    )));
+                }
+                Some(s) if s == key => {}
+                _ => {
+                    sqlx::query(
+                        "INSERT INTO signing_keys (kid, public_key, created_at, retired_at)
+                         VALUES (?, ?, ?, ?)
+                         ON CONFLICT (kid) DO UPDATE SET
+                           created_at = excluded.created_at, retired_at = excluded.retired_at",
+                    )
+                    .bind(&key.kid)
+                    .bind(key.public_key.as_slice())
+                    .bind(key.created_at)
+                    .bind(key.retired_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    changed = true;
+                }
+            }
+        }
+        for gone in stored
+            .iter()
+            .filter(|s| !keys.iter().any(|k| k.kid == s.kid))
+        {
+            sqlx::query("DELETE FROM signing_keys WHERE kid = ?")
+                .bind(&gone.kid)
+                .execute(&mut *tx)
+                .await?;
+            changed = true;
+        }
+        if changed {
+            tx.commit().await?;
+        } else {
+            // Nothing to publish: leave the state version alone.
+            tx.rollback().await?;
+        }
+        Ok(changed)
+    }
+
+    /// The stored public signing keys, oldest first.
+    pub async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRow>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let keys = signing_keys(&mut tx).await?;
+        tx.commit().await?;
+        Ok(keys)
+    }
+
+    /// Records an issued mandate. Its issuer, subject, parent and policy
+    /// version must exist; a repeated jti is a conflict.
+    pub async fn insert_mandate(&self, record: &MandateRecord) -> Result<(), StoreError> {
+        let encode = |what: &str, v: serde_json::Result<String>| {
+            v.map_err(|e| corrupt("mandates", format!("mandate {}: {what}: {e}", record.jti)))
+        };
+        let scope = encode("scope", serde_json::to_string(&record.scope))?;
+        let chain = encode("chain", serde_json::to_string(&record.chain))?;
+        let mut tx = self.begin_change().await?;
+        sqlx::query(
+            "INSERT INTO mandates (jti, issuer_id, subject_id, parent_jti, policy_id,
+               policy_version, scope, iat, nbf, exp, depth, chain, revoked_at, revoked_by,
+               revoke_reason, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&record.jti)
+        .bind(&record.issuer_id)
+        .bind(&record.subject_id)
+        .bind(&record.parent_jti)
+        .bind(&record.policy_id)
+        .bind(i64::from(record.policy_version))
+        .bind(scope)
+        .bind(record.iat)
+        .bind(record.nbf)
+        .bind(record.exp)
+        .bind(i64::from(record.depth))
+        .bind(chain)
+        .bind(record.revoked_at)
+        .bind(&record.revoked_by)
+        .bind(&record.revoke_reason)
+        .bind(&record.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => {
+                StoreError::Conflict(format!("a mandate with id {} already exists", record.jti))
+            }
+            sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                StoreError::NotFound(format!(
+                    "mandate {}: its issuer, subject, parent or policy version does not exist",
+                    record.jti
+                ))
+            }
+            _ => e.into(),
+        })?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The longest validity (`exp - iat`, seconds) of any recorded mandate;
+    /// 0 when there is none. Key pruning keeps retired keys at least this long.
+    pub async fn longest_mandate_validity(&self) -> Result<i64, StoreError> {
+        let longest: Option<i64> = sqlx::query_scalar("SELECT MAX(exp - iat) FROM mandates")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(longest.unwrap_or(0).max(0))
+    }
+
+    /// The mandate with id `jti`.
+    pub async fn get_mandate(&self, jti: &str) -> Result<MandateRecord, StoreError> {
+        let row = sqlx::query("SELECT * FROM mandates WHERE jti = ?")
+            .bind(jti)
+            .fetch_optional(self.pool())
+            .await?;
+        match row {
+            Some(r) => mandate_from_row(&r),
+            None => Err(StoreError::NotFound(format!("no mandate with id {jti:?}"))),
+        }
+    }
+
+    /// Mandates matching `filter`, oldest first.
+    pub async fn list_mandates(
+        &self,
+        filter: &MandateFilter,
+    ) -> Result<Vec<MandateRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM mandates
+             WHERE (?1 IS NULL OR subject_id = ?1) AND (?2 IS NULL OR issuer_id = ?2)
+             ORDER BY iat, jti",
+        )
+        .bind(&filter.subject_id)
+        .bind(&filter.issuer_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(mandate_from_row).collect()
+    }
+}
+
+#[cfg(test)]
+#[path = "mandates_tests.rs"]
+mod tests;
