@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{allowlist, certs, ledger, policy, principal, provider, runtime, workspace};
+use crate::{allowlist, authority, certs, ledger, policy, principal, provider, runtime, workspace};
 
 /// Caracal: the enforcement gateway AI agents' outbound calls pass through.
 ///
@@ -64,6 +64,10 @@ pub enum Command {
     /// Authority policies: what a principal may put into mandates, versioned.
     #[command(subcommand)]
     Policy(policy::PolicyCmd),
+    /// Mandates: issue them under policies, dry-run the gateway's decision,
+    /// manage the signing keys.
+    #[command(subcommand)]
+    Authority(authority::AuthorityCmd),
 }
 
 #[cfg(test)]

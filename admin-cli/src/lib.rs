@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod allowlist;
+mod authority;
 mod certs;
 mod cli;
 mod context;
@@ -80,6 +81,7 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<Exit> {
         Command::Allowlist(cmd) => allowlist::run(cmd, &ctx, io).await?,
         Command::Ledger(cmd) => ledger::run(cmd, &ctx, io).await?,
         Command::Policy(cmd) => policy::run(cmd, &ctx, io).await?,
+        Command::Authority(cmd) => authority::run(cmd, &ctx, io).await?,
     };
     io.out.flush()?;
     Ok(exit)

@@ -102,7 +102,7 @@ pub enum PolicyCmd {
     },
 }
 
-fn parse_action(s: &str) -> Result<Action, String> {
+pub fn parse_action(s: &str) -> Result<Action, String> {
     Action::parse(s)
         .ok_or_else(|| format!("{s:?} is not an action; use read, create, update or delete"))
 }

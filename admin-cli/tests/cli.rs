@@ -4,6 +4,8 @@
 
 #[path = "cli/allowlist.rs"]
 mod allowlist;
+#[path = "cli/authority.rs"]
+mod authority;
 #[path = "cli/ledger.rs"]
 mod ledger;
 #[path = "cli/policy.rs"]
