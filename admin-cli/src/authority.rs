@@ -1,7 +1,11 @@
-//! `caracal authority`: issue signed mandates under policies, dry-run the
-//! gateway's mandate decision, and manage the signing keys.
+//! `caracal authority`: issue signed mandates under policies, delegate and
+//! revoke them, show their trees, dry-run the gateway's mandate decision,
+//! and manage the signing keys.
 
+mod delegate;
+mod graph;
 mod keys;
+mod revoke;
 
 use std::collections::HashSet;
 
@@ -10,7 +14,7 @@ use caracal_gateway::authority::decide::{self, Call};
 use caracal_gateway::authority::issue::{self, IssueRequest};
 use caracal_gateway::authority::keys::{Keyring, Verifier};
 use caracal_gateway::authority::{mandate, Scope};
-use caracal_gateway::model::Action;
+use caracal_gateway::model::{Action, Principal};
 use caracal_gateway::store::{MandateRecord, SigningKeyRow, Store};
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -27,6 +31,17 @@ pub enum AuthorityCmd {
     /// Dry run: the gateway's own mandate decision for one call. Exit code
     /// 0 when allowed, 1 when denied.
     Enforce(EnforceArgs),
+    /// Derive a narrower mandate from one held by the delegator (the
+    /// parent's subject), under the policy the root mandate was issued under.
+    Delegate(delegate::DelegateArgs),
+    /// Revoke one mandate (--mandate-id, optionally with its descendants)
+    /// or, for incident response, every mandate issued by, to, over a
+    /// resource or before a time (with --dry-run to see which first).
+    Revoke(revoke::RevokeArgs),
+    /// The delegation tree containing a mandate, with each node's state.
+    Graph(graph::GraphArgs),
+    /// Recorded mandates with their state (the tokens are never stored).
+    List(graph::ListArgs),
     /// The workspace's mandate signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCmd),
@@ -89,6 +104,10 @@ pub async fn run(cmd: AuthorityCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::R
     match cmd {
         AuthorityCmd::Mandate(args) => issue_mandate(args, &ws, &store, io).await,
         AuthorityCmd::Enforce(args) => enforce(args, &ws, &store, io).await,
+        AuthorityCmd::Delegate(args) => delegate::run(args, &ws, &store, io).await,
+        AuthorityCmd::Revoke(args) => revoke::run(args, &store, io).await,
+        AuthorityCmd::Graph(args) => graph::graph(args, &store, io).await,
+        AuthorityCmd::List(args) => graph::list(args, &store, io).await,
         AuthorityCmd::Keys(cmd) => keys::run(cmd, &ws, &store, io).await,
     }
 }
@@ -159,6 +178,21 @@ async fn issue_mandate(
     let record = MandateRecord::issued(&issued.claims, &issued.policy_id, issued.policy_version);
     store.insert_mandate(&record).await?;
 
+    print_issued(&issued, &token, &issuer, &subject, &keyring, args.json, io)?;
+    Ok(Exit::Success)
+}
+
+/// Prints a freshly signed mandate (`authority mandate` and `authority
+/// delegate` share this form), with the warning that the token is a credential.
+fn print_issued(
+    issued: &issue::Issued,
+    token: &str,
+    issuer: &Principal,
+    subject: &Principal,
+    keyring: &Keyring,
+    json: bool,
+    io: &mut Io<'_>,
+) -> anyhow::Result<()> {
     let c = &issued.claims;
     writeln!(
         io.err,
@@ -167,7 +201,7 @@ async fn issue_mandate(
         subject.name,
         fmt_time(c.exp)
     )?;
-    if args.json {
+    if json {
         output::json(
             io.out,
             &json!({
@@ -180,6 +214,9 @@ async fn issue_mandate(
                 "nbf": c.nbf,
                 "exp": c.exp,
                 "expires_at": fmt_time(c.exp),
+                "parent": c.parent,
+                "chain": c.chain,
+                "depth": c.depth,
                 "kid": keyring.active_kid(),
                 "policy_id": issued.policy_id,
                 "policy_version": issued.policy_version,
@@ -190,6 +227,9 @@ async fn issue_mandate(
         writeln!(io.out, "mandate {} issued", c.jti)?;
         writeln!(io.out, "  subject:  {} ({})", subject.name, c.sub)?;
         writeln!(io.out, "  issuer:   {} ({})", issuer.name, c.iss)?;
+        if let Some(parent) = &c.parent {
+            writeln!(io.out, "  parent:   {parent} (depth {})", c.depth)?;
+        }
         writeln!(
             io.out,
             "  scope:    {} : {}",
@@ -204,7 +244,7 @@ async fn issue_mandate(
         )?;
         writeln!(io.out, "token:\n{token}")?;
     }
-    Ok(Exit::Success)
+    Ok(())
 }
 
 async fn enforce(

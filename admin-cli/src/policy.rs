@@ -122,7 +122,7 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
 }
 
 /// Who is making a change: `$CARACAL_OPERATOR`, else the login name.
-fn operator() -> String {
+pub fn operator() -> String {
     ["CARACAL_OPERATOR", "USER", "LOGNAME"]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))

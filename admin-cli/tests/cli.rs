@@ -6,6 +6,8 @@
 mod allowlist;
 #[path = "cli/authority.rs"]
 mod authority;
+#[path = "cli/delegation.rs"]
+mod delegation;
 #[path = "cli/ledger.rs"]
 mod ledger;
 #[path = "cli/policy.rs"]

@@ -6,6 +6,7 @@ pub mod scope;
 
 pub use scope::Scope;
 pub mod decide;
+pub mod delegate;
 pub mod delegation;
 pub mod issue;
 pub mod keys;

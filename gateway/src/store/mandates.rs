@@ -75,6 +75,45 @@ impl MandateRecord {
     }
 }
 
+/// Where a mandate stands at some time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MandateState {
+    Active,
+    /// At or past its `exp`.
+    Expired,
+    Revoked,
+    /// Not revoked itself, but an ancestor is (so it is dead too).
+    RevokedByAncestor,
+}
+
+impl MandateState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+            Self::RevokedByAncestor => "revoked-by-ancestor",
+        }
+    }
+}
+
+impl MandateRecord {
+    /// Its state at unix time `now`; `is_revoked` answers for an ancestor
+    /// jti. Revocation outranks expiry.
+    pub fn state(&self, now: i64, is_revoked: impl Fn(&str) -> bool) -> MandateState {
+        if self.revoked_at.is_some() {
+            MandateState::Revoked
+        } else if self.chain.iter().any(|a| is_revoked(a)) {
+            MandateState::RevokedByAncestor
+        } else if now >= self.exp {
+            MandateState::Expired
+        } else {
+            MandateState::Active
+        }
+    }
+}
+
 /// Which mandates [`Store::list_mandates`] returns.
 #[derive(Debug, Clone, Default)]
 pub struct MandateFilter {
@@ -86,7 +125,7 @@ fn corrupt(table: &'static str, message: String) -> StoreError {
     StoreError::Corrupt { table, message }
 }
 
-fn mandate_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<MandateRecord, StoreError> {
+pub(super) fn mandate_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<MandateRecord, StoreError> {
     let jti: String = row.try_get("jti")?;
     let bad = |what: &str, e: &dyn std::fmt::Display| {
         corrupt("mandates", format!("mandate {jti}: {what}: {e}"))

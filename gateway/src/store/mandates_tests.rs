@@ -187,3 +187,27 @@ async fn corrupt_rows_are_errors_not_panics() {
         .await;
     assert!(short.is_err());
 }
+
+#[tokio::test]
+async fn state_ranks_revocation_over_an_ancestors_over_expiry() {
+    let f = fixture().await;
+    let mut c = claims(&f, "m-1");
+    c.parent = Some("p".into());
+    c.chain = vec!["p".into()];
+    c.depth = 1;
+    let mut m = MandateRecord::issued(&c, &f.policy.0, f.policy.1);
+    let none = |_: &str| false;
+    let parent_revoked = |j: &str| j == "p";
+    assert_eq!(m.state(999, none), MandateState::Active);
+    assert_eq!(m.state(1000, none), MandateState::Expired);
+    assert_eq!(
+        m.state(1000, parent_revoked),
+        MandateState::RevokedByAncestor
+    );
+    m.revoked_at = Some(5);
+    assert_eq!(m.state(1000, parent_revoked), MandateState::Revoked);
+    assert_eq!(
+        MandateState::RevokedByAncestor.as_str(),
+        "revoked-by-ancestor"
+    );
+}

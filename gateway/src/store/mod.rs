@@ -9,6 +9,7 @@ mod mandates;
 mod policies;
 mod principals;
 mod providers;
+mod revocation;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -18,9 +19,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use ledger::LedgerFilter;
-pub use mandates::{MandateFilter, MandateRecord, SigningKeyRow};
+pub use mandates::{MandateFilter, MandateRecord, MandateState, SigningKeyRow};
 pub use policies::Change;
 pub use principals::NewPrincipal;
+pub use revocation::{Revocation, Revoked, Selector};
 
 use crate::model::{AllowlistEntry, Principal, ProviderDef};
 use crate::policy::Policy;
