@@ -8,18 +8,7 @@ use crate::support::{Home, Out};
 /// a policy for boss over chat.* (create, read) with a 1h maximum.
 /// Returns the policy id.
 fn setup() -> (Home, String) {
-    let home = Home::with_workspace();
-    home.ok(&[
-        "provider",
-        "add",
-        "openai",
-        "--template",
-        "openai",
-        "--base-url",
-        "https://api.openai.com",
-        "--credential",
-        "sk-test",
-    ]);
+    let home = Home::with_openai_provider();
     register(&home, "boss");
     register(&home, "bot");
     let policy = home.json(&[

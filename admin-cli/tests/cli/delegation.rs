@@ -42,18 +42,7 @@ fn policy(home: &Home, owner: &str, delegation: &[&str]) {
 /// with delegation up to depth 2) and carol (policy without delegation),
 /// user bob, agents bot, helper and worker, service svc.
 fn setup() -> Home {
-    let home = Home::with_workspace();
-    home.ok(&[
-        "provider",
-        "add",
-        "openai",
-        "--template",
-        "openai",
-        "--base-url",
-        "https://api.openai.com",
-        "--credential",
-        "sk-test",
-    ]);
+    let home = Home::with_openai_provider();
     for (kind, name) in [
         ("user", "alice"),
         ("user", "carol"),

@@ -5,18 +5,7 @@ use crate::principal::register;
 use crate::support::Home;
 
 fn home_with_provider() -> Home {
-    let home = Home::with_workspace();
-    home.ok(&[
-        "provider",
-        "add",
-        "openai",
-        "--template",
-        "openai",
-        "--base-url",
-        "https://api.openai.com",
-        "--credential",
-        "sk-test",
-    ]);
+    let home = Home::with_openai_provider();
     register(&home, "worker-1");
     home
 }

@@ -37,6 +37,24 @@ impl Home {
         home
     }
 
+    /// A home with workspace `demo` and the `openai` template provider
+    /// (real base URL, never called).
+    pub fn with_openai_provider() -> Self {
+        let home = Self::with_workspace();
+        home.ok(&[
+            "provider",
+            "add",
+            "openai",
+            "--template",
+            "openai",
+            "--base-url",
+            "https://api.openai.com",
+            "--credential",
+            "sk-test",
+        ]);
+        home
+    }
+
     pub fn root(&self) -> &Path {
         self.dir.path()
     }

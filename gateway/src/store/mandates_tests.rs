@@ -1,55 +1,16 @@
 use super::*;
-use crate::model::{Action, PrincipalKind};
-use crate::policy::PolicyDefinition;
-use crate::store::{Change, NewPrincipal};
+use crate::model::Action;
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    store: Store,
-    issuer: String,
-    subject: String,
-    policy: (String, u32),
-}
+use crate::store::test_fixture::Fixture;
 
 async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("c.db")).await.unwrap();
-    let mut ids = Vec::new();
-    for (name, kind) in [("boss", PrincipalKind::User), ("bot", PrincipalKind::Agent)] {
-        let (p, _) = store
-            .register_principal(NewPrincipal {
-                kind,
-                name: name.into(),
-                email: String::new(),
-            })
-            .await
-            .unwrap();
-        ids.push(p.id);
-    }
-    let def = PolicyDefinition {
-        scope: Scope::new(vec!["chat.*".into()], vec![Action::Create]),
-        max_validity_secs: 3600,
-        allow_delegation: false,
-        max_delegation_depth: 0,
-    };
-    let change = Change {
-        changed_by: "t".into(),
-        reason: "t".into(),
-    };
-    let policy = store.create_policy(&ids[0], &def, &change).await.unwrap();
-    Fixture {
-        _dir: dir,
-        store,
-        subject: ids.pop().unwrap(),
-        issuer: ids.pop().unwrap(),
-        policy: (policy.id, policy.version),
-    }
+    crate::store::test_fixture::fixture(false, 0).await
 }
 
 fn claims(f: &Fixture, jti: &str) -> Claims {
     Claims {
-        iss: f.issuer.clone(),
-        sub: f.subject.clone(),
+        iss: f.boss.clone(),
+        sub: f.bot.clone(),
         jti: jti.into(),
         iat: 100,
         nbf: 100,
@@ -91,13 +52,13 @@ async fn mandates_are_recorded_listed_and_bump_the_state_version() {
     assert!(matches!(err, StoreError::NotFound(_)), "{err}");
 
     let by_subject = MandateFilter {
-        subject_id: Some(f.subject.clone()),
+        subject_id: Some(f.bot.clone()),
         issuer_id: None,
     };
     assert_eq!(f.store.list_mandates(&by_subject).await.unwrap().len(), 1);
     let by_issuer = MandateFilter {
         subject_id: None,
-        issuer_id: Some(f.subject.clone()),
+        issuer_id: Some(f.bot.clone()),
     };
     assert!(f.store.list_mandates(&by_issuer).await.unwrap().is_empty());
     let all = f.store.list_mandates(&MandateFilter::default()).await;

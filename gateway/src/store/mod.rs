@@ -10,6 +10,8 @@ mod policies;
 mod principals;
 mod providers;
 mod revocation;
+#[cfg(test)]
+mod test_fixture;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -1,51 +1,13 @@
 use super::*;
 use crate::authority::mandate::Claims;
 use crate::authority::Scope;
-use crate::model::{Action, PrincipalKind};
-use crate::policy::PolicyDefinition;
-use crate::store::{Change, MandateState, NewPrincipal};
+use crate::model::Action;
+use crate::store::MandateState;
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    store: Store,
-    boss: String,
-    bot: String,
-    policy: (String, u32),
-}
+use crate::store::test_fixture::Fixture;
 
 async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("c.db")).await.unwrap();
-    let mut ids = Vec::new();
-    for (name, kind) in [("boss", PrincipalKind::User), ("bot", PrincipalKind::Agent)] {
-        let (p, _) = store
-            .register_principal(NewPrincipal {
-                kind,
-                name: name.into(),
-                email: String::new(),
-            })
-            .await
-            .unwrap();
-        ids.push(p.id);
-    }
-    let def = PolicyDefinition {
-        scope: Scope::new(vec!["chat.*".into()], vec![Action::Create]),
-        max_validity_secs: 3600,
-        allow_delegation: true,
-        max_delegation_depth: 3,
-    };
-    let change = Change {
-        changed_by: "t".into(),
-        reason: "t".into(),
-    };
-    let policy = store.create_policy(&ids[0], &def, &change).await.unwrap();
-    Fixture {
-        _dir: dir,
-        store,
-        bot: ids.pop().unwrap(),
-        boss: ids.pop().unwrap(),
-        policy: (policy.id, policy.version),
-    }
+    crate::store::test_fixture::fixture(true, 3).await
 }
 
 /// Records mandate `jti` under `parent` (when given), issued at `iat`.
