@@ -13,6 +13,14 @@ use jiff::Timestamp;
 use crate::context::{self, Context};
 use crate::output::{self, or_dash, Exit, Io};
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum KindArg {
+    /// Calls through the gateway and its refusals.
+    Call,
+    /// Mandates issued, delegated and revoked.
+    Authority,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum LedgerCmd {
     /// Ledger events, oldest first, optionally of one principal and a time range.
@@ -26,6 +34,10 @@ pub enum LedgerCmd {
         /// Events at or before this time: RFC 3339 (2024-01-31T23:59:59Z) or `now`.
         #[arg(long, value_name = "TIME")]
         end_time: Option<String>,
+        /// Only events of this kind: `call` (gateway traffic) or `authority`
+        /// (mandates issued, delegated and revoked).
+        #[arg(long, value_enum)]
+        kind: Option<KindArg>,
         /// At most N events (the oldest N of the range).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
         limit: Option<i64>,
@@ -40,6 +52,7 @@ pub async fn run(cmd: LedgerCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Resu
         agent_id,
         start_time,
         end_time,
+        kind,
         limit,
         json,
     } = cmd;
@@ -64,6 +77,10 @@ pub async fn run(cmd: LedgerCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Resu
     let events = store
         .query_ledger(&LedgerFilter {
             principal_id,
+            kind: kind.map(|k| match k {
+                KindArg::Call => "call".to_string(),
+                KindArg::Authority => "authority".to_string(),
+            }),
             start_ms: start.map(|t| t.as_millisecond()),
             end_ms: end.map(|t| t.as_millisecond()),
             limit,

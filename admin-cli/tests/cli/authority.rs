@@ -268,3 +268,59 @@ fn rotation_keeps_earlier_mandates_verifying() {
         "{table}"
     );
 }
+
+#[test]
+fn issuance_and_revocation_are_recorded_in_the_ledger() {
+    let (home, _policy) = setup();
+    let issued = issue(&home);
+    let id = issued["id"].as_str().unwrap().to_string();
+    // A dry run records nothing; the real revocation does.
+    home.ok(&[
+        "authority",
+        "revoke",
+        "--subject",
+        "bot",
+        "--dry-run",
+        "--reason",
+        "drill",
+    ]);
+    home.ok(&[
+        "authority",
+        "revoke",
+        "--mandate-id",
+        &id,
+        "--reason",
+        "incident 7",
+    ]);
+    let events = home.json(&["ledger", "query", "--kind", "authority", "--json"]);
+    let codes: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        vec!["mandate_issued", "mandate_revoked"],
+        "{events:#}"
+    );
+    let bot = home.json(&["principal", "list", "--json"]);
+    let bot_id = bot
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "bot")
+        .unwrap()["id"]
+        .clone();
+    for e in events.as_array().unwrap() {
+        assert_eq!(e["kind"], "authority");
+        assert_eq!(e["mode"], "cli");
+        assert_eq!(e["principal_id"], bot_id);
+        assert!(e["detail"].as_str().unwrap().contains(&id), "{e}");
+    }
+    assert!(events[1]["detail"].as_str().unwrap().contains("incident 7"));
+    assert_eq!(
+        home.json(&["ledger", "query", "--kind", "call", "--json"]),
+        serde_json::json!([])
+    );
+}

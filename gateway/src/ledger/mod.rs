@@ -18,6 +18,8 @@ pub enum Mode {
     BaseUrl,
     /// Absolute-form `http://` request (HTTP_PROXY).
     HttpProxy,
+    /// An operator's command (authority events: issued, delegated, revoked).
+    Cli,
 }
 
 impl Mode {
@@ -26,6 +28,7 @@ impl Mode {
             Self::Proxy => "proxy",
             Self::BaseUrl => "base_url",
             Self::HttpProxy => "http_proxy",
+            Self::Cli => "cli",
         }
     }
 }

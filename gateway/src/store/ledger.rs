@@ -9,6 +9,8 @@ use crate::ledger::{LedgerEvent, Mode};
 #[derive(Debug, Clone, Default)]
 pub struct LedgerFilter {
     pub principal_id: Option<String>,
+    /// `call` (gateway traffic) or `authority` (mandates issued, delegated, revoked).
+    pub kind: Option<String>,
     /// Inclusive lower bound, milliseconds since the epoch.
     pub start_ms: Option<i64>,
     /// Inclusive upper bound, milliseconds since the epoch.
@@ -21,6 +23,7 @@ fn mode(s: &str) -> Result<Mode, StoreError> {
         "proxy" => Ok(Mode::Proxy),
         "base_url" => Ok(Mode::BaseUrl),
         "http_proxy" => Ok(Mode::HttpProxy),
+        "cli" => Ok(Mode::Cli),
         other => Err(StoreError::Corrupt {
             table: "ledger_events",
             message: format!("unknown mode {other:?}"),
@@ -71,38 +74,7 @@ impl Store {
     /// no-op, so a retried batch never double counts.
     pub async fn insert_ledger_events(&self, events: &[LedgerEvent]) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
-        for chunk in events.chunks(32) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO ledger_events (id, ts, ts_ms, kind, principal_id, mode, provider, resource, action, method, url, decision, code, status, request_bytes, response_bytes, duration_ms, model, input_tokens, output_tokens, cached_input_tokens, usage, detail) ",
-            );
-            q.push_values(chunk, |mut b, e| {
-                b.push_bind(&e.id)
-                    .push_bind(&e.ts)
-                    .push_bind(e.ts_ms)
-                    .push_bind(&e.kind)
-                    .push_bind(&e.principal_id)
-                    .push_bind(e.mode.as_str())
-                    .push_bind(&e.provider)
-                    .push_bind(&e.resource)
-                    .push_bind(&e.action)
-                    .push_bind(&e.method)
-                    .push_bind(&e.url)
-                    .push_bind(&e.decision)
-                    .push_bind(&e.code)
-                    .push_bind(e.status.map(i64::from))
-                    .push_bind(i(e.request_bytes))
-                    .push_bind(i(e.response_bytes))
-                    .push_bind(i(e.duration_ms))
-                    .push_bind(&e.model)
-                    .push_bind(e.input_tokens.map(i))
-                    .push_bind(e.output_tokens.map(i))
-                    .push_bind(e.cached_input_tokens.map(i))
-                    .push_bind(&e.usage)
-                    .push_bind(&e.detail);
-            });
-            q.push(" ON CONFLICT (id) DO NOTHING");
-            q.build().execute(&mut *tx).await?;
-        }
+        insert_events(&mut tx, events).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -117,6 +89,9 @@ impl Store {
         if let Some(p) = &filter.principal_id {
             q.push(" AND principal_id = ").push_bind(p);
         }
+        if let Some(k) = &filter.kind {
+            q.push(" AND kind = ").push_bind(k);
+        }
         if let Some(s) = filter.start_ms {
             q.push(" AND ts_ms >= ").push_bind(s);
         }
@@ -130,4 +105,45 @@ impl Store {
         let rows = q.build().fetch_all(self.pool()).await?;
         rows.iter().map(from_row).collect()
     }
+}
+
+/// Inserts events inside the caller's transaction (idempotent by id), so a
+/// change and the ledger row that records it commit together.
+pub(super) async fn insert_events(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    events: &[LedgerEvent],
+) -> Result<(), StoreError> {
+    for chunk in events.chunks(32) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO ledger_events (id, ts, ts_ms, kind, principal_id, mode, provider, resource, action, method, url, decision, code, status, request_bytes, response_bytes, duration_ms, model, input_tokens, output_tokens, cached_input_tokens, usage, detail) ",
+            );
+        q.push_values(chunk, |mut b, e| {
+            b.push_bind(&e.id)
+                .push_bind(&e.ts)
+                .push_bind(e.ts_ms)
+                .push_bind(&e.kind)
+                .push_bind(&e.principal_id)
+                .push_bind(e.mode.as_str())
+                .push_bind(&e.provider)
+                .push_bind(&e.resource)
+                .push_bind(&e.action)
+                .push_bind(&e.method)
+                .push_bind(&e.url)
+                .push_bind(&e.decision)
+                .push_bind(&e.code)
+                .push_bind(e.status.map(i64::from))
+                .push_bind(i(e.request_bytes))
+                .push_bind(i(e.response_bytes))
+                .push_bind(i(e.duration_ms))
+                .push_bind(&e.model)
+                .push_bind(e.input_tokens.map(i))
+                .push_bind(e.output_tokens.map(i))
+                .push_bind(e.cached_input_tokens.map(i))
+                .push_bind(&e.usage)
+                .push_bind(&e.detail);
+        });
+        q.push(" ON CONFLICT (id) DO NOTHING");
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(())
 }

@@ -305,6 +305,27 @@ impl Store {
             }
             _ => e.into(),
         })?;
+        let code = if record.parent_jti.is_some() {
+            "mandate_delegated"
+        } else {
+            "mandate_issued"
+        };
+        let detail = format!(
+            "mandate {} {} by {} for {} under policy {} v{}, valid until {}",
+            record.jti,
+            if record.parent_jti.is_some() {
+                "delegated"
+            } else {
+                "issued"
+            },
+            record.issuer_id,
+            record.subject_id,
+            record.policy_id,
+            record.policy_version,
+            record.exp
+        );
+        super::ledger::insert_events(&mut tx, &[authority_event(record, "allow", code, detail)])
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -351,3 +372,28 @@ impl Store {
 #[cfg(test)]
 #[path = "mandates_tests.rs"]
 mod tests;
+
+/// The ledger row of an authority change to `record` (kind `authority`,
+/// mode `cli`): the subject as principal, the scope as resource and action.
+pub(super) fn authority_event(
+    record: &MandateRecord,
+    decision: &str,
+    code: &str,
+    detail: String,
+) -> crate::ledger::LedgerEvent {
+    let mut e =
+        crate::ledger::LedgerEvent::new("authority", crate::ledger::Mode::Cli, decision, code);
+    e.principal_id = Some(record.subject_id.clone());
+    e.resource = Some(record.scope.resources.join(","));
+    e.action = Some(
+        record
+            .scope
+            .actions
+            .iter()
+            .map(|a| a.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    e.detail = Some(crate::ledger::bounded(detail));
+    e
+}

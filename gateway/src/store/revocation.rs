@@ -155,6 +155,12 @@ async fn mark(
         m.revoked_at = Some(revocation.at);
         m.revoked_by = Some(revocation.revoked_by.clone());
         m.revoke_reason = Some(revocation.reason.clone());
+        let detail = format!(
+            "mandate {} revoked by {}: {}",
+            m.jti, revocation.revoked_by, revocation.reason
+        );
+        let event = super::mandates::authority_event(&m, "deny", "mandate_revoked", detail);
+        super::ledger::insert_events(tx, &[event]).await?;
         result.revoked.push(m);
     }
     Ok(result)
