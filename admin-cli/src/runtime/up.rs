@@ -155,9 +155,12 @@ async fn wait_ready(child: &mut Child, config: &Config) -> anyhow::Result<Socket
         if let Some(status) = child.try_wait()? {
             bail!("the gateway exited ({status}) before it became healthy");
         }
-        // The address it really bound (port 0 is resolved there), once recorded.
+        // Ready means: the child recorded its pid and the address it really
+        // bound (port 0 is resolved there), and that address answers 200.
+        // Probing the configured address before the record exists could
+        // report success while the pid file is still missing.
         let listen = pidfile::read_state(&config.pid_file, pid).map(|s| s.listen);
-        if let Some(listen) = listen.or((config.listen.port() != 0).then_some(config.listen)) {
+        if let Some(listen) = listen {
             match probe::probe_health_at(listen, &config.ca_cert).await {
                 Ok(report) if report.status == "ok" => return Ok(listen),
                 Ok(report) => {
