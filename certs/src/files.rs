@@ -1,10 +1,8 @@
 //! Durable file I/O: whole-file reads with path-carrying errors, and
 //! atomic writes (temp file in the same directory, fsync, rename, fsync dir).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::CertError;
 
@@ -29,67 +27,16 @@ pub(crate) fn exists(path: &Path) -> Result<bool, CertError> {
 }
 
 /// Replaces `path` with `contents` so that readers see either the old or the
-/// new file, never a partial one; parent directories are created as needed.
+/// new file, never a partial one (see [`caracal_config::fs::write_atomic_io`]).
 /// A `Private` file is created with mode 0600 from the start, so the secret is
 /// never readable by others, even briefly.
 pub(crate) fn write_atomic(path: &Path, contents: &[u8], access: Access) -> Result<(), CertError> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
+    let mode = match access {
+        Access::Private => 0o600,
+        Access::Public => 0o644,
     };
-    let name = path
-        .file_name()
-        .ok_or_else(|| CertError::invalid(path, "not a file path"))?;
-    fs::create_dir_all(dir).map_err(|e| CertError::io("creating directory", dir, e))?;
-
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let tmp = dir.join(tmp_name);
-
-    let written = write_new(&tmp, contents, access)
-        .map_err(|e| CertError::io("writing", &tmp, e))
-        .and_then(|()| fs::rename(&tmp, path).map_err(|e| CertError::io("renaming into", path, e)));
-    if let Err(e) = written {
-        // Best effort: the temp file is garbage either way.
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    sync_dir(dir).map_err(|e| CertError::io("syncing directory", dir, e))
-}
-
-fn write_new(tmp: &Path, contents: &[u8], access: Access) -> io::Result<()> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(match access {
-            Access::Private => 0o600,
-            Access::Public => 0o644,
-        });
-    }
-    #[cfg(not(unix))]
-    let _ = access;
-    let mut file = options.open(tmp)?;
-    file.write_all(contents)?;
-    file.sync_all()
-}
-
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> io::Result<()> {
-    Ok(())
+    caracal_config::fs::write_atomic_io(path, contents, mode)
+        .map_err(|e| CertError::io("writing", path, e))
 }
 
 /// Warns when a private key file is readable by group or others.

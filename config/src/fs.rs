@@ -1,43 +1,63 @@
 //! Durable file writes: a reader never sees a half-written file.
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::ConfigError;
 
-/// Writes `contents` to `path` atomically: a temporary file in the same
-/// directory is written, fsynced and renamed over `path`, and the directory
-/// is fsynced. `mode` (Unix permissions, e.g. 0o600 for secrets) is applied
+/// Writes `contents` to `path` atomically: a temporary file with a unique
+/// name in the same directory is created (never reused, so no stale file's
+/// permissions or link are followed), written, fsynced and renamed over
+/// `path`, and the directory is fsynced. Parent directories are created.
+/// `mode` (Unix permissions, e.g. 0o600 for secrets) applies from creation,
 /// before any byte is written.
-pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), ConfigError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| ConfigError::io("create directory", dir, e))?;
-    let file_name = path
+pub fn write_atomic_io(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path
         .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "file".into());
-    let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
-    let result = (|| {
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file path"))?;
+    std::fs::create_dir_all(dir)?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let tmp = dir.join(tmp_name);
+    let written = (|| {
         let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        options.write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(mode);
         }
+        #[cfg(not(unix))]
+        let _ = mode;
         let mut file = options.open(&tmp)?;
         file.write_all(contents)?;
         file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        std::fs::rename(&tmp, path)
     })();
-    result.map_err(|e| {
+    if let Err(e) = written {
+        // Best effort: the temp file is garbage either way.
         let _ = std::fs::remove_file(&tmp);
-        ConfigError::io("write", path, e)
-    })
+        return Err(e);
+    }
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// [`write_atomic_io`] with the path named in the error.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), ConfigError> {
+    write_atomic_io(path, contents, mode).map_err(|e| ConfigError::io("write", path, e))
 }
 
 #[cfg(test)]
