@@ -7,12 +7,12 @@ mod graph;
 mod keys;
 mod revoke;
 
-use std::collections::HashSet;
 
 use anyhow::Context as _;
 use caracal_gateway::authority::decide::{self, Call};
 use caracal_gateway::authority::issue::{self, IssueRequest};
-use caracal_gateway::authority::keys::{Keyring, Verifier};
+use caracal_gateway::authority::keys::Keyring;
+use caracal_gateway::authority::view::AuthorityView;
 use caracal_gateway::authority::{mandate, Scope};
 use caracal_gateway::model::{Action, Principal};
 use caracal_gateway::store::{MandateRecord, SigningKeyRow, Store};
@@ -71,17 +71,19 @@ pub struct MandateArgs {
 
 #[derive(Debug, Args)]
 pub struct EnforceArgs {
-    /// The mandate token to check.
-    #[arg(long, value_name = "TOKEN")]
-    mandate: String,
+    /// The mandate token to check. Without it, the mandates recorded for
+    /// --principal are judged, as the gateway does for a call that
+    /// presents none (an HTTPS_PROXY client).
+    #[arg(long, value_name = "TOKEN", required_unless_present = "principal")]
+    mandate: Option<String>,
     /// The resource of the call, e.g. chat.completions.
     #[arg(long, value_name = "R")]
     resource: String,
     /// The action of the call: read, create, update or delete.
     #[arg(long, value_name = "A", value_parser = parse_action)]
     action: Action,
-    /// The principal presenting the mandate (id or name); without it the
-    /// subject is not checked.
+    /// The principal making the call (id or name); without it the
+    /// mandate's subject is not checked.
     #[arg(long, value_name = "ID")]
     principal: Option<String>,
     /// Decide as of this time (RFC 3339, e.g. 2030-01-01T00:00:00Z) instead of now.
@@ -258,24 +260,22 @@ async fn enforce(
         None => None,
     };
     let rows = store.load_state().await?;
-    let verifier =
-        Verifier::from_public(rows.signing_keys.into_iter().map(|k| (k.kid, k.public_key)))
-            .context("the workspace database holds unusable signing keys")?;
-    let revoked: HashSet<String> = rows.revoked.into_iter().collect();
+    let (view, rejected) =
+        AuthorityView::from_rows(rows.signing_keys, rows.mandates, rows.revoked, rows.policies);
+    for r in rejected.iter().chain(&rows.rejected) {
+        writeln!(io.err, "warning: {r}")?;
+    }
     let skew = i64::try_from(ws.config.clock_skew.as_secs()).unwrap_or(i64::MAX);
     let call = Call {
         principal_id: principal.as_deref(),
         resource: &args.resource,
         action: args.action,
     };
-    let d = decide::decide(
-        Some(&args.mandate),
-        &verifier,
-        args.at.unwrap_or_else(now),
-        skew,
-        &call,
-        |jti| revoked.contains(jti),
-    );
+    let at = args.at.unwrap_or_else(now);
+    let d = match &args.mandate {
+        Some(token) => decide::decide(Some(token), &view, at, skew, &call),
+        None => decide::decide_held(&view, at, skew, &call),
+    };
     let decision = if d.allow { "allow" } else { "deny" };
     if args.json {
         output::json(

@@ -17,7 +17,8 @@ use crate::output::{self, or_dash, Exit, Io};
 pub enum KindArg {
     /// Calls through the gateway and its refusals.
     Call,
-    /// Mandates issued, delegated and revoked.
+    /// Mandates issued, delegated and revoked, and calls the gateway
+    /// refused for want of a covering mandate.
     Authority,
 }
 
@@ -35,9 +36,13 @@ pub enum LedgerCmd {
         #[arg(long, value_name = "TIME")]
         end_time: Option<String>,
         /// Only events of this kind: `call` (gateway traffic) or `authority`
-        /// (mandates issued, delegated and revoked).
+        /// (mandates issued, delegated and revoked, and mandate denials).
         #[arg(long, value_enum)]
         kind: Option<KindArg>,
+        /// Only events about this mandate: the calls made under it (or
+        /// refused for it), its issue, delegation and revocation.
+        #[arg(long, value_name = "ID")]
+        mandate_id: Option<String>,
         /// At most N events (the oldest N of the range).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
         limit: Option<i64>,
@@ -53,6 +58,7 @@ pub async fn run(cmd: LedgerCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Resu
         start_time,
         end_time,
         kind,
+        mandate_id,
         limit,
         json,
     } = cmd;
@@ -84,6 +90,7 @@ pub async fn run(cmd: LedgerCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Resu
             start_ms: start.map(|t| t.as_millisecond()),
             end_ms: end.map(|t| t.as_millisecond()),
             limit,
+            mandate_id,
         })
         .await?;
     if json {
@@ -127,6 +134,7 @@ fn print_events(
         "TOKENS IN/OUT",
         "BYTES IN/OUT",
         "MS",
+        "MANDATE",
     ]);
     for e in events {
         let principal = e
@@ -146,6 +154,7 @@ fn print_events(
             format!("{}/{}", or_dash(e.input_tokens), or_dash(e.output_tokens)),
             format!("{}/{}", e.request_bytes, e.response_bytes),
             e.duration_ms.to_string(),
+            or_dash(e.mandate_id.as_deref()),
         ]);
     }
     writeln!(out, "{t}\n{} events", events.len())?;

@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use caracal_config::AllowlistDefault;
 
 use crate::allowlist::Allowlists;
+use crate::authority::view::AuthorityView;
 use crate::authn::{hash_token, Presented};
 use crate::error::{Code, Denial};
 use crate::model::Principal;
@@ -27,6 +28,9 @@ pub struct Snapshot {
     providers: HashMap<String, Arc<Provider>>,
     by_host: HashMap<String, Arc<Provider>>,
     pub allowlists: Allowlists,
+    /// Keys, revocations, recorded mandates and policies: what mandate
+    /// decisions read.
+    pub authority: AuthorityView,
 }
 
 impl Snapshot {
@@ -78,6 +82,14 @@ impl Snapshot {
                 .into_iter()
                 .map(|(id, e)| format!("allowlist entry {id} left out: {e}")),
         );
+        let (authority, rejected) = AuthorityView::from_rows(
+            rows.signing_keys,
+            rows.mandates,
+            rows.revoked,
+            rows.policies,
+        );
+        warnings.extend(rejected);
+        warnings.extend(rows.rejected.into_iter().map(|r| format!("mandate {r}")));
         (
             Self {
                 version: rows.version,
@@ -86,6 +98,7 @@ impl Snapshot {
                 providers,
                 by_host,
                 allowlists,
+                authority,
             },
             warnings,
         )

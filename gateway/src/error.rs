@@ -24,6 +24,22 @@ pub enum Code {
     ResourceNotAllowed,
     /// The destination is a private, loopback, link-local or metadata address.
     DestinationForbidden,
+    /// No mandate presented, and the principal holds none.
+    MandateMissing,
+    /// The presented mandate does not verify, or is not recorded.
+    MandateInvalid,
+    /// The mandate is past its expiry (with the clock skew).
+    MandateExpired,
+    /// The mandate is not valid yet (with the clock skew).
+    MandateNotYetValid,
+    /// The mandate or an ancestor is revoked.
+    MandateRevoked,
+    /// The mandate was issued to another principal.
+    MandateWrongPrincipal,
+    /// The policy the mandate was issued under is disabled.
+    PolicyDisabled,
+    /// Neither the mandate's scope nor its policy's covers the call.
+    ScopeExceeded,
     /// The Host of a request inside a tunnel differs from the tunnel's host.
     HostMismatch,
     /// The provider could not be reached or failed mid-response.
@@ -49,6 +65,14 @@ impl Code {
             Self::OperationUnknown => "operation_unknown",
             Self::ResourceNotAllowed => "resource_not_allowed",
             Self::DestinationForbidden => "destination_forbidden",
+            Self::MandateMissing => "mandate_missing",
+            Self::MandateInvalid => "mandate_invalid",
+            Self::MandateExpired => "mandate_expired",
+            Self::MandateNotYetValid => "mandate_not_yet_valid",
+            Self::MandateRevoked => "mandate_revoked",
+            Self::MandateWrongPrincipal => "mandate_wrong_principal",
+            Self::PolicyDisabled => "policy_disabled",
+            Self::ScopeExceeded => "scope_exceeded",
             Self::HostMismatch => "host_mismatch",
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
@@ -72,6 +96,14 @@ impl Code {
             Self::OperationUnknown => S::FORBIDDEN,
             Self::ResourceNotAllowed => S::FORBIDDEN,
             Self::DestinationForbidden => S::FORBIDDEN,
+            Self::MandateMissing
+            | Self::MandateInvalid
+            | Self::MandateExpired
+            | Self::MandateNotYetValid
+            | Self::MandateRevoked
+            | Self::MandateWrongPrincipal
+            | Self::PolicyDisabled
+            | Self::ScopeExceeded => S::FORBIDDEN,
             Self::HostMismatch => S::MISDIRECTED_REQUEST,
             Self::UpstreamUnavailable => S::BAD_GATEWAY,
             Self::UpstreamTimeout => S::GATEWAY_TIMEOUT,
@@ -94,11 +126,53 @@ impl Code {
             | Self::ResourceNotAllowed
             | Self::DestinationForbidden
             | Self::HostMismatch => true,
+            Self::MandateMissing
+            | Self::MandateInvalid
+            | Self::MandateExpired
+            | Self::MandateNotYetValid
+            | Self::MandateRevoked
+            | Self::MandateWrongPrincipal
+            | Self::PolicyDisabled
+            | Self::ScopeExceeded => true,
             Self::UpstreamUnavailable
             | Self::UpstreamTimeout
             | Self::NotReady
             | Self::Internal
             | Self::ClientCancelled => false,
+        }
+    }
+}
+
+impl Code {
+    /// Whether the authority step (mandates and policies) refused: such
+    /// refusals are also recorded as authority events.
+    pub fn is_authority(self) -> bool {
+        matches!(
+            self,
+            Self::MandateMissing
+                | Self::MandateInvalid
+                | Self::MandateExpired
+                | Self::MandateNotYetValid
+                | Self::MandateRevoked
+                | Self::MandateWrongPrincipal
+                | Self::PolicyDisabled
+                | Self::ScopeExceeded
+        )
+    }
+
+    /// The code of a denial by [`crate::authority::decide`].
+    pub fn from_decision(code: &str) -> Code {
+        use crate::authority::decide as d;
+        match code {
+            d::MANDATE_MISSING => Self::MandateMissing,
+            d::MANDATE_EXPIRED => Self::MandateExpired,
+            d::MANDATE_NOT_YET_VALID => Self::MandateNotYetValid,
+            d::MANDATE_REVOKED => Self::MandateRevoked,
+            d::MANDATE_WRONG_PRINCIPAL => Self::MandateWrongPrincipal,
+            d::POLICY_DISABLED => Self::PolicyDisabled,
+            d::SCOPE_EXCEEDED => Self::ScopeExceeded,
+            // Invalid, and anything unexpected: refusing is the safe side.
+            _ => Self::MandateInvalid,
         }
     }
 }

@@ -1,6 +1,9 @@
-//! The mandate decision: may this call go ahead under this mandate? One
-//! pure function, [`decide`], run by the gateway on every call and by
-//! `caracal authority enforce` as a dry run, so both always agree.
+//! The mandate decision: may this call go ahead? Pure functions run by
+//! the gateway on every call and by `caracal authority enforce` as a dry
+//! run, so both always agree. [`decide`] judges one presented token;
+//! [`decide_held`] judges the mandates the workspace recorded for the
+//! calling principal (how an unmodified `HTTPS_PROXY` client acts under
+//! its mandates without sending one).
 //!
 //! Checks run in a fixed order and stop at the first failure:
 //!
@@ -14,13 +17,17 @@
 //!    (`mandate_wrong_principal`: a separate code rather than
 //!    `mandate_invalid`, because the token itself is sound — someone else
 //!    presenting it is a leak worth telling apart in the ledger);
-//! 5. its scope covers the (resource, action) of the call (`scope_exceeded`).
+//! 5. the workspace recorded it (`mandate_invalid` otherwise) and the
+//!    policy it was issued under is still active (`policy_disabled`);
+//! 6. its scope covers the (resource, action) of the call, and so does the
+//!    current version of its policy (`scope_exceeded`): tightening a policy
+//!    narrows every mandate already issued under it.
 
-use serde::Serialize;
+use std::sync::Arc;
 
-use super::keys::Verifier;
 use super::mandate::{self, Claims, MandateError};
-use super::scope::ResourcePattern;
+use super::scope::CompiledScope;
+use super::view::{AuthorityView, Held};
 use crate::model::Action;
 
 /// The call is allowed.
@@ -28,7 +35,7 @@ pub const ALLOW: &str = "allow";
 /// No mandate was presented.
 pub const MANDATE_MISSING: &str = "mandate_missing";
 /// The token does not verify (malformed, bad signature, unknown kid, bad
-/// claims, disallowed algorithm).
+/// claims, disallowed algorithm), or the workspace has no record of it.
 pub const MANDATE_INVALID: &str = "mandate_invalid";
 /// Past `exp` (plus the clock skew).
 pub const MANDATE_EXPIRED: &str = "mandate_expired";
@@ -38,7 +45,9 @@ pub const MANDATE_NOT_YET_VALID: &str = "mandate_not_yet_valid";
 pub const MANDATE_REVOKED: &str = "mandate_revoked";
 /// The mandate belongs to another principal than the one presenting it.
 pub const MANDATE_WRONG_PRINCIPAL: &str = "mandate_wrong_principal";
-/// The mandate's scope does not cover the call.
+/// The policy the mandate was issued under has been disabled.
+pub const POLICY_DISABLED: &str = "policy_disabled";
+/// The mandate's scope (or its policy's current scope) does not cover the call.
 pub const SCOPE_EXCEEDED: &str = "scope_exceeded";
 
 /// What a call is checked against the mandate for.
@@ -53,15 +62,15 @@ pub struct Call<'a> {
 
 /// The outcome: allowed or not, a stable code, and one human line per
 /// check that ran (the failing check last on a denial).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub allow: bool,
     /// [`ALLOW`] or one of the denial codes of this module.
     pub code: &'static str,
     pub reasons: Vec<String>,
-    /// The verified claims (present once step 2 passed, also on a later denial).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub claims: Option<Claims>,
+    /// The mandate decided on (present once step 2 passed, also on a
+    /// later denial).
+    pub claims: Option<Arc<Claims>>,
 }
 
 impl Decision {
@@ -74,50 +83,170 @@ impl Decision {
             claims: None,
         }
     }
+
+    /// The id of the mandate decided on, if one was.
+    pub fn mandate_id(&self) -> Option<&str> {
+        self.claims.as_deref().map(|c| c.jti.as_str())
+    }
 }
 
 /// Decides whether `call` may proceed under `token` at unix time `now`,
-/// tolerating `skew` seconds of clock difference. `is_revoked` answers for
-/// one jti. Never panics on hostile input; see the module docs for the order.
+/// tolerating `skew` seconds of clock difference. Never panics on hostile
+/// input; see the module docs for the order.
 pub fn decide(
     token: Option<&str>,
-    verifier: &Verifier,
+    view: &AuthorityView,
     now: i64,
     skew: i64,
     call: &Call<'_>,
-    is_revoked: impl Fn(&str) -> bool,
 ) -> Decision {
     let Some(token) = token.filter(|t| !t.is_empty()) else {
         return Decision::deny(MANDATE_MISSING, vec![], "no mandate presented".into());
     };
-    let claims = match mandate::verify(verifier, token, now, skew) {
+    let claims = match mandate::verify(view.verifier(), token, now, skew) {
         Ok(claims) => claims,
         Err(e) => return Decision::deny(e.code_for_decision(), vec![], e.to_string()),
     };
     // verify() only succeeds with a kid header it knew.
     let kid = mandate::peek_unverified(token).map_or_else(String::new, |(kid, _)| kid);
-    let mut reasons = vec![
+    let reasons = vec![
         format!("signature verified (kid {kid})"),
-        format!(
-            "valid from {} until {} (exclusive), checked at {} with {}s clock skew",
-            fmt_time(claims.nbf),
-            fmt_time(claims.exp),
-            fmt_time(now),
-            skew.max(0)
-        ),
+        window_reason(&claims, now, skew),
     ];
-    let with_claims = |mut d: Decision, claims: Claims| {
-        d.claims = Some(claims);
+    let held = view.mandate(&claims.jti);
+    // The signed claims are what is judged; the record supplies the policy
+    // and, when it agrees with the token, its compiled scope.
+    let compiled;
+    let scope = match held {
+        Some(h) if h.claims.scope == claims.scope => &h.scope,
+        _ => {
+            compiled = claims.scope.compile_lenient();
+            &compiled
+        }
+    };
+    let policy_id = held.map(|h| h.policy_id.as_str());
+    judge(Arc::new(claims), scope, policy_id, view, call, reasons)
+}
+
+/// Decides `call` for its principal without a presented token, over the
+/// mandates the workspace recorded for that principal: allowed when one of
+/// them allows it. Otherwise the denial is the most telling one among
+/// them (a current mandate that does not cover the call, before a disabled
+/// policy, a revoked, a not-yet-valid, an expired or an unrecorded one);
+/// `mandate_missing` when the principal holds none. `call.principal_id`
+/// is required (without one, nothing is held).
+pub fn decide_held(view: &AuthorityView, now: i64, skew: i64, call: &Call<'_>) -> Decision {
+    let Some(principal) = call.principal_id else {
+        return Decision::deny(
+            MANDATE_MISSING,
+            vec![],
+            "no mandate presented and no principal to select mandates for".into(),
+        );
+    };
+    let held = view.held_by(principal);
+    if held.is_empty() {
+        return Decision::deny(
+            MANDATE_MISSING,
+            vec![],
+            format!(
+                "no mandate presented and principal {principal} holds none; \
+                 issue one with `caracal authority mandate --subject {principal}`"
+            ),
+        );
+    }
+    let mut best: Option<Decision> = None;
+    for h in held {
+        let d = judge_held(h, view, now, skew, call);
+        if d.allow {
+            return d;
+        }
+        if best.as_ref().is_none_or(|b| rank(d.code) > rank(b.code)) {
+            best = Some(d);
+        }
+    }
+    let best = best.expect("held is not empty");
+    let resource = call.resource;
+    let action = call.action.as_str();
+    let reasons = vec![format!(
+        "no mandate presented; principal {principal} holds {} recorded mandate(s), none allows {resource}:{action}; closest: mandate {}: {}",
+        held.len(),
+        best.mandate_id().unwrap_or("?"),
+        best.reasons.last().map_or("", String::as_str)
+    )];
+    Decision {
+        allow: false,
+        code: best.code,
+        reasons,
+        claims: best.claims,
+    }
+}
+
+/// How close a denial over a recorded mandate came to allowing: the most
+/// telling one is reported when none allows.
+fn rank(code: &str) -> u8 {
+    match code {
+        SCOPE_EXCEEDED => 6,
+        POLICY_DISABLED => 5,
+        MANDATE_REVOKED => 4,
+        MANDATE_NOT_YET_VALID => 3,
+        MANDATE_EXPIRED => 2,
+        _ => 1,
+    }
+}
+
+/// Steps 2 (time only: the record came from the workspace's own
+/// database) to 6 for one recorded mandate.
+fn judge_held(
+    h: &Arc<Held>,
+    view: &AuthorityView,
+    now: i64,
+    skew: i64,
+    call: &Call<'_>,
+) -> Decision {
+    let c = &h.claims;
+    let with = |mut d: Decision| {
+        d.claims = Some(c.clone());
         d
     };
-
-    if is_revoked(&claims.jti) {
-        let why = format!("mandate {} is revoked", claims.jti);
-        return with_claims(Decision::deny(MANDATE_REVOKED, reasons, why), claims);
+    if let Err(e) = mandate::check_window(c.nbf, c.exp, now, skew) {
+        return with(Decision::deny(e.code_for_decision(), vec![], e.to_string()));
     }
-    if let Some(ancestor) = claims.chain.iter().find(|a| is_revoked(a)) {
+    let reasons = vec![
+        format!("mandate {} recorded for principal {}", c.jti, c.sub),
+        window_reason(c, now, skew),
+    ];
+    judge(
+        c.clone(),
+        &h.scope,
+        Some(&h.policy_id),
+        view,
+        call,
+        reasons,
+    )
+}
+
+/// Steps 3 to 6 over claims already known to be genuine and current.
+/// `policy_id` is `None` when the workspace holds no record of the mandate.
+fn judge(
+    claims: Arc<Claims>,
+    scope: &CompiledScope,
+    policy_id: Option<&str>,
+    view: &AuthorityView,
+    call: &Call<'_>,
+    mut reasons: Vec<String>,
+) -> Decision {
+    let deny = |code, reasons, why| {
+        let mut d = Decision::deny(code, reasons, why);
+        d.claims = Some(claims.clone());
+        d
+    };
+    if view.is_revoked(&claims.jti) {
+        let why = format!("mandate {} is revoked", claims.jti);
+        return deny(MANDATE_REVOKED, reasons, why);
+    }
+    if let Some(ancestor) = claims.chain.iter().find(|a| view.is_revoked(a)) {
         let why = format!("ancestor mandate {ancestor} is revoked, so this one is too");
-        return with_claims(Decision::deny(MANDATE_REVOKED, reasons, why), claims);
+        return deny(MANDATE_REVOKED, reasons, why);
     }
     reasons.push(match claims.chain.len() {
         0 => "not revoked".to_string(),
@@ -131,10 +260,7 @@ pub fn decide(
                 "mandate was issued to principal {}, but presented by principal {p}",
                 claims.sub
             );
-            return with_claims(
-                Decision::deny(MANDATE_WRONG_PRINCIPAL, reasons, why),
-                claims,
-            );
+            return deny(MANDATE_WRONG_PRINCIPAL, reasons, why);
         }
         Some(p) => reasons.push(format!("subject matches principal {p}")),
         None => reasons.push(format!(
@@ -143,38 +269,70 @@ pub fn decide(
         )),
     }
 
-    let (resource, action) = (call.resource, call.action.as_str());
-    if !claims.scope.actions.contains(&call.action) {
+    let Some(policy_id) = policy_id else {
         let why = format!(
-            "scope does not cover {resource}:{action}: action {action} is not among {}",
+            "mandate {} is signed by this workspace's key but not recorded in its database",
+            claims.jti
+        );
+        return deny(MANDATE_INVALID, reasons, why);
+    };
+    let Some(policy) = view.policy(policy_id) else {
+        let why = format!("policy {policy_id}, under which it was issued, does not exist");
+        return deny(MANDATE_INVALID, reasons, why);
+    };
+    let version = policy.policy.version;
+    if !policy.policy.active {
+        let why = format!(
+            "policy {policy_id}, under which it was issued, is disabled (version {version})"
+        );
+        return deny(POLICY_DISABLED, reasons, why);
+    }
+    reasons.push(format!(
+        "issued under policy {policy_id}, active at version {version}"
+    ));
+
+    let (resource, action) = (call.resource, call.action);
+    let a = action.as_str();
+    if !scope.actions().contains(&action) {
+        let why = format!(
+            "scope does not cover {resource}:{a}: action {a} is not among {}",
             list(claims.scope.actions.iter().map(|a| a.as_str()))
         );
-        return with_claims(Decision::deny(SCOPE_EXCEEDED, reasons, why), claims);
+        return deny(SCOPE_EXCEEDED, reasons, why);
     }
-    let entry =
-        claims.scope.resources.iter().find(|entry| {
-            ResourcePattern::parse(entry).is_ok_and(|pattern| pattern.matches(resource))
-        });
-    match entry {
-        Some(entry) => {
-            reasons.push(format!(
-                "scope covers {resource}:{action} via entry {entry}"
-            ));
-            Decision {
-                allow: true,
-                code: ALLOW,
-                reasons,
-                claims: Some(claims),
-            }
-        }
-        None => {
-            let why = format!(
-                "scope does not cover {resource}:{action}: no resource entry matches (entries: {})",
-                list(claims.scope.resources.iter().map(String::as_str))
-            );
-            with_claims(Decision::deny(SCOPE_EXCEEDED, reasons, why), claims)
-        }
+    let Some(entry) = scope.patterns().iter().find(|p| p.matches(resource)) else {
+        let why = format!(
+            "scope does not cover {resource}:{a}: no resource entry matches (entries: {})",
+            list(claims.scope.resources.iter().map(String::as_str))
+        );
+        return deny(SCOPE_EXCEEDED, reasons, why);
+    };
+    reasons.push(format!(
+        "scope covers {resource}:{a} via entry {}",
+        entry.as_str()
+    ));
+    if !policy.scope.covers(resource, action) {
+        let why = format!(
+            "policy {policy_id} (version {version}) no longer covers {resource}:{a}"
+        );
+        return deny(SCOPE_EXCEEDED, reasons, why);
     }
+    Decision {
+        allow: true,
+        code: ALLOW,
+        reasons,
+        claims: Some(claims),
+    }
+}
+
+fn window_reason(claims: &Claims, now: i64, skew: i64) -> String {
+    format!(
+        "valid from {} until {} (exclusive), checked at {} with {}s clock skew",
+        fmt_time(claims.nbf),
+        fmt_time(claims.exp),
+        fmt_time(now),
+        skew.max(0)
+    )
 }
 
 impl MandateError {

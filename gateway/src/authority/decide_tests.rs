@@ -1,6 +1,8 @@
 use super::*;
-use crate::authority::keys::Keyring;
+use crate::authority::keys::{Keyring, Verifier};
 use crate::authority::Scope;
+use crate::policy::{Policy, PolicyDefinition};
+use crate::store::MandateRecord;
 
 const T0: i64 = 1_700_000_000;
 const NBF: i64 = T0 + 100;
@@ -26,10 +28,63 @@ fn claims(chain: &[&str]) -> Claims {
     }
 }
 
-fn setup(chain: &[&str]) -> (Verifier, String) {
-    let keyring = Keyring::generate(T0).unwrap();
-    let token = mandate::issue(&keyring, &claims(chain)).unwrap();
-    (keyring.verifier(), token)
+/// The policy `pol` at version 2, over `resources` with every action.
+fn policy(resources: &[&str], active: bool) -> Policy {
+    Policy {
+        id: "pol".into(),
+        version: 2,
+        principal_id: "user-1".into(),
+        definition: PolicyDefinition {
+            scope: Scope::with_all_actions(resources.iter().map(|r| r.to_string()).collect()),
+            max_validity_secs: 3600,
+            allow_delegation: true,
+            max_delegation_depth: 4,
+        },
+        active,
+        changed_by: "t".into(),
+        change_reason: "t".into(),
+        created_at: String::new(),
+    }
+}
+
+fn record(c: &Claims) -> MandateRecord {
+    MandateRecord::issued(c, "pol", 1)
+}
+
+/// A signed mandate with `chain`, and the workspace state around it.
+struct Fixture {
+    verifier: Verifier,
+    token: String,
+    records: Vec<MandateRecord>,
+    revoked: Vec<String>,
+    policy: Policy,
+}
+
+impl Fixture {
+    fn new(chain: &[&str]) -> Self {
+        let keyring = Keyring::generate(T0).unwrap();
+        let c = claims(chain);
+        Fixture {
+            verifier: keyring.verifier(),
+            token: mandate::issue(&keyring, &c).unwrap(),
+            records: vec![record(&c)],
+            revoked: vec![],
+            policy: policy(&["*"], true),
+        }
+    }
+
+    fn view(&self) -> AuthorityView {
+        AuthorityView::new(
+            self.verifier.clone(),
+            self.records.clone(),
+            self.revoked.clone(),
+            [self.policy.clone()],
+        )
+    }
+
+    fn decide_at(&self, now: i64, skew: i64, call: &Call<'_>) -> Decision {
+        decide(Some(&self.token), &self.view(), now, skew, call)
+    }
 }
 
 fn call(principal: Option<&'static str>, resource: &'static str, action: Action) -> Call<'static> {
@@ -46,33 +101,29 @@ const OK_CALL: Call<'static> = Call {
     action: Action::Create,
 };
 
-fn none_revoked(_: &str) -> bool {
-    false
-}
-
 #[test]
 fn a_covering_mandate_is_allowed_with_every_check_explained() {
-    let (verifier, token) = setup(&["m-root", "m-mid"]);
-    let d = decide(Some(&token), &verifier, NBF, 30, &OK_CALL, none_revoked);
+    let f = Fixture::new(&["m-root", "m-mid"]);
+    let d = f.decide_at(NBF, 30, &OK_CALL);
     assert!(d.allow, "{d:?}");
     assert_eq!(d.code, ALLOW);
-    assert_eq!(d.claims.as_ref().unwrap().jti, "m-child");
-    assert_eq!(d.reasons.len(), 5, "{:?}", d.reasons);
+    assert_eq!(d.mandate_id(), Some("m-child"));
+    assert_eq!(d.reasons.len(), 6, "{:?}", d.reasons);
     assert!(d.reasons[0].starts_with("signature verified (kid k-"));
     assert!(d.reasons[1].starts_with("valid from "));
     assert_eq!(d.reasons[2], "not revoked (nor its 2 ancestors)");
     assert_eq!(d.reasons[3], "subject matches principal agent-1");
+    assert_eq!(d.reasons[4], "issued under policy pol, active at version 2");
     assert_eq!(
-        d.reasons[4],
+        d.reasons[5],
         "scope covers chat.completions:create via entry chat.*"
     );
 }
 
 #[test]
 fn no_principal_skips_only_the_subject_match() {
-    let (verifier, token) = setup(&[]);
-    let c = call(None, "embeddings", Action::Create);
-    let d = decide(Some(&token), &verifier, NBF, 0, &c, none_revoked);
+    let f = Fixture::new(&[]);
+    let d = f.decide_at(NBF, 0, &call(None, "embeddings", Action::Create));
     assert!(d.allow, "{d:?}");
     assert_eq!(d.reasons[2], "not revoked");
     assert!(
@@ -80,14 +131,14 @@ fn no_principal_skips_only_the_subject_match() {
         "{:?}",
         d.reasons
     );
-    assert!(d.reasons[4].ends_with("via entry embeddings"));
+    assert!(d.reasons[5].ends_with("via entry embeddings"));
 }
 
 #[test]
 fn a_missing_mandate_is_mandate_missing() {
-    let (verifier, _) = setup(&[]);
+    let f = Fixture::new(&[]);
     for token in [None, Some("")] {
-        let d = decide(token, &verifier, NBF, 0, &OK_CALL, none_revoked);
+        let d = decide(token, &f.view(), NBF, 0, &OK_CALL);
         assert_eq!((d.allow, d.code), (false, MANDATE_MISSING));
         assert_eq!(d.reasons, vec!["no mandate presented".to_string()]);
         assert!(d.claims.is_none());
@@ -96,21 +147,21 @@ fn a_missing_mandate_is_mandate_missing() {
 
 #[test]
 fn tokens_that_do_not_verify_are_mandate_invalid() {
-    let (verifier, token) = setup(&[]);
-    let (other, other_token) = setup(&[]);
+    let f = Fixture::new(&[]);
+    let other = Fixture::new(&[]);
     // Change a signature character well before the end: the last one also
     // carries padding bits, and changing only those is a malformed token.
-    let mut tampered = token.clone().into_bytes();
+    let mut tampered = f.token.clone().into_bytes();
     let i = tampered.len() - 10;
     tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
-    for (v, t, needle) in [
-        (&verifier, "garbage", "malformed"),
-        (&verifier, other_token.as_str(), "unknown signing key"),
-        (&other, token.as_str(), "unknown signing key"),
-        (&verifier, tampered.as_str(), "signature"),
+    for (view, t, needle) in [
+        (f.view(), "garbage", "malformed"),
+        (f.view(), other.token.as_str(), "unknown signing key"),
+        (other.view(), f.token.as_str(), "unknown signing key"),
+        (f.view(), tampered.as_str(), "signature"),
     ] {
-        let d = decide(Some(t), v, NBF, 0, &OK_CALL, |_| true);
+        let d = decide(Some(t), &view, NBF, 0, &OK_CALL);
         assert_eq!((d.allow, d.code), (false, MANDATE_INVALID), "{t}");
         assert_eq!(d.reasons.len(), 1);
         assert!(d.reasons[0].contains(needle), "{:?}", d.reasons);
@@ -120,9 +171,8 @@ fn tokens_that_do_not_verify_are_mandate_invalid() {
 
 #[test]
 fn the_time_window_is_exact_with_skew() {
-    let (verifier, token) = setup(&[]);
-    let at =
-        |now: i64, skew: i64| decide(Some(&token), &verifier, now, skew, &OK_CALL, none_revoked);
+    let f = Fixture::new(&[]);
+    let at = |now: i64, skew: i64| f.decide_at(now, skew, &OK_CALL);
     assert_eq!(at(NBF - 1, 0).code, MANDATE_NOT_YET_VALID);
     assert_eq!(at(NBF, 0).code, ALLOW);
     assert_eq!(at(NBF - 30, 30).code, ALLOW);
@@ -137,9 +187,10 @@ fn the_time_window_is_exact_with_skew() {
 
 #[test]
 fn revocation_of_the_mandate_or_any_ancestor_denies() {
-    let (verifier, token) = setup(&["m-root", "m-mid"]);
     for revoked in ["m-child", "m-root", "m-mid"] {
-        let d = decide(Some(&token), &verifier, NBF, 0, &OK_CALL, |j| j == revoked);
+        let mut f = Fixture::new(&["m-root", "m-mid"]);
+        f.revoked = vec![revoked.to_string()];
+        let d = f.decide_at(NBF, 0, &OK_CALL);
         assert_eq!((d.allow, d.code), (false, MANDATE_REVOKED), "{revoked}");
         assert!(
             d.reasons.last().unwrap().contains(revoked),
@@ -147,15 +198,18 @@ fn revocation_of_the_mandate_or_any_ancestor_denies() {
             d.reasons
         );
         assert_eq!(d.reasons.len(), 3, "verification reasons, then the denial");
-        assert!(d.claims.is_some());
+        assert_eq!(d.mandate_id(), Some("m-child"));
     }
 }
 
 #[test]
 fn another_principal_presenting_the_mandate_is_refused() {
-    let (verifier, token) = setup(&[]);
-    let c = call(Some("agent-2"), "chat.completions", Action::Create);
-    let d = decide(Some(&token), &verifier, NBF, 0, &c, none_revoked);
+    let f = Fixture::new(&[]);
+    let d = f.decide_at(
+        NBF,
+        0,
+        &call(Some("agent-2"), "chat.completions", Action::Create),
+    );
     assert_eq!((d.allow, d.code), (false, MANDATE_WRONG_PRINCIPAL));
     let last = d.reasons.last().unwrap();
     assert!(
@@ -166,7 +220,7 @@ fn another_principal_presenting_the_mandate_is_refused() {
 
 #[test]
 fn calls_outside_the_scope_are_scope_exceeded() {
-    let (verifier, token) = setup(&[]);
+    let f = Fixture::new(&[]);
     for (resource, action, needle) in [
         (
             "chat.completions",
@@ -176,8 +230,7 @@ fn calls_outside_the_scope_are_scope_exceeded() {
         ("files", Action::Create, "no resource entry matches"),
         ("embedding", Action::Create, "no resource entry matches"),
     ] {
-        let c = call(Some("agent-1"), resource, action);
-        let d = decide(Some(&token), &verifier, NBF, 0, &c, none_revoked);
+        let d = f.decide_at(NBF, 0, &call(Some("agent-1"), resource, action));
         assert_eq!((d.allow, d.code), (false, SCOPE_EXCEEDED), "{resource}");
         assert!(
             d.reasons.last().unwrap().contains(needle),
@@ -188,34 +241,191 @@ fn calls_outside_the_scope_are_scope_exceeded() {
 }
 
 #[test]
-fn checks_run_in_order_and_the_first_failure_wins() {
-    let (verifier, token) = setup(&["m-root"]);
-    // Everything wrong: expired, revoked, wrong principal, out of scope.
-    let bad = call(Some("agent-2"), "files", Action::Delete);
-    let all = |j: &str| j == "m-root";
-    let d = decide(Some(&token), &verifier, EXP, 0, &bad, all);
-    assert_eq!(d.code, MANDATE_EXPIRED);
-    let d = decide(Some(&token), &verifier, NBF, 0, &bad, all);
-    assert_eq!(d.code, MANDATE_REVOKED);
-    let d = decide(Some(&token), &verifier, NBF, 0, &bad, none_revoked);
-    assert_eq!(d.code, MANDATE_WRONG_PRINCIPAL);
-    let in_scope_principal = call(Some("agent-1"), "files", Action::Delete);
-    let d = decide(
-        Some(&token),
-        &verifier,
-        NBF,
-        0,
-        &in_scope_principal,
-        none_revoked,
+fn a_signed_but_unrecorded_mandate_is_invalid() {
+    let mut f = Fixture::new(&[]);
+    f.records.clear();
+    let d = f.decide_at(NBF, 0, &OK_CALL);
+    assert_eq!((d.allow, d.code), (false, MANDATE_INVALID));
+    assert!(
+        d.reasons.last().unwrap().contains("not recorded"),
+        "{:?}",
+        d.reasons
     );
+}
+
+#[test]
+fn a_missing_policy_is_invalid_and_a_disabled_one_is_policy_disabled() {
+    let mut f = Fixture::new(&[]);
+    f.policy.id = "other".into();
+    assert_eq!(f.decide_at(NBF, 0, &OK_CALL).code, MANDATE_INVALID);
+    let mut f = Fixture::new(&[]);
+    f.policy.active = false;
+    let d = f.decide_at(NBF, 0, &OK_CALL);
+    assert_eq!((d.allow, d.code), (false, POLICY_DISABLED));
+    assert!(
+        d.reasons.last().unwrap().contains("policy pol"),
+        "{:?}",
+        d.reasons
+    );
+}
+
+#[test]
+fn a_tightened_policy_narrows_mandates_already_issued() {
+    let mut f = Fixture::new(&[]);
+    f.policy = policy(&["embeddings"], true);
+    let d = f.decide_at(NBF, 0, &OK_CALL);
+    assert_eq!((d.allow, d.code), (false, SCOPE_EXCEEDED));
+    assert_eq!(
+        d.reasons.last().unwrap(),
+        "policy pol (version 2) no longer covers chat.completions:create"
+    );
+    let still = f.decide_at(NBF, 0, &call(Some("agent-1"), "embeddings", Action::Create));
+    assert!(still.allow, "{still:?}");
+}
+
+#[test]
+fn the_signed_scope_is_judged_even_when_the_record_says_more() {
+    // A record widened behind the gateway's back does not widen the token.
+    let mut f = Fixture::new(&[]);
+    f.records[0].scope = Scope::with_all_actions(vec!["*".into()]);
+    let d = f.decide_at(NBF, 0, &call(Some("agent-1"), "files", Action::Delete));
     assert_eq!(d.code, SCOPE_EXCEEDED);
-    // An unknown kid is refused before revocation is even asked.
-    let asked = std::cell::Cell::new(false);
-    let (other, _) = setup(&[]);
-    let d = decide(Some(&token), &other, NBF, 0, &OK_CALL, |_| {
-        asked.set(true);
-        true
-    });
+    assert!(f.decide_at(NBF, 0, &OK_CALL).allow);
+}
+
+#[test]
+fn checks_run_in_order_and_the_first_failure_wins() {
+    let mut f = Fixture::new(&["m-root"]);
+    // Everything wrong: expired, revoked, wrong principal, disabled
+    // policy, out of scope.
+    let bad = call(Some("agent-2"), "files", Action::Delete);
+    f.revoked = vec!["m-root".into()];
+    f.policy.active = false;
+    assert_eq!(f.decide_at(EXP, 0, &bad).code, MANDATE_EXPIRED);
+    assert_eq!(f.decide_at(NBF, 0, &bad).code, MANDATE_REVOKED);
+    f.revoked.clear();
+    assert_eq!(f.decide_at(NBF, 0, &bad).code, MANDATE_WRONG_PRINCIPAL);
+    let in_scope_principal = call(Some("agent-1"), "files", Action::Delete);
+    assert_eq!(
+        f.decide_at(NBF, 0, &in_scope_principal).code,
+        POLICY_DISABLED
+    );
+    f.policy.active = true;
+    assert_eq!(
+        f.decide_at(NBF, 0, &in_scope_principal).code,
+        SCOPE_EXCEEDED
+    );
+    // An unknown kid is refused before anything else is looked at.
+    let other = Fixture::new(&[]);
+    let d = decide(Some(&f.token), &other.view(), NBF, 0, &OK_CALL);
     assert_eq!(d.code, MANDATE_INVALID);
-    assert!(!asked.get());
+    assert!(d.claims.is_none());
+}
+
+/// A recorded mandate for agent-1 over `resources` (create), valid in
+/// [nbf, exp).
+fn held(jti: &str, resources: &[&str], nbf: i64, exp: i64) -> MandateRecord {
+    let mut c = claims(&[]);
+    c.jti = jti.into();
+    c.nbf = nbf;
+    c.iat = nbf;
+    c.exp = exp;
+    c.scope = Scope::new(
+        resources.iter().map(|r| r.to_string()).collect(),
+        vec![Action::Create],
+    );
+    record(&c)
+}
+
+fn held_view(records: Vec<MandateRecord>, revoked: &[&str]) -> AuthorityView {
+    AuthorityView::new(
+        Verifier::empty(),
+        records,
+        revoked.iter().map(|r| r.to_string()),
+        [policy(&["*"], true)],
+    )
+}
+
+#[test]
+fn without_a_token_the_principals_recorded_mandates_decide() {
+    let view = held_view(
+        vec![
+            held("m-embed", &["embeddings"], NBF, EXP),
+            held("m-chat", &["chat.completions"], NBF, EXP),
+        ],
+        &[],
+    );
+    let d = decide_held(&view, NBF, 0, &OK_CALL);
+    assert!(d.allow, "{d:?}");
+    assert_eq!(d.mandate_id(), Some("m-chat"));
+    assert_eq!(d.reasons[0], "mandate m-chat recorded for principal agent-1");
+
+    let other = call(Some("agent-2"), "chat.completions", Action::Create);
+    let d = decide_held(&view, NBF, 0, &other);
+    assert_eq!((d.allow, d.code), (false, MANDATE_MISSING));
+    assert!(d.reasons[0].contains("holds none"), "{:?}", d.reasons);
+    let d = decide_held(&view, NBF, 0, &call(None, "embeddings", Action::Create));
+    assert_eq!(d.code, MANDATE_MISSING);
+}
+
+#[test]
+fn the_most_telling_denial_among_held_mandates_is_reported() {
+    let expired = held("m-old", &["chat.completions"], T0, NBF);
+    let later = held("m-later", &["chat.completions"], EXP, EXP + 100);
+    let revoked = held("m-revoked", &["chat.completions"], NBF, EXP);
+    let narrow = held("m-narrow", &["embeddings"], NBF, EXP);
+    let at = |records: Vec<MandateRecord>| {
+        decide_held(&held_view(records, &["m-revoked"]), NBF, 0, &OK_CALL)
+    };
+    let d = at(vec![expired.clone()]);
+    assert_eq!(d.code, MANDATE_EXPIRED);
+    assert_eq!(d.mandate_id(), Some("m-old"));
+    assert_eq!(
+        at(vec![expired.clone(), later.clone()]).code,
+        MANDATE_NOT_YET_VALID
+    );
+    assert_eq!(
+        at(vec![expired.clone(), later.clone(), revoked.clone()]).code,
+        MANDATE_REVOKED
+    );
+    let d = at(vec![expired, later, revoked, narrow]);
+    assert_eq!(d.code, SCOPE_EXCEEDED);
+    assert_eq!(d.mandate_id(), Some("m-narrow"));
+    assert_eq!(d.reasons.len(), 1);
+    assert!(
+        d.reasons[0].contains("holds 4 recorded mandate(s)")
+            && d.reasons[0].contains("closest: mandate m-narrow"),
+        "{:?}",
+        d.reasons
+    );
+}
+
+#[test]
+fn held_mandates_follow_the_same_time_revocation_and_policy_rules() {
+    let m = held("m-1", &["chat.*"], NBF, EXP);
+    let view = held_view(vec![m.clone()], &[]);
+    for (now, skew, code) in [
+        (NBF - 1, 0, MANDATE_NOT_YET_VALID),
+        (NBF - 30, 30, ALLOW),
+        (EXP - 1, 0, ALLOW),
+        (EXP, 0, MANDATE_EXPIRED),
+        (EXP + 29, 30, ALLOW),
+    ] {
+        assert_eq!(decide_held(&view, now, skew, &OK_CALL).code, code, "{now}");
+    }
+    let mut child = held("m-2", &["chat.*"], NBF, EXP);
+    child.chain = vec!["m-root".into()];
+    child.parent_jti = Some("m-root".into());
+    child.depth = 1;
+    let view = held_view(vec![child], &["m-root"]);
+    assert_eq!(decide_held(&view, NBF, 0, &OK_CALL).code, MANDATE_REVOKED);
+    let view = AuthorityView::new(
+        Verifier::empty(),
+        [m.clone()],
+        [],
+        [policy(&["embeddings"], true)],
+    );
+    assert_eq!(decide_held(&view, NBF, 0, &OK_CALL).code, SCOPE_EXCEEDED);
+    let view = AuthorityView::new(Verifier::empty(), [m], [], [policy(&["*"], false)]);
+    assert_eq!(decide_held(&view, NBF, 0, &OK_CALL).code, POLICY_DISABLED);
 }

@@ -64,6 +64,37 @@ impl Verifier {
         })
     }
 
+    /// A verifier that knows no key (it refuses every mandate).
+    pub fn empty() -> Verifier {
+        Verifier::from_checked(std::iter::empty())
+    }
+
+    /// Like [`Verifier::from_public`], but leaves out keys with a malformed
+    /// or repeated kid and returns why each was left out. For building a
+    /// snapshot, where one bad row must not stop every other key verifying.
+    pub fn from_public_lenient<I, K>(keys: I) -> (Verifier, Vec<KeyError>)
+    where
+        I: IntoIterator<Item = (K, [u8; 32])>,
+        K: Into<String>,
+    {
+        let mut map = BTreeMap::new();
+        let mut rejected = Vec::new();
+        for (kid, public) in keys {
+            let kid = kid.into();
+            if let Err(e) = check_kid(&kid) {
+                rejected.push(e);
+            } else if map.contains_key(&kid) {
+                rejected.push(KeyError::DuplicateKid(kid));
+            } else {
+                map.insert(kid, VerifierKey::new(public));
+            }
+        }
+        let verifier = Verifier {
+            keys: Arc::new(map),
+        };
+        (verifier, rejected)
+    }
+
     /// Every (kid, raw public key), sorted by kid.
     pub fn public_keys(&self) -> Vec<(String, [u8; 32])> {
         self.keys

@@ -210,23 +210,23 @@ pub fn verify(
         .claims;
     claims.check_shape()?;
 
+    check_window(claims.nbf, claims.exp, now, skew)?;
+    Ok(claims)
+}
+
+/// The time rule of every mandate: valid iff `nbf - skew <= now < exp +
+/// skew` (a negative skew counts as 0). Shared by [`verify`] and the
+/// decision over recorded mandates.
+pub fn check_window(nbf: i64, exp: i64, now: i64, skew: i64) -> Result<(), MandateError> {
     let skew = skew.max(0);
     let (now_w, skew_w) = (i128::from(now), i128::from(skew));
-    if now_w < i128::from(claims.nbf) - skew_w {
-        return Err(MandateError::NotYetValid {
-            nbf: claims.nbf,
-            now,
-            skew,
-        });
+    if now_w < i128::from(nbf) - skew_w {
+        return Err(MandateError::NotYetValid { nbf, now, skew });
     }
-    if now_w >= i128::from(claims.exp) + skew_w {
-        return Err(MandateError::Expired {
-            exp: claims.exp,
-            now,
-            skew,
-        });
+    if now_w >= i128::from(exp) + skew_w {
+        return Err(MandateError::Expired { exp, now, skew });
     }
-    Ok(claims)
+    Ok(())
 }
 
 /// The header `kid` and the `jti` claim of a token, read WITHOUT verifying

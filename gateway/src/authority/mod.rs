@@ -11,3 +11,4 @@ pub mod delegation;
 pub mod issue;
 pub mod keys;
 pub mod mandate;
+pub mod view;

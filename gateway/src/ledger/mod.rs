@@ -62,6 +62,9 @@ pub struct LedgerEvent {
     /// What the usage parser concluded (`found`, `missing`, `partial`, …).
     pub usage: Option<String>,
     pub detail: Option<String>,
+    /// The mandate the event concerns: the one a call went ahead under or
+    /// was refused for, or the one issued, delegated or revoked.
+    pub mandate_id: Option<String>,
 }
 
 impl LedgerEvent {
@@ -92,6 +95,7 @@ impl LedgerEvent {
             cached_input_tokens: None,
             usage: None,
             detail: None,
+            mandate_id: None,
         }
     }
 }

@@ -42,6 +42,13 @@ pub struct Shared {
     pub force_close: CancellationToken,
 }
 
+impl Shared {
+    /// The clock skew mandate decisions tolerate, seconds.
+    pub fn clock_skew_secs(&self) -> i64 {
+        i64::try_from(self.config.clock_skew.as_secs()).unwrap_or(i64::MAX)
+    }
+}
+
 /// A CONNECT tunnel's identity, fixed when it was opened.
 #[derive(Debug, Clone)]
 pub struct Tunnel {

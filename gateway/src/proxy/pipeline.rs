@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use crate::authn::Presented;
+use crate::authority::decide::{self, Call};
 use crate::cache::Snapshot;
 use crate::catalog::{Operation, PASSTHROUGH_RESOURCE};
 use crate::destination::{self, Host};
@@ -34,6 +35,49 @@ pub enum Target<'a> {
     Provider { name: &'a str },
 }
 
+/// The explicit mandate a request carries in [`MANDATE_HEADER`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MandateArg<'a> {
+    /// No header: the principal's recorded mandates are consulted.
+    Absent,
+    /// One header: exactly this mandate is judged (no fallback).
+    Token(&'a str),
+    /// A header that cannot be a token (repeated, not visible ASCII).
+    Malformed(&'static str),
+}
+
+/// The header that presents one specific mandate (base_url requests and
+/// requests inside a CONNECT tunnel). Like every `x-caracal-*` header it
+/// never reaches the provider.
+pub const MANDATE_HEADER: &str = "x-caracal-mandate";
+
+impl<'a> MandateArg<'a> {
+    /// Reads [`MANDATE_HEADER`] from request headers.
+    pub fn from_headers(headers: &'a http::HeaderMap) -> Self {
+        let mut values = headers.get_all(MANDATE_HEADER).iter();
+        let Some(value) = values.next() else {
+            return Self::Absent;
+        };
+        if values.next().is_some() {
+            return Self::Malformed("more than one x-caracal-mandate header");
+        }
+        match value.to_str() {
+            Ok(v) => Self::Token(v.trim()),
+            Err(_) => Self::Malformed("x-caracal-mandate is not visible ASCII"),
+        }
+    }
+}
+
+/// What the mandate step needs besides the snapshot.
+#[derive(Debug, Clone, Copy)]
+pub struct Authority<'a> {
+    pub mandate: MandateArg<'a>,
+    /// Unix seconds.
+    pub now: i64,
+    /// Clock skew tolerated on nbf/exp, seconds.
+    pub skew: i64,
+}
+
 /// A call that passed every step.
 pub struct Admitted {
     pub principal: Arc<Principal>,
@@ -41,6 +85,8 @@ pub struct Admitted {
     pub operation: Operation,
     /// The canonical URL allowlists matched.
     pub url: String,
+    /// The mandate the call goes ahead under.
+    pub mandate_id: String,
 }
 
 /// What the data path knows about a call so far; it becomes the ledger row.
@@ -53,6 +99,8 @@ pub struct CallRecord {
     pub resource: Option<String>,
     pub action: Option<String>,
     pub url: Option<String>,
+    /// The mandate decided on (allowed under, or refused for).
+    pub mandate_id: Option<String>,
 }
 
 impl CallRecord {
@@ -65,6 +113,7 @@ impl CallRecord {
             resource: None,
             action: None,
             url: None,
+            mandate_id: None,
         }
     }
 
@@ -77,6 +126,7 @@ impl CallRecord {
         e.action = self.action.clone();
         e.method = Some(self.method.clone());
         e.url = self.url.clone().map(crate::ledger::bounded);
+        e.mandate_id = self.mandate_id.clone();
         e
     }
 }
@@ -88,6 +138,7 @@ pub fn admit(
     target: Target<'_>,
     method: &http::Method,
     path: &str,
+    authority: Authority<'_>,
     rec: &mut CallRecord,
 ) -> Result<Admitted, Denial> {
     // Identity first, so an unauthenticated caller learns nothing else.
@@ -112,13 +163,53 @@ pub fn admit(
     rec.action = Some(operation.action.as_str().to_string());
     // Where may this principal go at all?
     snap.allowlists.check(&principal.id, &url)?;
-    // Mandate, rate limit and budget reservation slot in here, in that order.
+    // Does a current mandate, under a current policy, cover this call?
+    let mandate_id = authorise(snap, &principal, &operation, authority, rec)?;
+    // Rate limit and budget reservation slot in here, in that order.
     Ok(Admitted {
         principal,
         provider,
         operation,
         url,
+        mandate_id,
     })
+}
+
+/// Step 5: the mandate. An explicit one is judged alone; without one, the
+/// principal's recorded mandates are (see [`crate::authority::decide`]).
+/// Returns the id of the mandate the call goes ahead under.
+pub fn authorise(
+    snap: &Snapshot,
+    principal: &Principal,
+    operation: &Operation,
+    authority: Authority<'_>,
+    rec: &mut CallRecord,
+) -> Result<String, Denial> {
+    let call = Call {
+        principal_id: Some(&principal.id),
+        resource: &operation.resource,
+        action: operation.action,
+    };
+    let view = &snap.authority;
+    let d = match authority.mandate {
+        MandateArg::Malformed(why) => return Err(Denial::new(Code::MandateInvalid, why)),
+        MandateArg::Token(token) => decide::decide(
+            Some(token),
+            view,
+            authority.now,
+            authority.skew,
+            &call,
+        ),
+        MandateArg::Absent => decide::decide_held(view, authority.now, authority.skew, &call),
+    };
+    rec.mandate_id = d.mandate_id().map(str::to_string);
+    match (d.allow, rec.mandate_id.clone()) {
+        (true, Some(id)) => Ok(id),
+        _ => Err(Denial::new(
+            Code::from_decision(d.code),
+            d.reasons.last().cloned().unwrap_or_default(),
+        )),
+    }
 }
 
 /// Step 1: the calling principal.

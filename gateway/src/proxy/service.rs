@@ -10,7 +10,7 @@ use http::{Method, Request, Response, Version};
 use hyper::body::Incoming;
 
 use super::meter::{finish, InFlight};
-use super::pipeline::{self, CallRecord, Caller, Target};
+use super::pipeline::{self, Authority, CallRecord, Caller, MandateArg, Target};
 use super::respond::{self, Body};
 use super::{connect, forward, ConnInfo, Shared, Tunnel};
 use crate::authn;
@@ -105,7 +105,24 @@ pub fn refuse(
         "refused: {}",
         d.message
     );
+    // An authority refusal is also an authority event, next to the call's
+    // row, so `ledger query --kind authority` lists denials with issues
+    // and revocations.
+    let authority = d.code.is_authority().then(|| {
+        let mut a = event.clone();
+        a.id = uuid::Uuid::now_v7().to_string();
+        a.kind = "authority".into();
+        a.detail = Some(crate::ledger::bounded(format!(
+            "call {} denied: {}",
+            event.id, d.message
+        )));
+        a
+    });
     finish(shared.sink.as_ref(), event, started);
+    if let Some(mut a) = authority {
+        a.duration_ms = 0;
+        shared.sink.emit(a);
+    }
     respond::denial(d, proxy)
 }
 
@@ -272,12 +289,18 @@ async fn enforce(
         return refuse(shared, rec, &d, started, proxy);
     }
     // The snapshot guard is released before anything is awaited.
+    let authority = Authority {
+        mandate: MandateArg::from_headers(req.headers()),
+        now: jiff::Timestamp::now().as_second(),
+        skew: shared.clock_skew_secs(),
+    };
     let decision = pipeline::admit(
         &shared.snapshot.load(),
         caller,
         target,
         req.method(),
         &path,
+        authority,
         rec,
     );
     match decision {

@@ -16,6 +16,8 @@ pub struct LedgerFilter {
     /// Inclusive upper bound, milliseconds since the epoch.
     pub end_ms: Option<i64>,
     pub limit: Option<i64>,
+    /// Events about one mandate (calls under it, its issue and revocation).
+    pub mandate_id: Option<String>,
 }
 
 fn mode(s: &str) -> Result<Mode, StoreError> {
@@ -62,6 +64,7 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<LedgerEvent, StoreError> {
         cached_input_tokens: opt_u64(row, "cached_input_tokens")?,
         usage: row.try_get("usage")?,
         detail: row.try_get("detail")?,
+        mandate_id: row.try_get("mandate_id")?,
     })
 }
 
@@ -92,6 +95,9 @@ impl Store {
         if let Some(k) = &filter.kind {
             q.push(" AND kind = ").push_bind(k);
         }
+        if let Some(m) = &filter.mandate_id {
+            q.push(" AND mandate_id = ").push_bind(m);
+        }
         if let Some(s) = filter.start_ms {
             q.push(" AND ts_ms >= ").push_bind(s);
         }
@@ -115,7 +121,7 @@ pub(super) async fn insert_events(
 ) -> Result<(), StoreError> {
     for chunk in events.chunks(32) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO ledger_events (id, ts, ts_ms, kind, principal_id, mode, provider, resource, action, method, url, decision, code, status, request_bytes, response_bytes, duration_ms, model, input_tokens, output_tokens, cached_input_tokens, usage, detail) ",
+                "INSERT INTO ledger_events (id, ts, ts_ms, kind, principal_id, mode, provider, resource, action, method, url, decision, code, status, request_bytes, response_bytes, duration_ms, model, input_tokens, output_tokens, cached_input_tokens, usage, detail, mandate_id) ",
             );
         q.push_values(chunk, |mut b, e| {
             b.push_bind(&e.id)
@@ -140,7 +146,8 @@ pub(super) async fn insert_events(
                 .push_bind(e.output_tokens.map(i))
                 .push_bind(e.cached_input_tokens.map(i))
                 .push_bind(&e.usage)
-                .push_bind(&e.detail);
+                .push_bind(&e.detail)
+                .push_bind(&e.mandate_id);
         });
         q.push(" ON CONFLICT (id) DO NOTHING");
         q.build().execute(&mut **tx).await?;

@@ -195,6 +195,32 @@ pub(super) async fn revoked(tx: &mut Transaction<'_, Sqlite>) -> Result<Vec<Stri
     )
 }
 
+/// Mandates the gateway may be asked about at unix time `now`: those not
+/// expired for longer than [`KEEP_EXPIRED_SECS`] (so a denial can still say
+/// "expired" rather than "missing"). A row that cannot be read is left out,
+/// which can only deny more, and reported in the second list.
+pub(super) async fn current(
+    tx: &mut Transaction<'_, Sqlite>,
+    now: i64,
+) -> Result<(Vec<MandateRecord>, Vec<String>), StoreError> {
+    let rows = sqlx::query("SELECT * FROM mandates WHERE exp > ? ORDER BY iat, jti")
+        .bind(now.saturating_sub(KEEP_EXPIRED_SECS))
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut mandates = Vec::with_capacity(rows.len());
+    let mut rejected = Vec::new();
+    for row in &rows {
+        match mandate_from_row(row) {
+            Ok(m) => mandates.push(m),
+            Err(e) => rejected.push(format!("left out: {e}")),
+        }
+    }
+    Ok((mandates, rejected))
+}
+
+/// How long an expired mandate stays in the enforcement state.
+pub const KEEP_EXPIRED_SECS: i64 = 24 * 3600;
+
 impl Store {
     /// Makes the stored public keys exactly `keys` (the keyring's): new
     /// keys are added, changed retirement times updated, keys no longer in
@@ -395,5 +421,6 @@ pub(super) fn authority_event(
             .join(","),
     );
     e.detail = Some(crate::ledger::bounded(detail));
+    e.mandate_id = Some(record.jti.clone());
     e
 }

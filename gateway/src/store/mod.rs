@@ -21,7 +21,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use ledger::LedgerFilter;
-pub use mandates::{MandateFilter, MandateRecord, MandateState, SigningKeyRow};
+pub use mandates::{MandateFilter, MandateRecord, MandateState, SigningKeyRow, KEEP_EXPIRED_SECS};
 pub use policies::Change;
 pub use principals::NewPrincipal;
 pub use revocation::{Revocation, Revoked, Selector};
@@ -61,6 +61,10 @@ pub struct StateRows {
     pub signing_keys: Vec<SigningKeyRow>,
     /// The jtis of revoked mandates.
     pub revoked: Vec<String>,
+    /// Mandates not expired, or expired within the last day.
+    pub mandates: Vec<MandateRecord>,
+    /// Rows that could not be read and were left out (they can only deny more).
+    pub rejected: Vec<String>,
 }
 
 /// A handle on the workspace database (cheap to clone).
@@ -113,6 +117,8 @@ impl Store {
         let policies = policies::latest(&mut tx).await?;
         let signing_keys = mandates::signing_keys(&mut tx).await?;
         let revoked = mandates::revoked(&mut tx).await?;
+        let now = jiff::Timestamp::now().as_second();
+        let (mandates, rejected) = mandates::current(&mut tx, now).await?;
         tx.commit().await?;
         Ok(StateRows {
             version,
@@ -122,6 +128,8 @@ impl Store {
             policies,
             signing_keys,
             revoked,
+            mandates,
+            rejected,
         })
     }
 

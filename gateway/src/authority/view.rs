@@ -1,0 +1,164 @@
+//! What the mandate decision reads besides the token: the workspace's
+//! verifying keys, its revocations, the mandates it recorded and the
+//! current version of every policy. The gateway builds one per snapshot,
+//! `caracal authority enforce` one per run, from the same rows, so both
+//! decide alike.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use super::keys::Verifier;
+use super::mandate::Claims;
+use super::scope::CompiledScope;
+use crate::policy::Policy;
+use crate::store::{MandateRecord, SigningKeyRow};
+
+/// A recorded mandate, ready to be decided on.
+#[derive(Debug)]
+pub struct Held {
+    pub claims: Arc<Claims>,
+    /// The policy that authorised it (for a delegated mandate, its root's).
+    pub policy_id: String,
+    pub(super) scope: CompiledScope,
+}
+
+/// The current version of a policy with its scope compiled.
+#[derive(Debug)]
+pub(super) struct PolicyView {
+    pub policy: Policy,
+    pub scope: CompiledScope,
+}
+
+/// The authority half of a snapshot. Cheap to read from many threads.
+#[derive(Debug)]
+pub struct AuthorityView {
+    verifier: Verifier,
+    revoked: HashSet<String>,
+    mandates: HashMap<String, Arc<Held>>,
+    /// Per subject, the mandates it holds, latest expiry first.
+    by_subject: HashMap<String, Vec<Arc<Held>>>,
+    policies: HashMap<String, PolicyView>,
+}
+
+impl Default for AuthorityView {
+    fn default() -> Self {
+        Self::new(
+            Verifier::empty(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        )
+    }
+}
+
+impl AuthorityView {
+    /// Builds the view. Scope entries that do not parse cover nothing (a
+    /// mandate or policy can only cover less than it says, never more).
+    pub fn new(
+        verifier: Verifier,
+        mandates: impl IntoIterator<Item = MandateRecord>,
+        revoked: impl IntoIterator<Item = String>,
+        policies: impl IntoIterator<Item = Policy>,
+    ) -> Self {
+        let mut by_jti = HashMap::new();
+        let mut by_subject: HashMap<String, Vec<Arc<Held>>> = HashMap::new();
+        for record in mandates {
+            let held = Arc::new(Held {
+                scope: record.scope.compile_lenient(),
+                policy_id: record.policy_id.clone(),
+                claims: Arc::new(record.claims()),
+            });
+            by_subject
+                .entry(held.claims.sub.clone())
+                .or_default()
+                .push(held.clone());
+            by_jti.insert(held.claims.jti.clone(), held);
+        }
+        for list in by_subject.values_mut() {
+            list.sort_by(|a, b| {
+                (b.claims.exp, &b.claims.jti).cmp(&(a.claims.exp, &a.claims.jti))
+            });
+        }
+        let policies = policies
+            .into_iter()
+            .map(|policy| {
+                let scope = policy.definition.scope.compile_lenient();
+                (policy.id.clone(), PolicyView { policy, scope })
+            })
+            .collect();
+        Self {
+            verifier,
+            revoked: revoked.into_iter().collect(),
+            mandates: by_jti,
+            by_subject,
+            policies,
+        }
+    }
+
+    /// Builds the view from stored rows. Keys that cannot be used are left
+    /// out (mandates signed with them then fail to verify) and reported.
+    pub fn from_rows(
+        signing_keys: Vec<SigningKeyRow>,
+        mandates: Vec<MandateRecord>,
+        revoked: Vec<String>,
+        policies: Vec<Policy>,
+    ) -> (Self, Vec<String>) {
+        let (verifier, bad_keys) = Verifier::from_public_lenient(
+            signing_keys.into_iter().map(|k| (k.kid, k.public_key)),
+        );
+        let rejected = bad_keys
+            .into_iter()
+            .map(|e| format!("signing key left out: {e}"))
+            .collect();
+        (Self::new(verifier, mandates, revoked, policies), rejected)
+    }
+
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// Whether mandate `jti` itself is revoked.
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        self.revoked.contains(jti)
+    }
+
+    /// The recorded mandate `jti`, if this view holds it.
+    pub fn mandate(&self, jti: &str) -> Option<&Arc<Held>> {
+        self.mandates.get(jti)
+    }
+
+    /// The mandates `principal_id` holds (any state), latest expiry first.
+    pub fn held_by(&self, principal_id: &str) -> &[Arc<Held>] {
+        self.by_subject
+            .get(principal_id)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    pub(super) fn policy(&self, id: &str) -> Option<&PolicyView> {
+        self.policies.get(id)
+    }
+
+    /// Number of recorded mandates in the view.
+    pub fn mandate_count(&self) -> usize {
+        self.mandates.len()
+    }
+}
+
+impl MandateRecord {
+    /// The claims the mandate was signed with (`ws` is not recorded).
+    pub fn claims(&self) -> Claims {
+        Claims {
+            iss: self.issuer_id.clone(),
+            sub: self.subject_id.clone(),
+            jti: self.jti.clone(),
+            iat: self.iat,
+            nbf: self.nbf,
+            exp: self.exp,
+            scope: self.scope.clone(),
+            parent: self.parent_jti.clone(),
+            chain: self.chain.clone(),
+            depth: self.depth,
+            ws: None,
+        }
+    }
+}
