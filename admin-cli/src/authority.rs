@@ -7,7 +7,6 @@ mod graph;
 mod keys;
 mod revoke;
 
-
 use anyhow::Context as _;
 use caracal_gateway::authority::decide::{self, Call};
 use caracal_gateway::authority::issue::{self, IssueRequest};
@@ -260,8 +259,12 @@ async fn enforce(
         None => None,
     };
     let rows = store.load_state().await?;
-    let (view, rejected) =
-        AuthorityView::from_rows(rows.signing_keys, rows.mandates, rows.revoked, rows.policies);
+    let (view, rejected) = AuthorityView::from_rows(
+        rows.signing_keys,
+        rows.mandates,
+        rows.revoked,
+        rows.policies,
+    );
     for r in rejected.iter().chain(&rows.rejected) {
         writeln!(io.err, "warning: {r}")?;
     }

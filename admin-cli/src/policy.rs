@@ -46,12 +46,13 @@ pub enum PolicyCmd {
         /// Why the policy is created (kept in its history).
         #[arg(long, value_name = "TEXT")]
         change_reason: String,
-        /// Print the policy as JSON.
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Change a policy: a new version replaces the scope or limits given.
+    /// A narrower scope also narrows the mandates already issued under it,
+    /// on running gateways within a second.
     Update {
         /// The policy id.
         id: String,
@@ -67,7 +68,8 @@ pub enum PolicyCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Disable a policy: no mandate can be issued under it any more.
+    /// Disable a policy: no mandate can be issued under it any more, and
+    /// running gateways stop honouring those already issued within a second.
     Disable {
         /// The policy id.
         id: String,

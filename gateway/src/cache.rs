@@ -12,8 +12,8 @@ use arc_swap::ArcSwap;
 use caracal_config::AllowlistDefault;
 
 use crate::allowlist::Allowlists;
-use crate::authority::view::AuthorityView;
 use crate::authn::{hash_token, Presented};
+use crate::authority::view::AuthorityView;
 use crate::error::{Code, Denial};
 use crate::model::Principal;
 use crate::provider::Provider;

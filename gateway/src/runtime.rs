@@ -168,6 +168,11 @@ impl RunningGateway {
     }
 
     /// Events accepted by the ledger writer but not yet written.
+    /// The state version of the snapshot requests are decided on now.
+    pub fn snapshot_version(&self) -> i64 {
+        self.shared.snapshot.load().version
+    }
+
     pub fn ledger_backlog(&self) -> u64 {
         self.writer.backlog()
     }

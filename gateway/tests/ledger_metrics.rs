@@ -6,6 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use caracal_gateway::model::PatternType;
+use caracal_gateway::store::LedgerFilter;
 use common::*;
 
 #[tokio::test]
@@ -131,7 +132,7 @@ async fn shutdown_writes_every_pending_ledger_event() {
     }
     let common::Env { gw, store, .. } = env;
     gw.shutdown().await;
-    let events = store.query_ledger(&Default::default()).await.unwrap();
+    let events = store.query_ledger(&calls()).await.unwrap();
     assert_eq!(events.len(), 20);
 }
 
@@ -202,7 +203,7 @@ async fn calls_are_refused_while_the_ledger_cannot_record_them_and_nothing_is_lo
     forwarded += 1;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let events = env.store.query_ledger(&Default::default()).await.unwrap();
+        let events = env.store.query_ledger(&calls()).await.unwrap();
         let allowed = events.iter().filter(|e| e.decision == "allow").count();
         if allowed == forwarded {
             assert!(events.iter().any(|e| e.code == "not_ready"));
@@ -213,5 +214,12 @@ async fn calls_are_refused_while_the_ledger_cannot_record_them_and_nothing_is_lo
             "{allowed} of {forwarded} forwarded calls recorded"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn calls() -> LedgerFilter {
+    LedgerFilter {
+        kind: Some("call".into()),
+        ..LedgerFilter::default()
     }
 }

@@ -324,3 +324,79 @@ fn issuance_and_revocation_are_recorded_in_the_ledger() {
         serde_json::json!([])
     );
 }
+
+#[test]
+fn enforce_without_a_token_judges_the_principals_recorded_mandates() {
+    let (home, policy) = setup();
+    let judge = |resource: &str| {
+        home.run(&[
+            "authority",
+            "enforce",
+            "--principal",
+            "bot",
+            "--resource",
+            resource,
+            "--action",
+            "create",
+            "--json",
+        ])
+    };
+    let why = denied(&judge("chat.completions"), "mandate_missing");
+    assert!(why.contains("holds none"), "{why}");
+    let m = issue(&home);
+    let out = judge("chat.completions");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.json()["mandate_id"], m["id"]);
+    let why = denied(&judge("embeddings"), "scope_exceeded");
+    assert!(why.contains("closest: mandate"), "{why}");
+    // Neither a token nor a principal: nothing to judge.
+    let out = home.run(&[
+        "authority",
+        "enforce",
+        "--resource",
+        "chat.completions",
+        "--action",
+        "create",
+    ]);
+    assert_eq!(out.code, 2, "{out:?}");
+    // Disabling the policy stops the mandate issued under it.
+    home.ok(&[
+        "policy",
+        "disable",
+        &policy,
+        "--change-reason",
+        "incident",
+    ]);
+    let why = denied(&judge("chat.completions"), "policy_disabled");
+    assert!(why.contains(&policy), "{why}");
+}
+
+#[test]
+fn the_ledger_follows_one_mandate() {
+    let (home, _) = setup();
+    let first = issue(&home);
+    let second = issue(&home);
+    let id = first["id"].as_str().unwrap();
+    home.ok(&["authority", "revoke", "--mandate-id", id, "--reason", "done"]);
+    let events = home.json(&["ledger", "query", "--mandate-id", id, "--json"]);
+    let codes: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, vec!["mandate_issued", "mandate_revoked"]);
+    assert!(events
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["mandate_id"] == first["id"]));
+    let other = home.json(&[
+        "ledger",
+        "query",
+        "--mandate-id",
+        second["id"].as_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(other.as_array().unwrap().len(), 1);
+}

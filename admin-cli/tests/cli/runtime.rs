@@ -105,6 +105,48 @@ async fn up_detach_status_call_ledger_down() {
         "glob",
     ]);
 
+    // The gateway needs a mandate covering the call: ops (a user) issues
+    // one under its policy.
+    home.ok(&[
+        "principal",
+        "register",
+        "--type",
+        "user",
+        "--name",
+        "ops",
+        "--email",
+        "o@example.com",
+    ]);
+    home.ok(&[
+        "policy",
+        "create",
+        "--principal-id",
+        "ops",
+        "--resource",
+        "models.list",
+        "--action",
+        "read",
+        "--max-validity",
+        "1h",
+        "--change-reason",
+        "the worker lists models",
+    ]);
+    let mandate = home.json(&[
+        "authority",
+        "mandate",
+        "--issuer",
+        "ops",
+        "--subject",
+        "worker",
+        "--resource",
+        "models.list",
+        "--action",
+        "read",
+        "--valid-for",
+        "30m",
+        "--json",
+    ]);
+
     let (port, metrics_port) = (free_port(), free_port());
     let listen = format!("127.0.0.1:{port}");
     let metrics = format!("127.0.0.1:{metrics_port}");
@@ -159,7 +201,7 @@ async fn up_detach_status_call_ledger_down() {
     assert_eq!(get(port, "/m/v1/models", "cct_wrong"), 401);
     let deadline = Instant::now() + Duration::from_secs(10);
     let events = loop {
-        let events = home.json(&["ledger", "query", "--json"]);
+        let events = home.json(&["ledger", "query", "--kind", "call", "--json"]);
         if events.as_array().unwrap().len() >= 2 || Instant::now() > deadline {
             break events;
         }
@@ -179,11 +221,14 @@ async fn up_detach_status_call_ledger_down() {
         (allowed["principal_id"].as_str(), allowed["status"].as_u64()),
         (reg["id"].as_str(), Some(200))
     );
+    assert_eq!(allowed["mandate_id"], mandate["id"], "{allowed}");
     let mine = home.json(&[
         "ledger",
         "query",
         "--agent-id",
         "worker",
+        "--kind",
+        "call",
         "--limit",
         "5",
         "--json",

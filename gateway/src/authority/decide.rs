@@ -215,14 +215,7 @@ fn judge_held(
         format!("mandate {} recorded for principal {}", c.jti, c.sub),
         window_reason(c, now, skew),
     ];
-    judge(
-        c.clone(),
-        &h.scope,
-        Some(&h.policy_id),
-        view,
-        call,
-        reasons,
-    )
+    judge(c.clone(), &h.scope, Some(&h.policy_id), view, call, reasons)
 }
 
 /// Steps 3 to 6 over claims already known to be genuine and current.
@@ -312,9 +305,7 @@ fn judge(
         entry.as_str()
     ));
     if !policy.scope.covers(resource, action) {
-        let why = format!(
-            "policy {policy_id} (version {version}) no longer covers {resource}:{a}"
-        );
+        let why = format!("policy {policy_id} (version {version}) no longer covers {resource}:{a}");
         return deny(SCOPE_EXCEEDED, reasons, why);
     }
     Decision {

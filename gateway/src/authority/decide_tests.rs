@@ -358,7 +358,10 @@ fn without_a_token_the_principals_recorded_mandates_decide() {
     let d = decide_held(&view, NBF, 0, &OK_CALL);
     assert!(d.allow, "{d:?}");
     assert_eq!(d.mandate_id(), Some("m-chat"));
-    assert_eq!(d.reasons[0], "mandate m-chat recorded for principal agent-1");
+    assert_eq!(
+        d.reasons[0],
+        "mandate m-chat recorded for principal agent-1"
+    );
 
     let other = call(Some("agent-2"), "chat.completions", Action::Create);
     let d = decide_held(&view, NBF, 0, &other);

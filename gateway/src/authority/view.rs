@@ -42,12 +42,7 @@ pub struct AuthorityView {
 
 impl Default for AuthorityView {
     fn default() -> Self {
-        Self::new(
-            Verifier::empty(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-        )
+        Self::new(Verifier::empty(), Vec::new(), Vec::new(), Vec::new())
     }
 }
 
@@ -75,9 +70,7 @@ impl AuthorityView {
             by_jti.insert(held.claims.jti.clone(), held);
         }
         for list in by_subject.values_mut() {
-            list.sort_by(|a, b| {
-                (b.claims.exp, &b.claims.jti).cmp(&(a.claims.exp, &a.claims.jti))
-            });
+            list.sort_by(|a, b| (b.claims.exp, &b.claims.jti).cmp(&(a.claims.exp, &a.claims.jti)));
         }
         let policies = policies
             .into_iter()
@@ -103,9 +96,8 @@ impl AuthorityView {
         revoked: Vec<String>,
         policies: Vec<Policy>,
     ) -> (Self, Vec<String>) {
-        let (verifier, bad_keys) = Verifier::from_public_lenient(
-            signing_keys.into_iter().map(|k| (k.kid, k.public_key)),
-        );
+        let (verifier, bad_keys) =
+            Verifier::from_public_lenient(signing_keys.into_iter().map(|k| (k.kid, k.public_key)));
         let rejected = bad_keys
             .into_iter()
             .map(|e| format!("signing key left out: {e}"))
@@ -129,9 +121,7 @@ impl AuthorityView {
 
     /// The mandates `principal_id` holds (any state), latest expiry first.
     pub fn held_by(&self, principal_id: &str) -> &[Arc<Held>] {
-        self.by_subject
-            .get(principal_id)
-            .map_or(&[], Vec::as_slice)
+        self.by_subject.get(principal_id).map_or(&[], Vec::as_slice)
     }
 
     pub(super) fn policy(&self, id: &str) -> Option<&PolicyView> {

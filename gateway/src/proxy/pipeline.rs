@@ -193,13 +193,9 @@ pub fn authorise(
     let view = &snap.authority;
     let d = match authority.mandate {
         MandateArg::Malformed(why) => return Err(Denial::new(Code::MandateInvalid, why)),
-        MandateArg::Token(token) => decide::decide(
-            Some(token),
-            view,
-            authority.now,
-            authority.skew,
-            &call,
-        ),
+        MandateArg::Token(token) => {
+            decide::decide(Some(token), view, authority.now, authority.skew, &call)
+        }
         MandateArg::Absent => decide::decide_held(view, authority.now, authority.skew, &call),
     };
     rec.mandate_id = d.mandate_id().map(str::to_string);

@@ -118,12 +118,17 @@ pub fn refuse(
         )));
         a
     });
+    let event_id = http::HeaderValue::from_str(&event.id).ok();
     finish(shared.sink.as_ref(), event, started);
-    if let Some(mut a) = authority {
-        a.duration_ms = 0;
+    if let Some(a) = authority {
         shared.sink.emit(a);
     }
-    respond::denial(d, proxy)
+    let mut resp = respond::denial(d, proxy);
+    if let Some(id) = event_id {
+        // The caller can look the refusal up in the ledger.
+        resp.headers_mut().insert("x-caracal-event-id", id);
+    }
+    resp
 }
 
 /// A request inside a CONNECT tunnel.

@@ -2,6 +2,8 @@
 //! workspace, in front of the real mock provider.
 #![allow(dead_code)]
 
+pub mod authority;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -25,6 +27,9 @@ pub struct Env {
     pub agent_id: String,
     pub token: String,
     pub ca_pem: String,
+    pub authority: authority::Authority,
+    /// The agent's mandate over everything (`None` from [`start_bare`]).
+    pub mandate: Option<authority::Issued>,
 }
 
 /// Test configuration: ephemeral ports, short timeouts, 1 MiB bodies.
@@ -85,6 +90,15 @@ pub async fn start_with(mock_config: MockConfig) -> Env {
 
 /// Like [`start`], with the configuration adjusted by `adjust`.
 pub async fn start_custom(mock_config: MockConfig, adjust: impl FnOnce(&mut Config)) -> Env {
+    boot(mock_config, adjust, true).await
+}
+
+/// Like [`start`], but the agent holds no mandate yet.
+pub async fn start_bare() -> Env {
+    boot(MockConfig::default(), |_| {}, false).await
+}
+
+async fn boot(mock_config: MockConfig, adjust: impl FnOnce(&mut Config), grant: bool) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path());
     adjust(&mut config);
@@ -124,6 +138,33 @@ pub async fn start_custom(mock_config: MockConfig, adjust: impl FnOnce(&mut Conf
         })
         .await
         .unwrap();
+    allow_usual(&store, &agent.id).await;
+    let authority = authority::Authority::create(&store).await;
+    let gw = caracal_gateway::start(config).await.unwrap();
+    let ca_pem = gw.ca_pem();
+    let mut env = Env {
+        dir,
+        gw,
+        mock,
+        store,
+        agent_id: agent.id,
+        token,
+        ca_pem,
+        authority,
+        mandate: None,
+    };
+    if grant {
+        let everything = authority::scope(&["*"], authority::ALL);
+        let agent = env.agent_id.clone();
+        env.mandate = Some(env.grant(&agent, &everything, 3600).await);
+        env.wait_for_snapshot().await;
+    }
+    env
+}
+
+/// The allowlist every test principal gets: chat completions, model
+/// listing and Anthropic messages.
+pub async fn allow_usual(store: &Store, principal_id: &str) {
     for (pattern, kind) in [
         (
             "https://api.openai.com/v1/chat/completions",
@@ -135,22 +176,28 @@ pub async fn start_custom(mock_config: MockConfig, adjust: impl FnOnce(&mut Conf
             PatternType::Regex,
         ),
     ] {
-        store.add_allowlist(&agent.id, pattern, kind).await.unwrap();
-    }
-    let gw = caracal_gateway::start(config).await.unwrap();
-    let ca_pem = gw.ca_pem();
-    Env {
-        dir,
-        gw,
-        mock,
-        store,
-        agent_id: agent.id,
-        token,
-        ca_pem,
+        store
+            .add_allowlist(principal_id, pattern, kind)
+            .await
+            .unwrap();
     }
 }
 
 impl Env {
+    /// Waits until the running gateway's snapshot has caught up with the
+    /// store (every change so far is enforced).
+    pub async fn wait_for_snapshot(&self) {
+        let want = self.store.state_version().await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.gw.snapshot_version() < want {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the snapshot never reached version {want}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub fn ca(&self) -> reqwest::Certificate {
         reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).unwrap()
     }
@@ -187,15 +234,20 @@ impl Env {
         format!("https://127.0.0.1:{}/{provider}", self.gw.addr.port())
     }
 
-    /// Waits until the ledger holds at least `n` events, returns them.
+    /// Waits until the ledger holds at least `n` call events, returns them.
     pub async fn ledger(&self, n: usize) -> Vec<LedgerEvent> {
+        self.ledger_of("call", n).await
+    }
+
+    /// Waits until the ledger holds at least `n` events of `kind`.
+    pub async fn ledger_of(&self, kind: &str, n: usize) -> Vec<LedgerEvent> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let filter = LedgerFilter {
+            kind: Some(kind.into()),
+            ..LedgerFilter::default()
+        };
         loop {
-            let events = self
-                .store
-                .query_ledger(&LedgerFilter::default())
-                .await
-                .unwrap();
+            let events = self.store.query_ledger(&filter).await.unwrap();
             if events.len() >= n || tokio::time::Instant::now() > deadline {
                 return events;
             }
