@@ -2,9 +2,12 @@
 # Quick start: builds Caracal, creates a `demo` workspace on the embedded
 # runtime (no Redis, Kafka or PostgreSQL), registers the local mock provider
 # under the host api.openai.com, registers a demo agent with an allowlist,
-# starts the gateway, and shows it enforcing:
+# has an operator issue it a signed mandate for chat completions under a
+# policy, starts the gateway, and shows it enforcing:
 #   (a) an allowed call, (b) a call denied by the allowlist,
-#   (c) a call refused without credentials, and the ledger rows they left.
+#   (c) a call the allowlist permits but the mandate does not cover,
+#   (d) the allowed call again after the mandate is revoked,
+#   (e) a call refused without credentials, and the ledger rows they left.
 #
 # Re-running it recreates the demo workspace. Stop everything with
 #   ./scripts/quickstart.sh stop
@@ -63,6 +66,16 @@ TOKEN=$(printf '%s' "$agent_json" | sed -n 's/.*"token": *"\([^"]*\)".*/\1/p')
 [ -n "$AGENT_ID" ] && [ -n "$TOKEN" ] || { echo "could not read the agent's id and token: $agent_json" >&2; exit 1; }
 caracal allowlist create --agent-id "$AGENT_ID" --pattern '^https://api\.openai\.com/v1/(chat/completions|models)$' --pattern-type regex
 
+step "An operator's policy, and a mandate for the agent under it"
+caracal principal register --type user --name ops --email ops@example.com >/dev/null
+caracal policy create --principal-id ops --resource 'chat.*' --resource models.list \
+  --action create --action read --max-validity 1h --change-reason "demo: ops runs the demo agent"
+mandate_json=$(caracal authority mandate --issuer ops --subject demo-agent \
+  --resource chat.completions --action create --valid-for 30m --json 2>/dev/null)
+MANDATE_ID=$(printf '%s' "$mandate_json" | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' | head -n 1)
+[ -n "$MANDATE_ID" ] || { echo "could not read the mandate id: $mandate_json" >&2; exit 1; }
+echo "mandate $MANDATE_ID: demo-agent may create chat.completions for 30 minutes"
+
 step "Starting the gateway on $LISTEN"
 caracal up --detach --listen "$LISTEN" --metrics-listen "$METRICS"
 caracal certs export-ca >"$WS/demo-ca.pem"
@@ -90,13 +103,28 @@ curl -sS --proxy "$CARACAL_PROXY" --proxy-cacert "$CARACAL_CA" --cacert "$CARACA
   https://api.openai.com/v1/embeddings
 echo
 
-step "(c) refused without credentials"
+step "(c) allowed by the allowlist, not by the mandate: list models"
+curl -sS --proxy "$CARACAL_PROXY" --proxy-cacert "$CARACAL_CA" --cacert "$CARACAL_CA" \
+  https://api.openai.com/v1/models
+echo
+
+step "(d) the mandate is revoked: the call that worked in (a) is refused"
+caracal authority revoke --mandate-id "$MANDATE_ID" --reason "demo: incident drill"
+sleep 1 # revocations reach a running gateway within a second
+curl -sS --proxy "$CARACAL_PROXY" --proxy-cacert "$CARACAL_CA" --cacert "$CARACAL_CA" \
+  -H 'content-type: application/json' -d "$BODY" \
+  https://api.openai.com/v1/chat/completions
+echo
+
+step "(e) refused without credentials"
 curl -sS -o /dev/null --proxy "https://$LISTEN" --proxy-cacert "$CARACAL_CA" --cacert "$CARACAL_CA" \
   -w 'the proxy answered CONNECT with %{http_connect}\n' https://api.openai.com/v1/models || true
 
 step "The ledger"
 sleep 0.5
 caracal ledger query
+step "Authority events: the mandate issued, the denials, the revocation"
+caracal ledger query --kind authority
 
 cat <<DONE
 
@@ -105,5 +133,6 @@ The demo gateway is running (caracal status). Try it yourself:
   source $WS/demo.env
   curl --proxy "\$CARACAL_PROXY" --proxy-cacert "\$CARACAL_CA" --cacert "\$CARACAL_CA" https://api.openai.com/v1/models
   caracal ledger query --agent-id \$CARACAL_DEMO_AGENT
+  caracal authority mandate --issuer ops --subject demo-agent --resource chat.completions --action create --valid-for 15m
 Stop it with: ./scripts/quickstart.sh stop
 DONE

@@ -123,6 +123,7 @@ fn print_events(
 ) -> anyhow::Result<()> {
     let mut t = output::table(&[
         "TIME",
+        "KIND",
         "PRINCIPAL",
         "MODE",
         "PROVIDER",
@@ -143,6 +144,7 @@ fn print_events(
             .map(|id| names.get(id).unwrap_or(id).clone());
         t.add_row([
             e.ts.clone(),
+            e.kind.clone(),
             or_dash(principal),
             e.mode.as_str().to_string(),
             or_dash(e.provider.as_deref()),

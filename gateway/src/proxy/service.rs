@@ -312,8 +312,36 @@ async fn enforce(
         Ok(admitted) => {
             forward::send(shared, rec, admitted, path, req, started, in_flight, proxy).await
         }
-        Err(d) => refuse(shared, rec, &d, started, proxy),
+        Err(d) => {
+            let resp = refuse(shared, rec, &d, started, proxy);
+            drain(req).await;
+            resp
+        }
     }
+}
+
+/// Most of a refused request's body that is read (and dropped) before the
+/// refusal is sent, and how long that may take.
+const DRAIN_LIMIT: usize = 256 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads what is left of a refused request's body, within bounds. A
+/// response sent while the client is still uploading makes HTTP/2 reset
+/// the stream, and some clients (curl among them) then report a framing
+/// error instead of the refusal.
+async fn drain(req: Request<Incoming>) {
+    use http_body_util::BodyExt;
+    let mut body = req.into_body();
+    let mut read = 0usize;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while read < DRAIN_LIMIT {
+            match body.frame().await {
+                Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len()),
+                _ => break,
+            }
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]
