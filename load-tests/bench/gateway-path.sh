@@ -2,12 +2,15 @@
 # gateway-path.sh: what the gateway's data path costs, as ratios.
 #
 # Runs caracal-load with the same settings (closed loop, HTTP/1.1, a small
-# non-streaming chat completion) against four ways to the same mock
+# non-streaming chat completion) against five ways to the same mock
 # provider, one after the other:
-#   direct       the mock, plain HTTP
-#   nginx        nginx as a TLS reverse proxy (keep-alive upstream)
-#   gw-base-url  the gateway, base_url mode over TLS
-#   gw-proxy     the gateway as an HTTPS proxy: CONNECT, TLS inside
+#   direct               the mock, plain HTTP
+#   nginx                nginx as a TLS reverse proxy (keep-alive upstream)
+#   gw-base-url          the gateway, base_url mode over TLS (the agent's
+#                        recorded mandate is selected)
+#   gw-base-url-mandate  the same, presenting the mandate in
+#                        x-caracal-mandate (its signature verified per call)
+#   gw-proxy             the gateway as an HTTPS proxy: CONNECT, TLS inside
 # and writes load-tests/results/YYYY-MM-DD-gateway-path.{md,json}.
 #
 # Settings from the environment: CONCURRENCY (16), DURATION (15s),
@@ -143,6 +146,12 @@ AGENT_ID=$(jq -er .id <<<"$AGENT_JSON")
 AGENT_TOKEN=$(jq -er .token <<<"$AGENT_JSON")
 caracal allowlist create --agent-id "$AGENT_ID" \
     --pattern 'https://api.openai.com/*' --pattern-type glob >/dev/null
+# Every call needs a mandate: ops issues the agent one under its policy.
+caracal principal register --type user --name ops --email ops@example.com >/dev/null
+caracal policy create --principal-id ops --resource chat.completions --action create \
+    --max-validity 24h --change-reason benchmark >/dev/null
+MANDATE=$(caracal authority mandate --issuer ops --subject bench-agent \
+    --resource chat.completions --action create --valid-for 6h --json 2>/dev/null | jq -er .token)
 GW_PORT=$(free_port)
 METRICS_PORT=$(free_port)
 while [ "$METRICS_PORT" = "$GW_PORT" ]; do METRICS_PORT=$(free_port); done
@@ -219,7 +228,7 @@ COMMON=(--method POST --body-file "$BODY" --http1 --concurrency "$CONCURRENCY"
 CHAT=/v1/chat/completions
 # The agent token appears only in the arguments; the recorded commands
 # show it as TOKEN and the temp dir as $TMP.
-TARGETS=(direct nginx gw-base-url gw-proxy)
+TARGETS=(direct nginx gw-base-url gw-base-url-mandate gw-proxy)
 RESULTS="$WORK/results.jsonl"
 : >"$RESULTS"
 COMMANDS=()
@@ -230,6 +239,9 @@ for target in "${TARGETS[@]}"; do
         -H "Authorization: Bearer sk-bench") ;;
     gw-base-url) ARGS=(--url "https://127.0.0.1:$GW_PORT/openai$CHAT"
         --ca-file "$WORK/gateway-ca.pem" -H "Authorization: Bearer $AGENT_TOKEN") ;;
+    gw-base-url-mandate) ARGS=(--url "https://127.0.0.1:$GW_PORT/openai$CHAT"
+        --ca-file "$WORK/gateway-ca.pem" -H "Authorization: Bearer $AGENT_TOKEN"
+        -H "x-caracal-mandate: $MANDATE") ;;
     gw-proxy) ARGS=(--url "https://api.openai.com$CHAT"
         --proxy "https://$AGENT_ID:$AGENT_TOKEN@127.0.0.1:$GW_PORT"
         --ca-file "$WORK/gateway-ca.pem") ;;
@@ -246,6 +258,7 @@ for target in "${TARGETS[@]}"; do
     shown="caracal-load --label $target"
     for a in "${ARGS[@]}" "${COMMON[@]}"; do
         a=${a//$AGENT_TOKEN/TOKEN}
+        a=${a//$MANDATE/MANDATE}
         a=${a//$WORK/\$TMP}
         case $a in *' '*) a="'$a'" ;; esac
         shown+=" $a"
@@ -334,7 +347,9 @@ jq -r '
     "",
     "Targets: `direct` = the mock over plain HTTP; `nginx` = nginx TLS reverse",
     "proxy in front of the mock; `gw-base-url` = the gateway over TLS,",
-    "`https://127.0.0.1:PORT/openai/v1/...` with a bearer token; `gw-proxy` = the",
+    "`https://127.0.0.1:PORT/openai/v1/...` with a bearer token, acting under the",
+    "agent'"'"'s recorded mandate; `gw-base-url-mandate` = the same presenting the",
+    "mandate in `x-caracal-mandate` (an Ed25519 verification per call); `gw-proxy` = the",
     "gateway as HTTPS proxy (`CONNECT api.openai.com:443`, TLS inside the tunnel",
     "with a leaf minted by the workspace CA).",
     "",
@@ -343,7 +358,8 @@ jq -r '
     "| comparison | added p50 ms | added p99 ms | throughput ratio |",
     "|---|---:|---:|---:|",
     ([diff("gw-base-url"; "direct"), diff("gw-proxy"; "direct"),
-      diff("gw-base-url"; "nginx"), diff("gw-proxy"; "nginx"),
+      diff("gw-base-url"; "nginx"), diff("gw-base-url-mandate"; "nginx"),
+      diff("gw-proxy"; "nginx"), diff("gw-base-url-mandate"; "gw-base-url"),
       diff("nginx"; "direct")][]
      | "| \(.name) | \(.p50 | f(3)) | \(.p99 | f(3)) | \(.ratio | f(3)) |"),
     "",

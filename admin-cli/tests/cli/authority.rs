@@ -360,13 +360,7 @@ fn enforce_without_a_token_judges_the_principals_recorded_mandates() {
     ]);
     assert_eq!(out.code, 2, "{out:?}");
     // Disabling the policy stops the mandate issued under it.
-    home.ok(&[
-        "policy",
-        "disable",
-        &policy,
-        "--change-reason",
-        "incident",
-    ]);
+    home.ok(&["policy", "disable", &policy, "--change-reason", "incident"]);
     let why = denied(&judge("chat.completions"), "policy_disabled");
     assert!(why.contains(&policy), "{why}");
 }
@@ -377,7 +371,14 @@ fn the_ledger_follows_one_mandate() {
     let first = issue(&home);
     let second = issue(&home);
     let id = first["id"].as_str().unwrap();
-    home.ok(&["authority", "revoke", "--mandate-id", id, "--reason", "done"]);
+    home.ok(&[
+        "authority",
+        "revoke",
+        "--mandate-id",
+        id,
+        "--reason",
+        "done",
+    ]);
     let events = home.json(&["ledger", "query", "--mandate-id", id, "--json"]);
     let codes: Vec<&str> = events
         .as_array()

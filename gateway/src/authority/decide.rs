@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use super::mandate::{self, Claims, MandateError};
 use super::scope::CompiledScope;
-use super::view::{AuthorityView, Held};
+use super::view::{AuthorityView, Held, Verified};
 use crate::model::Action;
 
 /// The call is allowed.
@@ -103,15 +103,31 @@ pub fn decide(
     let Some(token) = token.filter(|t| !t.is_empty()) else {
         return Decision::deny(MANDATE_MISSING, vec![], "no mandate presented".into());
     };
-    let claims = match mandate::verify(view.verifier(), token, now, skew) {
-        Ok(claims) => claims,
-        Err(e) => return Decision::deny(e.code_for_decision(), vec![], e.to_string()),
+    // A token verified before under the same keys skips the signature
+    // check; its time window is judged again like any other.
+    let verified = match view.verified(token) {
+        Some(v) => match mandate::check_window(v.claims.nbf, v.claims.exp, now, skew) {
+            Ok(()) => v,
+            Err(e) => return Decision::deny(e.code_for_decision(), vec![], e.to_string()),
+        },
+        None => match mandate::verify(view.verifier(), token, now, skew) {
+            Ok(claims) => {
+                // verify() only succeeds with a kid header it knew.
+                let kid = mandate::peek_unverified(token).map_or_else(String::new, |(k, _)| k);
+                let v = Arc::new(Verified {
+                    claims: Arc::new(claims),
+                    kid,
+                });
+                view.remember(token, v.clone());
+                v
+            }
+            Err(e) => return Decision::deny(e.code_for_decision(), vec![], e.to_string()),
+        },
     };
-    // verify() only succeeds with a kid header it knew.
-    let kid = mandate::peek_unverified(token).map_or_else(String::new, |(kid, _)| kid);
+    let claims = &verified.claims;
     let reasons = vec![
-        format!("signature verified (kid {kid})"),
-        window_reason(&claims, now, skew),
+        format!("signature verified (kid {})", verified.kid),
+        window_reason(claims, now, skew),
     ];
     let held = view.mandate(&claims.jti);
     // The signed claims are what is judged; the record supplies the policy
@@ -125,7 +141,7 @@ pub fn decide(
         }
     };
     let policy_id = held.map(|h| h.policy_id.as_str());
-    judge(Arc::new(claims), scope, policy_id, view, call, reasons)
+    judge(claims.clone(), scope, policy_id, view, call, reasons)
 }
 
 /// Decides `call` for its principal without a presented token, over the

@@ -432,3 +432,44 @@ fn held_mandates_follow_the_same_time_revocation_and_policy_rules() {
     let view = AuthorityView::new(Verifier::empty(), [m], [], [policy(&["*"], false)]);
     assert_eq!(decide_held(&view, NBF, 0, &OK_CALL).code, POLICY_DISABLED);
 }
+
+#[test]
+fn a_remembered_verification_still_has_its_time_window_judged() {
+    let f = Fixture::new(&[]);
+    let view = f.view();
+    let at = |now: i64| decide(Some(&f.token), &view, now, 0, &OK_CALL).code;
+    assert_eq!(at(NBF), ALLOW);
+    assert!(
+        view.verified(&f.token).is_some(),
+        "verified once, remembered"
+    );
+    assert_eq!(at(NBF + 1), ALLOW);
+    assert_eq!(at(EXP), MANDATE_EXPIRED);
+    assert_eq!(at(NBF - 1), MANDATE_NOT_YET_VALID);
+    // A token that failed is not remembered.
+    assert_eq!(
+        decide(Some("garbage"), &view, NBF, 0, &OK_CALL).code,
+        MANDATE_INVALID
+    );
+    assert!(view.verified("garbage").is_none());
+    // Another view (other keys) remembers nothing.
+    let other = Fixture::new(&[]);
+    assert_eq!(
+        decide(Some(&f.token), &other.view(), NBF, 0, &OK_CALL).code,
+        MANDATE_INVALID
+    );
+}
+
+#[test]
+fn a_remembered_verification_does_not_outlive_a_revocation() {
+    let mut f = Fixture::new(&[]);
+    let view = f.view();
+    assert!(decide(Some(&f.token), &view, NBF, 0, &OK_CALL).allow);
+    // The gateway swaps in a new view when the revocation lands.
+    f.revoked = vec!["m-child".into()];
+    let revoked = f.view();
+    assert_eq!(
+        decide(Some(&f.token), &revoked, NBF, 0, &OK_CALL).code,
+        MANDATE_REVOKED
+    );
+}

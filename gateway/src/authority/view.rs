@@ -5,7 +5,9 @@
 //! decide alike.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
 
 use super::keys::Verifier;
 use super::mandate::Claims;
@@ -38,7 +40,22 @@ pub struct AuthorityView {
     /// Per subject, the mandates it holds, latest expiry first.
     by_subject: HashMap<String, Vec<Arc<Held>>>,
     policies: HashMap<String, PolicyView>,
+    /// Tokens whose signature already verified under this view's keys, by
+    /// SHA-256, with their claims and kid. It lives and dies with the view
+    /// (so with the keys); time, revocation and policy are still judged on
+    /// every call.
+    verified: Mutex<HashMap<[u8; 32], Arc<Verified>>>,
 }
+
+/// A token whose signature verified.
+#[derive(Debug)]
+pub(super) struct Verified {
+    pub claims: Arc<Claims>,
+    pub kid: String,
+}
+
+/// Most verified tokens remembered per view; the memory is cleared when full.
+const VERIFIED_CAP: usize = 4096;
 
 impl Default for AuthorityView {
     fn default() -> Self {
@@ -85,7 +102,28 @@ impl AuthorityView {
             mandates: by_jti,
             by_subject,
             policies,
+            verified: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The remembered verification of `token`, if any.
+    pub(super) fn verified(&self, token: &str) -> Option<Arc<Verified>> {
+        let key = digest(token);
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned()
+    }
+
+    /// Remembers that `token`'s signature verified.
+    pub(super) fn remember(&self, token: &str, verified: Arc<Verified>) {
+        let key = digest(token);
+        let mut map = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= VERIFIED_CAP {
+            map.clear();
+        }
+        map.insert(key, verified);
     }
 
     /// Builds the view from stored rows. Keys that cannot be used are left
@@ -151,4 +189,8 @@ impl MandateRecord {
             ws: None,
         }
     }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
 }
