@@ -17,6 +17,7 @@ pub mod destination;
 pub mod error;
 pub mod ledger;
 pub mod model;
+pub mod money;
 pub mod ops;
 pub mod path;
 pub mod policy;
