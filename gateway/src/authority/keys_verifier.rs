@@ -83,10 +83,15 @@ impl Verifier {
             let kid = kid.into();
             if let Err(e) = check_kid(&kid) {
                 rejected.push(e);
-            } else if map.contains_key(&kid) {
-                rejected.push(KeyError::DuplicateKid(kid));
-            } else {
-                map.insert(kid, VerifierKey::new(public));
+                continue;
+            }
+            match map.entry(kid) {
+                std::collections::btree_map::Entry::Occupied(o) => {
+                    rejected.push(KeyError::DuplicateKid(o.key().clone()));
+                }
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(VerifierKey::new(public));
+                }
             }
         }
         let verifier = Verifier {
