@@ -11,6 +11,7 @@
 pub mod allowlist;
 pub mod authn;
 pub mod authority;
+pub mod budget;
 pub mod cache;
 pub mod catalog;
 pub mod destination;

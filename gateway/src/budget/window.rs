@@ -1,0 +1,1 @@
+//! Spend windows (filled in by the window work).
