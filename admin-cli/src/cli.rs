@@ -3,7 +3,9 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{allowlist, authority, certs, ledger, policy, principal, provider, runtime, workspace};
+use crate::{
+    allowlist, authority, certs, ledger, policy, pricebook, principal, provider, runtime, workspace,
+};
 
 /// Caracal: the enforcement gateway AI agents' outbound calls pass through.
 ///
@@ -68,6 +70,10 @@ pub enum Command {
     /// manage the signing keys.
     #[command(subcommand)]
     Authority(authority::AuthorityCmd),
+    /// What calls cost: the models' prices per million tokens and the
+    /// resources' prices per request.
+    #[command(subcommand)]
+    Pricebook(pricebook::PricebookCmd),
 }
 
 #[cfg(test)]

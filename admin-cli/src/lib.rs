@@ -10,6 +10,7 @@ mod context;
 mod ledger;
 mod output;
 mod policy;
+mod pricebook;
 mod principal;
 mod probe;
 mod provider;
@@ -82,6 +83,7 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<Exit> {
         Command::Ledger(cmd) => ledger::run(cmd, &ctx, io).await?,
         Command::Policy(cmd) => policy::run(cmd, &ctx, io).await?,
         Command::Authority(cmd) => authority::run(cmd, &ctx, io).await?,
+        Command::Pricebook(cmd) => pricebook::run(cmd, &ctx, io).await?,
     };
     io.out.flush()?;
     Ok(exit)

@@ -4,8 +4,13 @@
 
 use anyhow::{anyhow, bail, Context as _};
 use caracal_gateway::authority::Scope;
+use caracal_gateway::budget::rate::RateLimit;
+use caracal_gateway::budget::window::{Period, WindowSpec, WindowType};
 use caracal_gateway::model::Action;
-use caracal_gateway::policy::{validate_reason, Policy, PolicyDefinition};
+use caracal_gateway::money::{parse_amount, Currency, Decimal, Money};
+use caracal_gateway::policy::{
+    validate_reason, Budget, Policy, PolicyDefinition, DEFAULT_MAX_OUTPUT_TOKENS,
+};
 use caracal_gateway::store::{Change, Store};
 use clap::{Args, Subcommand};
 
@@ -32,11 +37,57 @@ pub struct DefinitionArgs {
     /// Longest delegation chain below a root mandate (default 1 when delegation is allowed).
     #[arg(long, value_name = "N")]
     pub max_delegation_depth: Option<u32>,
+    /// Budget: the most the principal may spend per window, e.g. 100.00
+    /// (exact decimal). Needs --time-window.
+    #[arg(long, value_name = "AMOUNT", value_parser = parse_money_amount)]
+    pub limit: Option<Decimal>,
+    /// Currency of --limit (ISO code, default USD); calls priced in another
+    /// currency are refused under this budget.
+    #[arg(long, value_name = "CODE", value_parser = parse_currency)]
+    pub currency: Option<Currency>,
+    /// Budget window: hourly, daily, weekly or monthly.
+    #[arg(long, value_name = "PERIOD", value_parser = parse_period)]
+    pub time_window: Option<Period>,
+    /// calendar (resets at the start of each hour/day/ISO week/month in
+    /// --timezone; the default) or rolling (the last 1h/24h/7d/30d).
+    #[arg(long, value_name = "TYPE", value_parser = parse_window_type)]
+    pub window_type: Option<WindowType>,
+    /// IANA time zone of calendar windows, e.g. Europe/Berlin (default UTC).
+    #[arg(long, value_name = "ZONE")]
+    pub timezone: Option<String>,
+    /// Output tokens a request without its own maximum is reserved for
+    /// (default 4096).
+    #[arg(long, value_name = "N")]
+    pub max_output_tokens: Option<u64>,
+    /// Rate limit: requests per minute (sliding 60 s window).
+    #[arg(long, value_name = "N")]
+    pub requests_per_minute: Option<u32>,
+    /// Rate limit: tokens (input + output) per minute (sliding 60 s window).
+    #[arg(long, value_name = "N")]
+    pub tokens_per_minute: Option<u64>,
+}
+
+fn parse_money_amount(s: &str) -> Result<Decimal, String> {
+    parse_amount(s).map_err(|e| e.to_string())
+}
+
+fn parse_currency(s: &str) -> Result<Currency, String> {
+    s.parse::<Currency>().map_err(|e| e.to_string())
+}
+
+fn parse_period(s: &str) -> Result<Period, String> {
+    s.parse::<Period>().map_err(|e| e.to_string())
+}
+
+fn parse_window_type(s: &str) -> Result<WindowType, String> {
+    s.parse::<WindowType>().map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCmd {
-    /// Create an authority policy for a principal.
+    /// Create a policy for a principal: a scope for mandates (--resource,
+    /// --action, --max-validity), a budget (--limit, --time-window, ...), a
+    /// rate limit (--requests-per-minute, --tokens-per-minute), or several.
     Create {
         /// The principal the policy is for (id or name).
         #[arg(long, visible_alias = "agent-id", value_name = "ID")]
@@ -161,6 +212,17 @@ fn definition(
     base: Option<&PolicyDefinition>,
     no_delegation: bool,
 ) -> anyhow::Result<PolicyDefinition> {
+    let budget = budget(&args, base.and_then(|b| b.budget.as_ref()))?;
+    let rate = match (args.requests_per_minute, args.tokens_per_minute) {
+        (None, None) => base.and_then(|b| b.rate),
+        (rpm, tpm) => {
+            let old = base.and_then(|b| b.rate.as_ref());
+            Some(RateLimit {
+                requests_per_minute: rpm.or(old.and_then(|r| r.requests_per_minute)),
+                tokens_per_minute: tpm.or(old.and_then(|r| r.tokens_per_minute)),
+            })
+        }
+    };
     let allow = if no_delegation {
         false
     } else {
@@ -176,10 +238,12 @@ fn definition(
     } else {
         args.actions
     };
-    let max_validity_secs = args
-        .max_validity
-        .or(base.map(|b| b.max_validity_secs))
-        .ok_or_else(|| anyhow!("--max-validity is required (e.g. 1h)"))?;
+    let has_scope = !resources.is_empty() || !actions.is_empty();
+    let max_validity_secs = match args.max_validity.or(base.map(|b| b.max_validity_secs)) {
+        Some(v) if v > 0 => v,
+        _ if has_scope => bail!("--max-validity is required with a scope (e.g. 1h)"),
+        _ => 0,
+    };
     let depth = args
         .max_delegation_depth
         .or(base.map(|b| b.max_delegation_depth))
@@ -189,7 +253,54 @@ fn definition(
         max_validity_secs,
         allow_delegation: allow,
         max_delegation_depth: if allow { depth } else { 0 },
+        budget,
+        rate,
     })
+}
+
+/// The budget from the flags, over the current one when updating.
+fn budget(args: &DefinitionArgs, base: Option<&Budget>) -> anyhow::Result<Option<Budget>> {
+    let touched = args.limit.is_some()
+        || args.currency.is_some()
+        || args.time_window.is_some()
+        || args.window_type.is_some()
+        || args.timezone.is_some()
+        || args.max_output_tokens.is_some();
+    if !touched {
+        return Ok(base.cloned());
+    }
+    let limit = args
+        .limit
+        .or(base.map(|b| b.limit.amount))
+        .ok_or_else(|| anyhow!("a budget needs --limit (e.g. 100.00)"))?;
+    let currency = args
+        .currency
+        .or(base.map(|b| b.limit.currency))
+        .unwrap_or(Currency::USD);
+    let period = args
+        .time_window
+        .or(base.map(|b| b.window.period()))
+        .ok_or_else(|| {
+            anyhow!("a budget needs --time-window (hourly, daily, weekly or monthly)")
+        })?;
+    let window_type = args
+        .window_type
+        .or(base.map(|b| b.window.window_type()))
+        .unwrap_or(WindowType::Calendar);
+    let timezone = args
+        .timezone
+        .clone()
+        .or(base.map(|b| b.window.timezone().to_string()))
+        .unwrap_or_else(|| "UTC".into());
+    let window = WindowSpec::new(period, window_type, &timezone)?;
+    Ok(Some(Budget {
+        limit: Money::new(limit, currency),
+        window,
+        max_output_tokens: args
+            .max_output_tokens
+            .or(base.map(|b| b.max_output_tokens))
+            .unwrap_or(DEFAULT_MAX_OUTPUT_TOKENS),
+    }))
 }
 
 pub async fn run(cmd: PolicyCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Result<Exit> {
@@ -286,6 +397,8 @@ fn print_many(io: &mut Io<'_>, policies: &[Policy], json: bool, empty: &str) -> 
         "ACTIONS",
         "MAX VALIDITY",
         "DELEGATION",
+        "BUDGET",
+        "RATE",
         "ACTIVE",
         "CHANGED BY",
         "REASON",
@@ -304,12 +417,41 @@ fn print_many(io: &mut Io<'_>, policies: &[Policy], json: bool, empty: &str) -> 
                 .map(|a| a.as_str())
                 .collect::<Vec<_>>()
                 .join(", "),
-            format!("{}s", d.max_validity_secs),
+            if d.max_validity_secs > 0 {
+                format!("{}s", d.max_validity_secs)
+            } else {
+                "-".into()
+            },
             if d.allow_delegation {
                 format!("depth ≤ {}", d.max_delegation_depth)
             } else {
                 "no".into()
             },
+            d.budget.as_ref().map_or_else(
+                || "-".into(),
+                |b| {
+                    format!(
+                        "{} {} {} ({})",
+                        b.limit,
+                        b.window.period().as_str(),
+                        b.window.window_type().as_str(),
+                        b.window.timezone()
+                    )
+                },
+            ),
+            d.rate.as_ref().map_or_else(
+                || "-".into(),
+                |r| {
+                    let mut parts = Vec::new();
+                    if let Some(n) = r.requests_per_minute {
+                        parts.push(format!("{n} req/min"));
+                    }
+                    if let Some(n) = r.tokens_per_minute {
+                        parts.push(format!("{n} tok/min"));
+                    }
+                    parts.join(", ")
+                },
+            ),
             if p.active { "yes" } else { "no" }.into(),
             p.changed_by.clone(),
             p.change_reason.clone(),

@@ -12,6 +12,8 @@ mod delegation;
 mod ledger;
 #[path = "cli/policy.rs"]
 mod policy;
+#[path = "cli/pricebook.rs"]
+mod pricebook;
 #[path = "cli/principal.rs"]
 mod principal;
 #[path = "cli/provider.rs"]

@@ -16,6 +16,7 @@ use crate::authn::{hash_token, Presented};
 use crate::authority::view::AuthorityView;
 use crate::error::{Code, Denial};
 use crate::model::Principal;
+use crate::pricing::Pricebook;
 use crate::provider::Provider;
 use crate::store::{StateRows, Store};
 
@@ -31,6 +32,8 @@ pub struct Snapshot {
     /// Keys, revocations, recorded mandates and policies: what mandate
     /// decisions read.
     pub authority: AuthorityView,
+    /// What every call costs: stored prices over the templates' defaults.
+    pub pricebook: Pricebook,
 }
 
 impl Snapshot {
@@ -54,6 +57,14 @@ impl Snapshot {
             }
             principals.insert(p.id.clone(), p);
         }
+        // Defaults follow each stored provider's template, valid or not:
+        // a price can only matter for a provider that is usable.
+        let templates: Vec<_> = rows
+            .providers
+            .iter()
+            .map(|d| (d.name.clone(), d.template))
+            .collect();
+        let pricebook = Pricebook::build(rows.prices, &templates);
         let mut providers = HashMap::new();
         let mut by_host = HashMap::new();
         for def in rows.providers {
@@ -99,6 +110,7 @@ impl Snapshot {
                 by_host,
                 allowlists,
                 authority,
+                pricebook,
             },
             warnings,
         )

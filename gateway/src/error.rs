@@ -40,6 +40,13 @@ pub enum Code {
     PolicyDisabled,
     /// Neither the mandate's scope nor its policy's covers the call.
     ScopeExceeded,
+    /// The call's worst-case cost does not fit in a budget of the principal.
+    BudgetExceeded,
+    /// The call cannot be priced (unknown model, no price for the
+    /// resource, or a price in another currency than the budget's).
+    PriceUnknown,
+    /// A rate limit of the principal is reached; retry after `Retry-After`.
+    RateLimited,
     /// The Host of a request inside a tunnel differs from the tunnel's host.
     HostMismatch,
     /// The provider could not be reached or failed mid-response.
@@ -73,6 +80,9 @@ impl Code {
             Self::MandateWrongPrincipal => "mandate_wrong_principal",
             Self::PolicyDisabled => "policy_disabled",
             Self::ScopeExceeded => "scope_exceeded",
+            Self::BudgetExceeded => "budget_exceeded",
+            Self::PriceUnknown => "price_unknown",
+            Self::RateLimited => "rate_limited",
             Self::HostMismatch => "host_mismatch",
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
@@ -104,6 +114,9 @@ impl Code {
             | Self::MandateWrongPrincipal
             | Self::PolicyDisabled
             | Self::ScopeExceeded => S::FORBIDDEN,
+            Self::BudgetExceeded => S::PAYMENT_REQUIRED,
+            Self::PriceUnknown => S::FORBIDDEN,
+            Self::RateLimited => S::TOO_MANY_REQUESTS,
             Self::HostMismatch => S::MISDIRECTED_REQUEST,
             Self::UpstreamUnavailable => S::BAD_GATEWAY,
             Self::UpstreamTimeout => S::GATEWAY_TIMEOUT,
@@ -134,6 +147,7 @@ impl Code {
             | Self::MandateWrongPrincipal
             | Self::PolicyDisabled
             | Self::ScopeExceeded => true,
+            Self::BudgetExceeded | Self::PriceUnknown | Self::RateLimited => true,
             Self::UpstreamUnavailable
             | Self::UpstreamTimeout
             | Self::NotReady
@@ -183,11 +197,16 @@ impl fmt::Display for Code {
     }
 }
 
-/// A refusal: the code and a message for the human reading it.
+/// A refusal: the code and a message for the human reading it, with
+/// optional machine-readable details and a retry hint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
     pub code: Code,
     pub message: String,
+    /// Extra fields of the JSON body (e.g. a budget's limit and window).
+    pub details: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Seconds until a retry can succeed (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 impl Denial {
@@ -195,12 +214,25 @@ impl Denial {
         Self {
             code,
             message: message.into(),
+            details: None,
+            retry_after: None,
         }
     }
 
-    /// The JSON body sent to the caller.
+    /// The JSON body sent to the caller: `error`, `message`, then details.
     pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({ "error": self.code.as_str(), "message": self.message })
+        let mut body = serde_json::Map::new();
+        body.insert("error".into(), self.code.as_str().into());
+        body.insert("message".into(), self.message.clone().into());
+        if let Some(details) = &self.details {
+            for (k, v) in details {
+                body.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        if let Some(secs) = self.retry_after {
+            body.entry("retry_after_secs").or_insert(secs.into());
+        }
+        serde_json::Value::Object(body)
     }
 }
 

@@ -2,7 +2,7 @@
 //! pass through, and the embedded store and ledger behind it.
 //!
 //! Module map: `model` (pure types), `catalog`, `allowlist`, `authn`,
-//! `destination`, `usage` (pure decisions and parsers), `store` (SQL),
+//! `destination`, `usage`, `pricing` (pure decisions and parsers), `store` (SQL),
 //! `cache` (the snapshot and its refresh), `ledger` (events and the
 //! writer), `proxy` (listener, CONNECT, forwarding, metering), `ops`
 //! (health, metrics, logs), `runtime` (start/stop).
@@ -22,6 +22,7 @@ pub mod money;
 pub mod ops;
 pub mod path;
 pub mod policy;
+pub mod pricing;
 pub mod provider;
 pub mod proxy;
 pub mod runtime;

@@ -38,7 +38,8 @@ pub enum MoneyError {
 pub fn parse_amount(s: &str) -> Result<Decimal, MoneyError> {
     let t = s.trim();
     let plain = !t.is_empty()
-        && t.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+        && t.bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
         && t.bytes().filter(|&b| b == b'.').count() <= 1;
     if !plain {
         return Err(MoneyError::NotDecimal(s.to_string()));
@@ -154,7 +155,9 @@ mod tests {
         // 0.1 + 0.2 is 0.3 exactly.
         let sum = parse_amount("0.1").unwrap() + parse_amount("0.2").unwrap();
         assert_eq!(sum, parse_amount("0.3").unwrap());
-        for bad in ["", "abc", "1e3", "1.2.3", "+5", "1,000", "NaN", "inf", "0x10", "--1"] {
+        for bad in [
+            "", "abc", "1e3", "1.2.3", "+5", "1,000", "NaN", "inf", "0x10", "--1",
+        ] {
             assert!(
                 matches!(parse_amount(bad), Err(MoneyError::NotDecimal(_))),
                 "{bad}"
@@ -165,7 +168,10 @@ mod tests {
             parse_amount("0.0000000001"),
             Err(MoneyError::TooPrecise(_))
         ));
-        assert!(parse_amount("1.0000000000").is_ok(), "trailing zeros are fine");
+        assert!(
+            parse_amount("1.0000000000").is_ok(),
+            "trailing zeros are fine"
+        );
         assert!(matches!(
             parse_amount("1000000001"),
             Err(MoneyError::TooLarge(_))

@@ -1,26 +1,56 @@
 //! Policies: what a principal may authorise (scopes, maximum mandate
-//! validity, delegation), versioned. The definition is validated against
-//! the workspace's provider catalogs before it is stored.
+//! validity, delegation), what it may spend (a budget over a window) and
+//! how fast (rate limits), versioned. One policy may carry a scope, a
+//! budget, a rate limit or several of them; every policy of a principal
+//! must hold. The definition is validated against the workspace's
+//! provider catalogs before it is stored.
 
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
 use crate::authority::Scope;
+use crate::budget::rate::RateLimit;
+use crate::budget::window::WindowSpec;
 use crate::model::Action;
+use crate::money::Money;
 
 /// The versioned content of a policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyDefinition {
-    /// What mandates issued under this policy may cover.
+    /// What mandates issued under this policy may cover (empty: none; the
+    /// policy then carries only a budget or rate limit).
+    #[serde(default)]
     pub scope: Scope,
     /// Longest validity of a mandate issued under this policy, seconds.
+    #[serde(default)]
     pub max_validity_secs: i64,
     /// Whether mandates issued under it may be delegated.
+    #[serde(default)]
     pub allow_delegation: bool,
     /// Longest delegation chain below a root mandate (when allowed).
+    #[serde(default)]
     pub max_delegation_depth: u32,
+    /// What the principal may spend per window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+    /// How fast the principal may call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<RateLimit>,
 }
+
+/// A spend limit over a window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Budget {
+    pub limit: Money,
+    pub window: WindowSpec,
+    /// Output tokens a request is assumed to produce when it sets no
+    /// maximum itself (its reservation is priced with this many).
+    pub max_output_tokens: u64,
+}
+
+/// Output tokens assumed for requests without a maximum, by default.
+pub const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 4096;
 
 /// One version of a policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -39,8 +69,17 @@ pub struct Policy {
 /// Why a definition cannot be stored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
-    #[error("a policy needs at least one --resource and one --action")]
+    #[error(
+        "a policy needs a scope (--resource and --action), a budget (--limit with \
+         --time-window) or a rate limit (--requests-per-minute, --tokens-per-minute)"
+    )]
+    Empty,
+    #[error("a scope needs at least one --resource and one --action")]
     EmptyScope,
+    #[error("--max-output-tokens must be between 1 and 10000000")]
+    MaxOutputTokens,
+    #[error("invalid rate limit: {0}")]
+    Rate(String),
     #[error("--max-validity must be between 1 second and 366 days")]
     Validity,
     #[error("--max-delegation-depth must be between 1 and 16 when delegation is allowed")]
@@ -70,6 +109,22 @@ impl PolicyDefinition {
     /// entry must name or match at least one catalog resource, and each
     /// action must be offered for at least one of the resources it matches.
     pub fn validate(&self, catalog: &[(String, Action)]) -> Result<(), PolicyError> {
+        let no_scope = self.scope.resources.is_empty() && self.scope.actions.is_empty();
+        if let Some(b) = &self.budget {
+            if !(1..=10_000_000).contains(&b.max_output_tokens) {
+                return Err(PolicyError::MaxOutputTokens);
+            }
+        }
+        if let Some(r) = &self.rate {
+            r.validate().map_err(|e| PolicyError::Rate(e.to_string()))?;
+        }
+        if no_scope {
+            return if self.budget.is_some() || self.rate.is_some() {
+                Ok(())
+            } else {
+                Err(PolicyError::Empty)
+            };
+        }
         if self.scope.resources.is_empty() || self.scope.actions.is_empty() {
             return Err(PolicyError::EmptyScope);
         }

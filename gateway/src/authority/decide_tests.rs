@@ -39,6 +39,8 @@ fn policy(resources: &[&str], active: bool) -> Policy {
             max_validity_secs: 3600,
             allow_delegation: true,
             max_delegation_depth: 4,
+            budget: None,
+            rate: None,
         },
         active,
         changed_by: "t".into(),

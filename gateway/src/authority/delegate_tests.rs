@@ -31,6 +31,8 @@ fn policy(allow: bool, max_depth: u32) -> Policy {
             max_validity_secs: 3600,
             allow_delegation: allow,
             max_delegation_depth: max_depth,
+            budget: None,
+            rate: None,
         },
         active: true,
         changed_by: "t".into(),

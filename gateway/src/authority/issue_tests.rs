@@ -27,6 +27,8 @@ fn policy(id: &str, owner: &str, resources: &[&str], max: i64, active: bool) -> 
             max_validity_secs: max,
             allow_delegation: false,
             max_delegation_depth: 0,
+            budget: None,
+            rate: None,
         },
         active,
         changed_by: "t".into(),

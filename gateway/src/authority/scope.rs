@@ -59,7 +59,7 @@ const SHOWN_CHARS: usize = 80;
 /// resources with one of its actions. This is the stored and serialized
 /// form (mandate claims embed it); [`Scope::compile`] validates it into a
 /// [`CompiledScope`] for repeated use.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scope {
     pub resources: Vec<String>,
     pub actions: Vec<Action>,

@@ -1,1 +1,833 @@
-//! Rate limits (filled in by the rate-limit work).
+//! Per-principal rate limits: requests and tokens per minute over a sliding
+//! 60-second window, held in process. Pure over the clock: every call takes
+//! `now`.
+//!
+//! Usage is counted in 1-second buckets (at most 61 per principal). A
+//! request admitted at instant `t` lands in the bucket of `floor(t)` and
+//! counts until `floor(t) + 61 s`, so between 60 and 61 seconds: it is
+//! never forgotten early, and in every 60-second interval at most the
+//! limit is admitted. The cost is that capacity comes back up to one
+//! second late.
+//!
+//! Token estimates are held in the bucket of the request's admission until
+//! [`RateLimiter::settle`] replaces them with the actual count. A
+//! [`RateTicket`] dropped without settling releases nothing: its estimate
+//! counts as spent and leaves with its bucket, at most 61 s later, so
+//! nothing leaks and abandoned requests err towards refusing.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::{Mutex, PoisonError};
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Code;
+
+/// Length of the sliding window, in seconds.
+pub const WINDOW_SECS: i64 = 60;
+
+/// Largest accepted requests-per-minute limit.
+pub const MAX_REQUESTS_PER_MINUTE: u32 = 1_000_000;
+
+/// Largest accepted tokens-per-minute limit.
+pub const MAX_TOKENS_PER_MINUTE: u64 = 1_000_000_000;
+
+/// Why a rate limit definition was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RateLimitError {
+    #[error("a rate limit needs requests_per_minute, tokens_per_minute or both")]
+    Empty,
+    #[error("requests_per_minute {0} is out of range: use 1 to {MAX_REQUESTS_PER_MINUTE}")]
+    Requests(u32),
+    #[error("tokens_per_minute {0} is out of range: use 1 to {MAX_TOKENS_PER_MINUTE}")]
+    Tokens(u64),
+}
+
+/// The stored form of a [`RateLimit`] (JSON inside policy definitions).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRateLimit {
+    /// Requests admitted per sliding minute, 1 to 1,000,000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    requests_per_minute: Option<u32>,
+    /// Tokens (settled, or estimated while in flight) per sliding minute,
+    /// 1 to 1,000,000,000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tokens_per_minute: Option<u64>,
+}
+
+/// Requests and/or tokens per minute one principal may use. Values loaded
+/// from JSON or built with [`RateLimit::new`] are validated; a hand-built
+/// value can be checked with [`RateLimit::validate`] (an out-of-range zero
+/// limit refuses everything as never fitting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawRateLimit", into = "RawRateLimit")]
+pub struct RateLimit {
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u64>,
+}
+
+impl RateLimit {
+    pub fn new(
+        requests_per_minute: Option<u32>,
+        tokens_per_minute: Option<u64>,
+    ) -> Result<RateLimit, RateLimitError> {
+        let limit = RateLimit {
+            requests_per_minute,
+            tokens_per_minute,
+        };
+        limit.validate()?;
+        Ok(limit)
+    }
+
+    /// At least one limit set; each within its range.
+    pub fn validate(&self) -> Result<(), RateLimitError> {
+        if self.requests_per_minute.is_none() && self.tokens_per_minute.is_none() {
+            return Err(RateLimitError::Empty);
+        }
+        if let Some(rpm) = self.requests_per_minute {
+            if !(1..=MAX_REQUESTS_PER_MINUTE).contains(&rpm) {
+                return Err(RateLimitError::Requests(rpm));
+            }
+        }
+        if let Some(tpm) = self.tokens_per_minute {
+            if !(1..=MAX_TOKENS_PER_MINUTE).contains(&tpm) {
+                return Err(RateLimitError::Tokens(tpm));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TryFrom<RawRateLimit> for RateLimit {
+    type Error = RateLimitError;
+
+    fn try_from(raw: RawRateLimit) -> Result<Self, Self::Error> {
+        RateLimit::new(raw.requests_per_minute, raw.tokens_per_minute)
+    }
+}
+
+impl From<RateLimit> for RawRateLimit {
+    fn from(limit: RateLimit) -> Self {
+        RawRateLimit {
+            requests_per_minute: limit.requests_per_minute,
+            tokens_per_minute: limit.tokens_per_minute,
+        }
+    }
+}
+
+/// Which kind of limit refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitKind {
+    Requests,
+    Tokens,
+}
+
+impl LimitKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::Requests => "requests",
+            LimitKind::Tokens => "tokens",
+        }
+    }
+}
+
+impl fmt::Display for LimitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refused admission. Nothing was recorded for the request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RateLimited {
+    /// The limit is reached now; `retry_after` (whole seconds, at least
+    /// 1 s) is when enough usage will have left the window for this request
+    /// to fit, if nothing else is admitted meanwhile.
+    #[error("{limit} per minute limit of {limit_value} reached ({used} used); retry after {}s", retry_after.as_secs())]
+    Exceeded {
+        limit: LimitKind,
+        limit_value: u64,
+        used: u64,
+        retry_after: SignedDuration,
+    },
+    /// The request alone needs more than the limit (an estimate above the
+    /// tokens per minute): retrying cannot help.
+    #[error("request needs {needed} {limit} but the limit is {limit_value} per minute, so it can never fit")]
+    NeverFits {
+        limit: LimitKind,
+        limit_value: u64,
+        needed: u64,
+    },
+}
+
+impl RateLimited {
+    pub fn code(&self) -> Code {
+        match self {
+            RateLimited::Exceeded { .. } | RateLimited::NeverFits { .. } => Code::RateLimited,
+        }
+    }
+
+    /// The value for `Retry-After`; `None` when retrying cannot help.
+    pub fn retry_after(&self) -> Option<SignedDuration> {
+        match self {
+            RateLimited::Exceeded { retry_after, .. } => Some(*retry_after),
+            RateLimited::NeverFits { .. } => None,
+        }
+    }
+
+    pub fn limit(&self) -> LimitKind {
+        match self {
+            RateLimited::Exceeded { limit, .. } | RateLimited::NeverFits { limit, .. } => *limit,
+        }
+    }
+}
+
+/// Proof of an admission, holding its token estimate until settled.
+/// Dropping it unsettled leaves the estimate counted until its bucket
+/// leaves the window (at most 61 s).
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "settle the ticket with the actual tokens, or its estimate stays counted for a minute"]
+pub struct RateTicket {
+    principal: String,
+    second: i64,
+    estimate: u64,
+}
+
+impl RateTicket {
+    pub fn principal(&self) -> &str {
+        &self.principal
+    }
+
+    pub fn estimate(&self) -> u64 {
+        self.estimate
+    }
+}
+
+/// What a principal has used in the window at some instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateUsage {
+    pub requests: u64,
+    pub tokens: u64,
+}
+
+/// One second of admissions.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    second: i64,
+    requests: u64,
+    tokens: u64,
+}
+
+impl Bucket {
+    /// The instant this bucket stops counting.
+    fn leaves_at(&self) -> Timestamp {
+        let second = self.second.saturating_add(WINDOW_SECS + 1);
+        Timestamp::from_second(second).unwrap_or(Timestamp::MAX)
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Buckets per principal, oldest first; never empty.
+    principals: HashMap<String, VecDeque<Bucket>>,
+    /// Second of the last sweep over all principals.
+    last_sweep: Option<i64>,
+}
+
+impl State {
+    /// Drops every principal's expired buckets and idle principals, at
+    /// most once per window length, so idle entries live under two
+    /// windows.
+    fn sweep_if_due(&mut self, now_second: i64) {
+        let due = self
+            .last_sweep
+            .is_none_or(|last| now_second >= last.saturating_add(WINDOW_SECS));
+        if due {
+            self.sweep(now_second);
+        }
+    }
+
+    fn sweep(&mut self, now_second: i64) {
+        self.principals.retain(|_, buckets| {
+            prune(buckets, now_second);
+            !buckets.is_empty()
+        });
+        self.last_sweep = Some(now_second);
+    }
+}
+
+/// In-process rate limiter keyed by principal id. One lock guards all
+/// state, so each admission checks and records atomically.
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    state: Mutex<State>,
+}
+
+impl RateLimiter {
+    pub fn new() -> RateLimiter {
+        RateLimiter::default()
+    }
+
+    /// Admits a request of `principal` if every limit in `limits` holds
+    /// over the last 60 s: admitted requests + 1 <= requests per minute,
+    /// and tokens (settled, or estimated for tickets not yet settled) +
+    /// `estimated_tokens` <= tokens per minute. On success records the
+    /// request and holds the estimate; on refusal records nothing and
+    /// reports the limit that needs the longest wait (a limit the request
+    /// can never fit wins). Usage is recorded even with no limits, so a
+    /// limit added later sees the past minute.
+    pub fn admit(
+        &self,
+        principal: &str,
+        limits: &[RateLimit],
+        estimated_tokens: u64,
+        now: Timestamp,
+    ) -> Result<RateTicket, RateLimited> {
+        let now_second = second_of(now);
+        let mut state = self.lock();
+        state.sweep_if_due(now_second);
+
+        let mut empty = VecDeque::new();
+        let buckets = match state.principals.get_mut(principal) {
+            Some(buckets) => {
+                prune(buckets, now_second);
+                buckets
+            }
+            None => &mut empty,
+        };
+        if let Some(refusal) = refusal(buckets, limits, estimated_tokens, now) {
+            if buckets.is_empty() {
+                state.principals.remove(principal);
+            }
+            return Err(refusal);
+        }
+
+        let buckets = state.principals.entry(principal.to_owned()).or_default();
+        let second = record(buckets, now_second, estimated_tokens);
+        Ok(RateTicket {
+            principal: principal.to_owned(),
+            second,
+            estimate: estimated_tokens,
+        })
+    }
+
+    /// Replaces the ticket's estimate with `actual_tokens`, in the bucket
+    /// the request was admitted in (so it leaves the window when the
+    /// admission does). A ticket whose bucket has already left changes
+    /// nothing.
+    pub fn settle(&self, ticket: RateTicket, actual_tokens: u64, now: Timestamp) {
+        let now_second = second_of(now);
+        let mut state = self.lock();
+        state.sweep_if_due(now_second);
+        let Some(buckets) = state.principals.get_mut(&ticket.principal) else {
+            return;
+        };
+        if let Some(bucket) = buckets.iter_mut().find(|b| b.second == ticket.second) {
+            bucket.tokens = bucket
+                .tokens
+                .saturating_sub(ticket.estimate)
+                .saturating_add(actual_tokens);
+        }
+    }
+
+    /// What `principal` has used in the window at `now`.
+    pub fn usage(&self, principal: &str, now: Timestamp) -> RateUsage {
+        let now_second = second_of(now);
+        let state = self.lock();
+        state
+            .principals
+            .get(principal)
+            .map(|buckets| {
+                let live = buckets
+                    .iter()
+                    .filter(|b| b.second >= oldest_counted(now_second));
+                totals(live)
+            })
+            .unwrap_or_default()
+    }
+
+    /// Drops expired buckets and principals with nothing in the window.
+    /// `admit` and `settle` also do this at most once a minute.
+    pub fn prune(&self, now: Timestamp) {
+        self.lock().sweep(second_of(now));
+    }
+
+    /// Principals currently holding usage (for metrics and tests).
+    pub fn principals(&self) -> usize {
+        self.lock().principals.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state stays consistent across a panic (every update is a
+        // single field write), so a poisoned lock is safe to reuse.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The floor of `t` in unix seconds (also before 1970).
+fn second_of(t: Timestamp) -> i64 {
+    // |t| < 2^68 ns, so the quotient fits an i64.
+    t.as_nanosecond().div_euclid(1_000_000_000) as i64
+}
+
+/// The oldest bucket that still counts at `now_second`.
+fn oldest_counted(now_second: i64) -> i64 {
+    now_second.saturating_sub(WINDOW_SECS)
+}
+
+fn prune(buckets: &mut VecDeque<Bucket>, now_second: i64) {
+    while buckets
+        .front()
+        .is_some_and(|b| b.second < oldest_counted(now_second))
+    {
+        buckets.pop_front();
+    }
+}
+
+fn totals<'a>(buckets: impl Iterator<Item = &'a Bucket>) -> RateUsage {
+    buckets.fold(RateUsage::default(), |sum, b| RateUsage {
+        requests: sum.requests.saturating_add(b.requests),
+        tokens: sum.tokens.saturating_add(b.tokens),
+    })
+}
+
+/// Adds one request to the bucket of `now_second` and returns that
+/// bucket's second. If another caller's clock ran ahead, the request joins
+/// the newest bucket instead, staying counted slightly longer.
+fn record(buckets: &mut VecDeque<Bucket>, now_second: i64, tokens: u64) -> i64 {
+    match buckets.back_mut() {
+        Some(last) if last.second >= now_second => {
+            last.requests = last.requests.saturating_add(1);
+            last.tokens = last.tokens.saturating_add(tokens);
+            last.second
+        }
+        _ => {
+            buckets.push_back(Bucket {
+                second: now_second,
+                requests: 1,
+                tokens,
+            });
+            now_second
+        }
+    }
+}
+
+/// The refusal for this request against `limits`, if any: the one with
+/// the longest wait, `NeverFits` above all. `buckets` are pruned to the
+/// window.
+fn refusal(
+    buckets: &VecDeque<Bucket>,
+    limits: &[RateLimit],
+    estimated_tokens: u64,
+    now: Timestamp,
+) -> Option<RateLimited> {
+    let used = totals(buckets.iter());
+    let mut worst: Option<RateLimited> = None;
+    for limit in limits {
+        let checks = [
+            limit
+                .requests_per_minute
+                .map(|rpm| (LimitKind::Requests, u64::from(rpm), used.requests, 1)),
+            limit
+                .tokens_per_minute
+                .map(|tpm| (LimitKind::Tokens, tpm, used.tokens, estimated_tokens)),
+        ];
+        for (kind, limit_value, used, needed) in checks.into_iter().flatten() {
+            let Some(refused) = check(buckets, kind, limit_value, used, needed, now) else {
+                continue;
+            };
+            if waits_longer(&refused, worst.as_ref()) {
+                worst = Some(refused);
+            }
+        }
+    }
+    worst
+}
+
+/// One limit: refused when `used + needed > limit_value`.
+fn check(
+    buckets: &VecDeque<Bucket>,
+    limit: LimitKind,
+    limit_value: u64,
+    used: u64,
+    needed: u64,
+    now: Timestamp,
+) -> Option<RateLimited> {
+    if needed > limit_value {
+        return Some(RateLimited::NeverFits {
+            limit,
+            limit_value,
+            needed,
+        });
+    }
+    let excess = used.saturating_add(needed).checked_sub(limit_value)?;
+    if excess == 0 {
+        return None;
+    }
+    // Walk the buckets oldest first until enough usage has left.
+    let mut freed = 0u64;
+    let leaves_at = buckets
+        .iter()
+        .find(|b| {
+            freed = freed.saturating_add(match limit {
+                LimitKind::Requests => b.requests,
+                LimitKind::Tokens => b.tokens,
+            });
+            freed >= excess
+        })
+        .map_or(Timestamp::MAX, Bucket::leaves_at);
+    Some(RateLimited::Exceeded {
+        limit,
+        limit_value,
+        used,
+        retry_after: whole_seconds_until(now, leaves_at),
+    })
+}
+
+/// `later - now` rounded up to whole seconds, at least 1 s.
+fn whole_seconds_until(now: Timestamp, later: Timestamp) -> SignedDuration {
+    let wait = later.duration_since(now);
+    let mut secs = wait.as_secs();
+    if wait.subsec_nanos() > 0 {
+        secs += 1;
+    }
+    SignedDuration::from_secs(secs.max(1))
+}
+
+fn waits_longer(candidate: &RateLimited, current: Option<&RateLimited>) -> bool {
+    match (candidate, current) {
+        (_, None) => true,
+        (_, Some(RateLimited::NeverFits { .. })) => false,
+        (RateLimited::NeverFits { .. }, Some(_)) => true,
+        (
+            RateLimited::Exceeded { retry_after: a, .. },
+            Some(RateLimited::Exceeded { retry_after: b, .. }),
+        ) => a > b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().expect("timestamp")
+    }
+
+    fn secs(n: i64) -> SignedDuration {
+        SignedDuration::from_secs(n)
+    }
+
+    fn rpm(n: u32) -> RateLimit {
+        RateLimit::new(Some(n), None).unwrap()
+    }
+
+    fn tpm(n: u64) -> RateLimit {
+        RateLimit::new(None, Some(n)).unwrap()
+    }
+
+    /// Admits, and drops the ticket (its estimate stays counted).
+    fn admit_ok(
+        limiter: &RateLimiter,
+        principal: &str,
+        limits: &[RateLimit],
+        tokens: u64,
+        now: Timestamp,
+    ) {
+        let _ticket = limiter
+            .admit(principal, limits, tokens, now)
+            .expect("admitted");
+    }
+
+    const T0: &str = "2026-06-15T12:00:00.5Z";
+
+    #[test]
+    fn rpm_admits_exactly_the_limit_then_refuses_with_retry_after() {
+        let limiter = RateLimiter::new();
+        let t0 = ts(T0);
+        for offset in [0, 10, 20] {
+            admit_ok(&limiter, "a", &[rpm(3)], 0, t0 + secs(offset));
+        }
+        let refused = limiter.admit("a", &[rpm(3)], 0, t0 + secs(30)).unwrap_err();
+        // The first request (bucket 12:00:00) leaves at 12:01:01; from
+        // 12:00:30.5 that is 30.5 s, rounded up.
+        assert_eq!(
+            refused,
+            RateLimited::Exceeded {
+                limit: LimitKind::Requests,
+                limit_value: 3,
+                used: 3,
+                retry_after: secs(31),
+            }
+        );
+        assert_eq!(refused.code(), Code::RateLimited);
+        assert_eq!(limiter.usage("a", t0 + secs(30)).requests, 3);
+    }
+
+    #[test]
+    fn window_sliding_frees_capacity_never_early() {
+        let limiter = RateLimiter::new();
+        let t0 = ts(T0);
+        admit_ok(&limiter, "a", &[rpm(1)], 0, t0);
+        // Still counted a full 60 s after admission ...
+        assert!(limiter.admit("a", &[rpm(1)], 0, t0 + secs(60)).is_err());
+        let leaves = ts("2026-06-15T12:01:01Z");
+        let nanos = SignedDuration::from_nanos(1);
+        assert!(limiter.admit("a", &[rpm(1)], 0, leaves - nanos).is_err());
+        // ... and gone when its bucket leaves.
+        admit_ok(&limiter, "a", &[rpm(1)], 0, leaves);
+    }
+
+    #[test]
+    fn retry_after_is_when_enough_usage_leaves() {
+        let limiter = RateLimiter::new();
+        let t0 = ts("2026-06-15T12:00:00Z");
+        for offset in [0, 0, 5, 5, 40] {
+            admit_ok(&limiter, "a", &[rpm(5)], 0, t0 + secs(offset));
+        }
+        // Needs one request to leave: the two at 12:00:00 leave at 12:01:01.
+        let refused = limiter.admit("a", &[rpm(5)], 0, t0 + secs(50)).unwrap_err();
+        assert_eq!(refused.retry_after(), Some(secs(11)));
+        // A limit of 3 needs three to leave: the ones at 12:00:05 too.
+        let refused = limiter.admit("a", &[rpm(3)], 0, t0 + secs(50)).unwrap_err();
+        assert_eq!(refused.retry_after(), Some(secs(16)));
+        // Retry-After is never below one second.
+        let refused = limiter
+            .admit("a", &[rpm(5)], 0, ts("2026-06-15T12:01:00.999Z"))
+            .unwrap_err();
+        assert_eq!(refused.retry_after(), Some(secs(1)));
+    }
+
+    #[test]
+    fn tpm_counts_estimates_then_settle_lowers_usage() {
+        let limiter = RateLimiter::new();
+        let t0 = ts(T0);
+        let limits = [tpm(1_000)];
+        let first = limiter.admit("a", &limits, 600, t0).unwrap();
+        let refused = limiter.admit("a", &limits, 500, t0 + secs(1)).unwrap_err();
+        assert!(matches!(
+            refused,
+            RateLimited::Exceeded {
+                limit: LimitKind::Tokens,
+                limit_value: 1_000,
+                used: 600,
+                ..
+            }
+        ));
+        limiter.settle(first, 100, t0 + secs(2));
+        assert_eq!(limiter.usage("a", t0 + secs(2)).tokens, 100);
+        let second = limiter.admit("a", &limits, 500, t0 + secs(3)).unwrap();
+        // Settling higher than estimated counts the actual tokens.
+        limiter.settle(second, 900, t0 + secs(4));
+        assert_eq!(limiter.usage("a", t0 + secs(4)).tokens, 1_000);
+        // At exactly the limit a request needing no tokens still fits.
+        admit_ok(&limiter, "a", &limits, 0, t0 + secs(5));
+        let refused = limiter.admit("a", &limits, 1, t0 + secs(5)).unwrap_err();
+        assert_eq!(refused.limit(), LimitKind::Tokens);
+    }
+
+    #[test]
+    fn settle_stays_in_the_admission_bucket() {
+        let limiter = RateLimiter::new();
+        let t0 = ts("2026-06-15T12:00:00Z");
+        let ticket = limiter.admit("a", &[tpm(1_000)], 10, t0).unwrap();
+        limiter.settle(ticket, 700, t0 + secs(59));
+        assert_eq!(limiter.usage("a", t0 + secs(60)).tokens, 700);
+        assert_eq!(limiter.usage("a", t0 + secs(61)).tokens, 0);
+        // Settling after the bucket left changes nothing.
+        let late = limiter
+            .admit("a", &[tpm(1_000)], 10, t0 + secs(100))
+            .unwrap();
+        limiter.settle(late, 5_000, t0 + secs(200));
+        assert_eq!(limiter.usage("a", t0 + secs(200)), RateUsage::default());
+    }
+
+    #[test]
+    fn dropped_ticket_estimate_expires_with_its_bucket() {
+        let limiter = RateLimiter::new();
+        let t0 = ts("2026-06-15T12:00:00Z");
+        drop(limiter.admit("a", &[tpm(1_000)], 1_000, t0).unwrap());
+        assert!(limiter.admit("a", &[tpm(1_000)], 1, t0 + secs(60)).is_err());
+        admit_ok(&limiter, "a", &[tpm(1_000)], 1_000, t0 + secs(61));
+    }
+
+    #[test]
+    fn every_limit_must_hold_and_a_refusal_records_nothing() {
+        let limiter = RateLimiter::new();
+        let t0 = ts(T0);
+        let limits = [
+            RateLimit::new(Some(10), Some(1_000)).unwrap(),
+            rpm(2),
+            tpm(5_000),
+        ];
+        admit_ok(&limiter, "a", &limits, 100, t0);
+        admit_ok(&limiter, "a", &limits, 100, t0 + secs(1));
+        let before = limiter.usage("a", t0 + secs(2));
+        let refused = limiter.admit("a", &limits, 100, t0 + secs(2)).unwrap_err();
+        assert!(matches!(
+            refused,
+            RateLimited::Exceeded {
+                limit: LimitKind::Requests,
+                limit_value: 2,
+                used: 2,
+                ..
+            }
+        ));
+        assert_eq!(limiter.usage("a", t0 + secs(2)), before);
+        // Tokens over the first limit alone refuse too.
+        let refused = limiter.admit("b", &limits, 1_001, t0).unwrap_err();
+        assert!(matches!(
+            refused,
+            RateLimited::NeverFits {
+                limit_value: 1_000,
+                ..
+            }
+        ));
+        assert_eq!(limiter.usage("b", t0), RateUsage::default());
+        assert_eq!(limiter.principals(), 1);
+    }
+
+    #[test]
+    fn refusal_reports_the_longest_wait() {
+        let limiter = RateLimiter::new();
+        let t0 = ts("2026-06-15T12:00:00Z");
+        admit_ok(&limiter, "a", &[], 0, t0);
+        admit_ok(&limiter, "a", &[], 500, t0 + secs(30));
+        // Requests free up at 12:01:01 (20 s away), tokens only at 12:01:31.
+        let limits = [rpm(2), tpm(500)];
+        let refused = limiter.admit("a", &limits, 100, t0 + secs(41)).unwrap_err();
+        assert_eq!(refused.limit(), LimitKind::Tokens);
+        assert_eq!(refused.retry_after(), Some(secs(50)));
+        let limits = [rpm(2), tpm(1_000)];
+        let refused = limiter.admit("a", &limits, 100, t0 + secs(41)).unwrap_err();
+        assert_eq!(refused.limit(), LimitKind::Requests);
+        assert_eq!(refused.retry_after(), Some(secs(20)));
+        // A limit the request can never fit outranks any wait.
+        let limits = [rpm(2), tpm(50)];
+        let refused = limiter.admit("a", &limits, 100, t0 + secs(41)).unwrap_err();
+        assert_eq!(refused.retry_after(), None);
+    }
+
+    #[test]
+    fn estimate_larger_than_tpm_can_never_fit() {
+        let limiter = RateLimiter::new();
+        let refused = limiter
+            .admit("a", &[tpm(1_000)], 1_001, ts(T0))
+            .unwrap_err();
+        assert_eq!(
+            refused,
+            RateLimited::NeverFits {
+                limit: LimitKind::Tokens,
+                limit_value: 1_000,
+                needed: 1_001,
+            }
+        );
+        assert_eq!(refused.retry_after(), None);
+        assert!(refused.to_string().contains("never fit"), "{refused}");
+        assert_eq!(limiter.principals(), 0);
+    }
+
+    #[test]
+    fn concurrent_admits_never_exceed_rpm() {
+        let limiter = Arc::new(RateLimiter::new());
+        let t0 = ts("2026-06-15T12:00:00Z");
+        let threads: Vec<_> = (0..8)
+            .map(|n| {
+                let limiter = Arc::clone(&limiter);
+                std::thread::spawn(move || {
+                    let mut admitted = 0;
+                    for i in 0..200 {
+                        let now = t0 + SignedDuration::from_millis(i * 100 + n);
+                        if limiter.admit("shared", &[rpm(50)], 1, now).is_ok() {
+                            admitted += 1;
+                        }
+                    }
+                    admitted
+                })
+            })
+            .collect();
+        let admitted: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        // 20 s of traffic: one window's worth.
+        assert_eq!(admitted, 50);
+        assert_eq!(limiter.usage("shared", t0 + secs(20)).requests, 50);
+    }
+
+    #[test]
+    fn pruning_drops_old_buckets_and_idle_principals() {
+        let limiter = RateLimiter::new();
+        let t0 = ts("2026-06-15T12:00:00Z");
+        for (i, principal) in ["a", "b", "c"].into_iter().enumerate() {
+            admit_ok(&limiter, principal, &[rpm(10)], 1, t0 + secs(i as i64));
+        }
+        assert_eq!(limiter.principals(), 3);
+        limiter.prune(t0 + secs(62));
+        assert_eq!(limiter.principals(), 1);
+        limiter.prune(t0 + secs(63));
+        assert_eq!(limiter.principals(), 0);
+
+        // admit sweeps by itself once a window has passed.
+        admit_ok(&limiter, "a", &[rpm(10)], 1, t0 + secs(100));
+        admit_ok(&limiter, "b", &[rpm(10)], 1, t0 + secs(200));
+        assert_eq!(limiter.principals(), 1);
+
+        // A principal's buckets never exceed one window's worth.
+        for i in 0..300 {
+            admit_ok(&limiter, "busy", &[], 1, t0 + secs(300 + i));
+        }
+        let state = limiter.lock();
+        assert!(state.principals["busy"].len() <= (WINDOW_SECS + 1) as usize);
+    }
+
+    #[test]
+    fn limits_are_validated() {
+        assert_eq!(RateLimit::new(None, None), Err(RateLimitError::Empty));
+        assert_eq!(
+            RateLimit::new(Some(0), None),
+            Err(RateLimitError::Requests(0))
+        );
+        assert_eq!(
+            RateLimit::new(Some(1_000_001), None),
+            Err(RateLimitError::Requests(1_000_001))
+        );
+        assert_eq!(
+            RateLimit::new(None, Some(0)),
+            Err(RateLimitError::Tokens(0))
+        );
+        assert_eq!(
+            RateLimit::new(None, Some(1_000_000_001)),
+            Err(RateLimitError::Tokens(1_000_000_001))
+        );
+        assert!(RateLimit::new(Some(1_000_000), Some(1_000_000_000)).is_ok());
+        assert!(RateLimitError::Requests(0)
+            .to_string()
+            .contains("requests_per_minute 0"));
+    }
+
+    #[test]
+    fn limits_load_from_json_validated() {
+        let limit: RateLimit = serde_json::from_str(r#"{"requests_per_minute": 60}"#).unwrap();
+        assert_eq!(limit, rpm(60));
+        assert_eq!(
+            serde_json::to_string(&limit).unwrap(),
+            r#"{"requests_per_minute":60}"#
+        );
+        for bad in [
+            "{}",
+            r#"{"requests_per_minute": 0}"#,
+            r#"{"tokens_per_minute": 2000000000}"#,
+            r#"{"rpm": 5}"#,
+        ] {
+            assert!(serde_json::from_str::<RateLimit>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn clock_before_1970_floors_seconds() {
+        assert_eq!(second_of(ts("1969-12-31T23:59:59.5Z")), -1);
+        assert_eq!(second_of(ts("1970-01-01T00:00:00.5Z")), 0);
+    }
+}

@@ -65,6 +65,15 @@ pub struct LedgerEvent {
     /// The mandate the event concerns: the one a call went ahead under or
     /// was refused for, or the one issued, delegated or revoked.
     pub mandate_id: Option<String>,
+    /// What the call cost (exact decimal), in `currency`.
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub cost: Option<crate::money::Decimal>,
+    pub currency: Option<String>,
+    /// How `cost` was arrived at: `usage`, `reservation`, `request` or `free`.
+    pub cost_basis: Option<String>,
+    /// The worst case reserved before forwarding.
+    #[serde(with = "rust_decimal::serde::str_option")]
+    pub reserved: Option<crate::money::Decimal>,
 }
 
 impl LedgerEvent {
@@ -96,6 +105,10 @@ impl LedgerEvent {
             usage: None,
             detail: None,
             mandate_id: None,
+            cost: None,
+            currency: None,
+            cost_basis: None,
+            reserved: None,
         }
     }
 }

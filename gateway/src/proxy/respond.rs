@@ -51,5 +51,9 @@ pub fn denial(d: &Denial, proxy: bool) -> Response<Body> {
             HeaderValue::from_static("Bearer realm=\"caracal\""),
         );
     }
+    if let Some(secs) = d.retry_after {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    }
     resp
 }

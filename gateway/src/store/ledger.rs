@@ -65,7 +65,26 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<LedgerEvent, StoreError> {
         usage: row.try_get("usage")?,
         detail: row.try_get("detail")?,
         mandate_id: row.try_get("mandate_id")?,
+        cost: decimal(row, "cost")?,
+        currency: row.try_get("currency")?,
+        cost_basis: row.try_get("cost_basis")?,
+        reserved: decimal(row, "reserved")?,
     })
+}
+
+fn decimal(
+    row: &sqlx::sqlite::SqliteRow,
+    col: &str,
+) -> Result<Option<crate::money::Decimal>, StoreError> {
+    let Some(text) = row.try_get::<Option<String>, _>(col)? else {
+        return Ok(None);
+    };
+    crate::money::parse_amount(&text)
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt {
+            table: "ledger_events",
+            message: format!("{col}: {e}"),
+        })
 }
 
 fn i(v: u64) -> i64 {
@@ -113,6 +132,45 @@ impl Store {
     }
 }
 
+/// One recorded cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spend {
+    pub ts_ms: i64,
+    pub amount: crate::money::Decimal,
+    pub currency: String,
+}
+
+impl Store {
+    /// The costs recorded for `principal_id` at or after `since_ms`,
+    /// oldest first (call events only).
+    pub async fn spend_since(
+        &self,
+        principal_id: &str,
+        since_ms: i64,
+    ) -> Result<Vec<Spend>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT ts_ms, cost, currency FROM ledger_events
+             WHERE principal_id = ? AND ts_ms >= ? AND kind = 'call' AND cost IS NOT NULL
+             ORDER BY ts_ms, id",
+        )
+        .bind(principal_id)
+        .bind(since_ms)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Spend {
+                    ts_ms: row.try_get("ts_ms")?,
+                    amount: decimal(row, "cost")?.unwrap_or_default(),
+                    currency: row
+                        .try_get::<Option<String>, _>("currency")?
+                        .unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+}
+
 /// Inserts events inside the caller's transaction (idempotent by id), so a
 /// change and the ledger row that records it commit together.
 pub(super) async fn insert_events(
@@ -121,7 +179,7 @@ pub(super) async fn insert_events(
 ) -> Result<(), StoreError> {
     for chunk in events.chunks(32) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO ledger_events (id, ts, ts_ms, kind, principal_id, mode, provider, resource, action, method, url, decision, code, status, request_bytes, response_bytes, duration_ms, model, input_tokens, output_tokens, cached_input_tokens, usage, detail, mandate_id) ",
+                "INSERT INTO ledger_events (id, ts, ts_ms, kind, principal_id, mode, provider, resource, action, method, url, decision, code, status, request_bytes, response_bytes, duration_ms, model, input_tokens, output_tokens, cached_input_tokens, usage, detail, mandate_id, cost, currency, cost_basis, reserved) ",
             );
         q.push_values(chunk, |mut b, e| {
             b.push_bind(&e.id)
@@ -147,7 +205,11 @@ pub(super) async fn insert_events(
                 .push_bind(e.cached_input_tokens.map(i))
                 .push_bind(&e.usage)
                 .push_bind(&e.detail)
-                .push_bind(&e.mandate_id);
+                .push_bind(&e.mandate_id)
+                .push_bind(e.cost.map(|c| c.to_string()))
+                .push_bind(&e.currency)
+                .push_bind(&e.cost_basis)
+                .push_bind(e.reserved.map(|c| c.to_string()));
         });
         q.push(" ON CONFLICT (id) DO NOTHING");
         q.build().execute(&mut **tx).await?;

@@ -7,6 +7,7 @@ mod allowlists;
 mod ledger;
 mod mandates;
 mod policies;
+mod pricebook;
 mod principals;
 mod providers;
 mod revocation;
@@ -20,7 +21,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
-pub use ledger::LedgerFilter;
+pub use ledger::{LedgerFilter, Spend};
 pub use mandates::{MandateFilter, MandateRecord, MandateState, SigningKeyRow, KEEP_EXPIRED_SECS};
 pub use policies::Change;
 pub use principals::NewPrincipal;
@@ -63,6 +64,8 @@ pub struct StateRows {
     pub revoked: Vec<String>,
     /// Mandates not expired, or expired within the last day.
     pub mandates: Vec<MandateRecord>,
+    /// Stored prices (the pricebook lays them over the template defaults).
+    pub prices: Vec<crate::pricing::PriceRow>,
     /// Rows that could not be read and were left out (they can only deny more).
     pub rejected: Vec<String>,
 }
@@ -119,6 +122,7 @@ impl Store {
         let revoked = mandates::revoked(&mut tx).await?;
         let now = jiff::Timestamp::now().as_second();
         let (mandates, rejected) = mandates::current(&mut tx, now).await?;
+        let prices = pricebook::all(&mut tx).await?;
         tx.commit().await?;
         Ok(StateRows {
             version,
@@ -129,6 +133,7 @@ impl Store {
             signing_keys,
             revoked,
             mandates,
+            prices,
             rejected,
         })
     }

@@ -34,6 +34,8 @@ pub(crate) async fn fixture(allow_delegation: bool, max_delegation_depth: u32) -
         max_validity_secs: 3600,
         allow_delegation,
         max_delegation_depth,
+        budget: None,
+        rate: None,
     };
     let change = Change {
         changed_by: "t".into(),

@@ -7,6 +7,7 @@
 
 mod extract;
 mod fields;
+pub mod request;
 mod sse;
 mod tally;
 #[cfg(test)]

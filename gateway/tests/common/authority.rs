@@ -61,6 +61,8 @@ impl Authority {
                     max_validity_secs: 24 * 3600,
                     allow_delegation: true,
                     max_delegation_depth: 4,
+                    budget: None,
+                    rate: None,
                 },
                 &change("tests act under it"),
             )

@@ -1,0 +1,295 @@
+//! The pricebook's stored rows: prices operators set or imported. Built-in
+//! defaults are not stored; `Pricebook::build` lays these rows over them.
+
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::{now, Store, StoreError};
+use crate::money::{parse_amount, Decimal};
+use crate::pricing::{PriceKind, PriceRow, PriceSource};
+
+fn corrupt(message: String) -> StoreError {
+    StoreError::Corrupt {
+        table: "prices",
+        message,
+    }
+}
+
+/// A row as read, checked as thoroughly as one about to be written: a
+/// price the gateway cannot trust is an error, never a zero.
+fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<PriceRow, StoreError> {
+    let provider: String = row.try_get("provider")?;
+    let kind: String = row.try_get("kind")?;
+    let name: String = row.try_get("name")?;
+    let key = format!("{provider} {kind} {name}");
+    let amount = |column: &str| -> Result<Option<Decimal>, StoreError> {
+        let text: Option<String> = row.try_get(column)?;
+        text.map(|t| parse_amount(&t))
+            .transpose()
+            .map_err(|e| corrupt(format!("price {key}: {column}: {e}")))
+    };
+    let required = |column: &str| -> Result<Decimal, StoreError> {
+        amount(column)?.ok_or_else(|| corrupt(format!("price {key}: {column} is missing")))
+    };
+    let kind = PriceKind::parse(&kind)
+        .ok_or_else(|| corrupt(format!("price {key}: unknown kind {kind:?}")))?;
+    let currency: String = row.try_get("currency")?;
+    let source: String = row.try_get("source")?;
+    let (input, output) = match kind {
+        PriceKind::Model => (required("input")?, required("output")?),
+        PriceKind::Resource => (Decimal::ZERO, Decimal::ZERO),
+    };
+    let price = PriceRow {
+        currency: currency
+            .parse()
+            .map_err(|e| corrupt(format!("price {key}: {e}")))?,
+        input_per_mtok: input,
+        output_per_mtok: output,
+        cached_input_per_mtok: amount("cached_input")?,
+        cache_write_per_mtok: amount("cache_write")?,
+        per_request: amount("per_request")?,
+        source: PriceSource::parse(&source)
+            .filter(|s| *s != PriceSource::Default)
+            .ok_or_else(|| corrupt(format!("price {key}: unknown source {source:?}")))?,
+        updated_at: Some(row.try_get("updated_at")?),
+        provider,
+        kind,
+        name,
+    };
+    price.validate().map_err(|e| corrupt(e.to_string()))?;
+    Ok(price)
+}
+
+pub(super) async fn all(tx: &mut Transaction<'_, Sqlite>) -> Result<Vec<PriceRow>, StoreError> {
+    let rows = sqlx::query("SELECT * FROM prices ORDER BY provider, kind, name")
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+impl Store {
+    /// Stores `prices` (replacing rows with the same provider, kind and
+    /// name) in one transaction: all of them or, on any error, none.
+    /// Every row must pass `PriceRow::validate`, come from `set` or
+    /// `import`, and appear once. Returns the rows as stored (with
+    /// `updated_at`).
+    pub async fn put_prices(&self, prices: &[PriceRow]) -> Result<Vec<PriceRow>, StoreError> {
+        let ts = now();
+        let mut stored = Vec::with_capacity(prices.len());
+        for p in prices {
+            p.validate()
+                .map_err(|e| StoreError::Conflict(e.to_string()))?;
+            if p.source == PriceSource::Default {
+                return Err(StoreError::Conflict(format!(
+                    "price {}: built-in defaults are not stored",
+                    p.key()
+                )));
+            }
+            if stored.iter().any(|s: &PriceRow| {
+                (&s.provider, s.kind, &s.name) == (&p.provider, p.kind, &p.name)
+            }) {
+                return Err(StoreError::Conflict(format!(
+                    "price {} is given twice",
+                    p.key()
+                )));
+            }
+            stored.push(PriceRow {
+                updated_at: Some(ts.clone()),
+                ..p.clone()
+            });
+        }
+        let text = |d: Option<Decimal>| d.map(|d| d.to_string());
+        let mut tx = self.begin_change().await?;
+        for p in &stored {
+            let (input, output) = match p.kind {
+                PriceKind::Model => (Some(p.input_per_mtok), Some(p.output_per_mtok)),
+                PriceKind::Resource => (None, None),
+            };
+            sqlx::query(
+                "INSERT INTO prices (provider, kind, name, currency, input, output, cached_input,
+                                     cache_write, per_request, source, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (provider, kind, name) DO UPDATE SET
+                     currency = excluded.currency, input = excluded.input,
+                     output = excluded.output, cached_input = excluded.cached_input,
+                     cache_write = excluded.cache_write, per_request = excluded.per_request,
+                     source = excluded.source, updated_at = excluded.updated_at",
+            )
+            .bind(&p.provider)
+            .bind(p.kind.as_str())
+            .bind(&p.name)
+            .bind(p.currency.as_str())
+            .bind(text(input))
+            .bind(text(output))
+            .bind(text(p.cached_input_per_mtok))
+            .bind(text(p.cache_write_per_mtok))
+            .bind(text(p.per_request))
+            .bind(p.source.as_str())
+            .bind(&ts)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// Removes a stored price; a built-in default it replaced applies
+    /// again.
+    pub async fn delete_price(
+        &self,
+        provider: &str,
+        kind: PriceKind,
+        name: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_change().await?;
+        let n = sqlx::query("DELETE FROM prices WHERE provider = ? AND kind = ? AND name = ?")
+            .bind(provider)
+            .bind(kind.as_str())
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound(format!(
+                "no price is set for {provider} {} {name:?} (built-in defaults cannot be \
+                 removed, only set to another price)",
+                kind.as_str()
+            )));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The stored prices (not the built-in defaults), sorted by provider,
+    /// kind and name.
+    pub async fn list_prices(&self) -> Result<Vec<PriceRow>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let all = all(&mut tx).await?;
+        tx.commit().await?;
+        Ok(all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Currency;
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("c.db")).await.unwrap();
+        (dir, store)
+    }
+
+    fn model(name: &str, input: &str) -> PriceRow {
+        let mut row = PriceRow::model(
+            "openai",
+            name,
+            Currency::USD,
+            parse_amount(input).unwrap(),
+            parse_amount("8.00").unwrap(),
+            Some(parse_amount("0.50").unwrap()),
+            None,
+            PriceSource::Set,
+        );
+        row.updated_at = None;
+        row
+    }
+
+    #[tokio::test]
+    async fn pricebook_rows_round_trip_and_bump_the_state_version() {
+        let (_dir, store) = store().await;
+        let v0 = store.state_version().await.unwrap();
+        let image = PriceRow::resource(
+            "openai",
+            "images.generations",
+            "EUR".parse().unwrap(),
+            parse_amount("0.040").unwrap(),
+            PriceSource::Import,
+        );
+        let stored = store
+            .put_prices(&[model("gpt-4o", "2.50"), image])
+            .await
+            .unwrap();
+        assert!(store.state_version().await.unwrap() > v0);
+        let listed = store.list_prices().await.unwrap();
+        assert_eq!(listed, stored);
+        assert_eq!(listed[0].name, "gpt-4o");
+        assert_eq!(listed[0].input_per_mtok.to_string(), "2.50");
+        assert_eq!(listed[0].cache_write_per_mtok, None);
+        assert_eq!(listed[1].per_request.unwrap().to_string(), "0.040");
+        assert_eq!(listed[1].currency.as_str(), "EUR");
+        assert_eq!(store.load_state().await.unwrap().prices, listed);
+
+        // Upsert replaces; delete removes; deleting again is NotFound.
+        store.put_prices(&[model("gpt-4o", "1")]).await.unwrap();
+        let listed = store.list_prices().await.unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].input_per_mtok.to_string(), "1");
+        store
+            .delete_price("openai", PriceKind::Model, "gpt-4o")
+            .await
+            .unwrap();
+        let err = store
+            .delete_price("openai", PriceKind::Model, "gpt-4o")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn pricebook_writes_are_all_or_nothing() {
+        let (_dir, store) = store().await;
+        store.put_prices(&[model("gpt-4o", "2")]).await.unwrap();
+        let v = store.state_version().await.unwrap();
+        let mut bad = model("o3", "1");
+        bad.name = "o 3".into();
+        for batch in [
+            vec![model("gpt-4o", "9"), bad],
+            vec![model("o3", "1"), model("o3", "2")],
+            vec![PriceRow {
+                source: PriceSource::Default,
+                ..model("o3", "1")
+            }],
+        ] {
+            let err = store.put_prices(&batch).await.unwrap_err();
+            assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+        }
+        let listed = store.list_prices().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].input_per_mtok.to_string(), "2");
+        assert_eq!(store.state_version().await.unwrap(), v);
+    }
+
+    #[tokio::test]
+    async fn pricebook_corrupt_rows_are_errors_not_prices() {
+        for (column, value) in [
+            ("input", Some("abc")),
+            ("input", Some("-1")),
+            ("input", None),
+            ("currency", Some("dollars")),
+            ("source", Some("default")),
+            ("cached_input", Some("1e3")),
+            ("per_request", Some("1")),
+        ] {
+            let (_dir, store) = store().await;
+            store.put_prices(&[model("gpt-4o", "2")]).await.unwrap();
+            sqlx::query(&format!("UPDATE prices SET {column} = ?"))
+                .bind(value)
+                .execute(store.pool())
+                .await
+                .unwrap();
+            let err = store.list_prices().await.unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    StoreError::Corrupt {
+                        table: "prices",
+                        ..
+                    }
+                ),
+                "{column}={value:?}: {err}"
+            );
+            assert!(store.load_state().await.is_err());
+        }
+    }
+}

@@ -1,0 +1,556 @@
+//! The request side of metering, as pure functions over bytes: what a
+//! provider request asks for (model, output-token ceiling, streaming), read
+//! before it is forwarded; the rewrite that makes a streamed OpenAI response
+//! report its usage; and the filter that hides the usage event this rewrite
+//! adds from a client that did not ask for it.
+
+use std::fmt;
+use std::ops::Range;
+
+use serde::de::{Deserialize, DeserializeOwned, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::Value;
+
+use super::Dialect;
+
+#[cfg(test)]
+#[path = "request_tests.rs"]
+mod tests;
+
+/// Longest `model` accepted, in characters.
+pub const MAX_MODEL_CHARS: usize = 256;
+/// Largest output-token ceiling accepted.
+pub const MAX_OUTPUT_TOKENS: u64 = 10_000_000;
+
+/// What a request body asks of the provider, as far as budgets care.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestFacts {
+    /// The `model` member; `None` when absent or null.
+    pub model: Option<String>,
+    /// The most output tokens the request allows; `None` when it sets no
+    /// ceiling and the provider's default applies.
+    pub max_output_tokens: Option<u64>,
+    /// `stream: true`.
+    pub stream: bool,
+    /// `stream_options.include_usage: true` (OpenAI only).
+    pub include_usage: bool,
+    /// Length of the body in bytes.
+    pub input_bytes: u64,
+}
+
+/// Why a request body was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("request body is not a UTF-8 JSON object")]
+    NotJson,
+    #[error("request field `{field}` {}", expectation(.0), field = .0)]
+    BadField(&'static str),
+    /// The gateway and the provider might read different copies.
+    #[error("request field `{0}` appears more than once")]
+    DuplicateField(&'static str),
+}
+
+impl RequestError {
+    /// Stable snake_case code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RequestError::NotJson => "not_json",
+            RequestError::BadField(_) => "bad_field",
+            RequestError::DuplicateField(_) => "duplicate_field",
+        }
+    }
+}
+
+fn expectation(field: &str) -> &'static str {
+    match field {
+        "model" => "must be a string of at most 256 characters",
+        "stream" | "stream_options.include_usage" => "must be a boolean",
+        "stream_options" => "must be an object",
+        "max_tokens" | "max_completion_tokens" | "max_output_tokens" => {
+            "must be an integer from 0 to 10000000"
+        }
+        _ => "has an invalid value",
+    }
+}
+
+/// Reads the facts of a request body in the dialect's field names.
+///
+/// The body must be a UTF-8 JSON object (nesting deeper than serde_json's
+/// limit of 128 is refused, not overflowed). `null` counts as absent
+/// everywhere. Each of the members read must appear at most once.
+///
+/// The output ceiling is Anthropic's `max_tokens`; for OpenAI it is the
+/// largest of `max_completion_tokens`, `max_tokens` (chat completions,
+/// completions) and `max_output_tokens` (Responses API), so the worst case
+/// holds whichever one the provider honours. `Dialect::Unknown` reads the
+/// OpenAI names, which include `max_tokens`.
+pub fn facts(dialect: Dialect, body: &[u8]) -> Result<RequestFacts, RequestError> {
+    let text = std::str::from_utf8(body).map_err(|_| RequestError::NotJson)?;
+    let m: Members = serde_json::from_str(text).map_err(|_| RequestError::NotJson)?;
+    if let Some(name) = m.duplicate {
+        return Err(RequestError::DuplicateField(name));
+    }
+    let model = match m.model {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.chars().count() <= MAX_MODEL_CHARS => Some(s),
+        Some(_) => return Err(RequestError::BadField("model")),
+    };
+    let max_output_tokens = if dialect.openai() {
+        let ceilings = [
+            tokens(m.max_completion_tokens, "max_completion_tokens")?,
+            tokens(m.max_tokens, "max_tokens")?,
+            tokens(m.max_output_tokens, "max_output_tokens")?,
+        ];
+        ceilings.into_iter().flatten().max()
+    } else {
+        tokens(m.max_tokens, "max_tokens")?
+    };
+    let include_usage = match m.stream_options {
+        _ if !dialect.openai() => false,
+        None | Some(Value::Null) => false,
+        Some(Value::Object(options)) => {
+            flag(options.get("include_usage"), "stream_options.include_usage")?
+        }
+        Some(_) => return Err(RequestError::BadField("stream_options")),
+    };
+    Ok(RequestFacts {
+        model,
+        max_output_tokens,
+        stream: flag(m.stream.as_ref(), "stream")?,
+        include_usage,
+        input_bytes: body.len() as u64,
+    })
+}
+
+fn tokens(v: Option<Value>, name: &'static str) -> Result<Option<u64>, RequestError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .filter(|&n| n <= MAX_OUTPUT_TOKENS)
+            .map(Some)
+            .ok_or(RequestError::BadField(name)),
+    }
+}
+
+fn flag(v: Option<&Value>, name: &'static str) -> Result<bool, RequestError> {
+    match v {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(RequestError::BadField(name)),
+    }
+}
+
+/// The top-level members `facts` reads; the rest are skipped unkept, and
+/// anything but an object fails to decode.
+#[derive(Default)]
+struct Members {
+    model: Option<Value>,
+    max_tokens: Option<Value>,
+    max_completion_tokens: Option<Value>,
+    max_output_tokens: Option<Value>,
+    stream: Option<Value>,
+    stream_options: Option<Value>,
+    duplicate: Option<&'static str>,
+}
+
+impl Members {
+    fn slot(&mut self, key: &str) -> Option<(&mut Option<Value>, &'static str)> {
+        Some(match key {
+            "model" => (&mut self.model, "model"),
+            "max_tokens" => (&mut self.max_tokens, "max_tokens"),
+            "max_completion_tokens" => (&mut self.max_completion_tokens, "max_completion_tokens"),
+            "max_output_tokens" => (&mut self.max_output_tokens, "max_output_tokens"),
+            "stream" => (&mut self.stream, "stream"),
+            "stream_options" => (&mut self.stream_options, "stream_options"),
+            _ => return None,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Members {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(MembersVisitor)
+    }
+}
+
+struct MembersVisitor;
+
+impl<'de> Visitor<'de> for MembersVisitor {
+    type Value = Members;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+        let mut m = Members::default();
+        while let Some(key) = map.next_key::<String>()? {
+            let Some((slot, name)) = m.slot(&key) else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            if slot.replace(map.next_value()?).is_some() {
+                m.duplicate.get_or_insert(name);
+            }
+        }
+        Ok(m)
+    }
+}
+
+/// For an OpenAI streaming request that does not already ask for usage,
+/// the body with `stream_options.include_usage` set to `true`; `None` when
+/// nothing needs to change (not streaming, or already set).
+///
+/// Validates the body as [`facts`] does (OpenAI names). The rewrite is a
+/// splice: every other byte of the body, including key order, whitespace
+/// and number spelling, is kept, as are the other keys of an existing
+/// `stream_options`.
+pub fn add_include_usage(body: &[u8]) -> Result<Option<Vec<u8>>, RequestError> {
+    let facts = facts(Dialect::OpenAi, body)?;
+    if !facts.stream || facts.include_usage {
+        return Ok(None);
+    }
+    // From here on the body is known to be a valid JSON object.
+    let text = std::str::from_utf8(body).map_err(|_| RequestError::NotJson)?;
+    let open = skip_ws(text, 0);
+    let top = members(text, open)?;
+    let mut edits: Vec<(Range<usize>, &str)> = Vec::new();
+    match top.iter().find(|m| m.key == "stream_options") {
+        // `stream: true` is a member, so the object is not empty.
+        None => edits.push((
+            open + 1..open + 1,
+            r#""stream_options":{"include_usage":true},"#,
+        )),
+        Some(m) if text.get(m.value.clone()) == Some("null") => {
+            edits.push((m.value.clone(), r#"{"include_usage":true}"#));
+        }
+        Some(m) => {
+            let inner = members(text, m.value.start)?;
+            // Every copy, so no reader can pick a stale one.
+            for usage in inner.iter().filter(|m| m.key == "include_usage") {
+                edits.push((usage.value.clone(), "true"));
+            }
+            if edits.is_empty() {
+                let at = m.value.start + 1;
+                let insert = match inner.is_empty() {
+                    true => r#""include_usage":true"#,
+                    false => r#""include_usage":true,"#,
+                };
+                edits.push((at..at, insert));
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(body.len() + 40);
+    let mut at = 0;
+    for (range, with) in edits {
+        out.extend_from_slice(body.get(at..range.start).ok_or(RequestError::NotJson)?);
+        out.extend_from_slice(with.as_bytes());
+        at = range.end;
+    }
+    out.extend_from_slice(body.get(at..).ok_or(RequestError::NotJson)?);
+    Ok(Some(out))
+}
+
+/// One member of an object: its decoded key and where its value lies.
+struct Member {
+    key: String,
+    value: Range<usize>,
+}
+
+/// The members, in order, of the object whose `{` is at `open` in `text`.
+fn members(text: &str, open: usize) -> Result<Vec<Member>, RequestError> {
+    if text.as_bytes().get(open) != Some(&b'{') {
+        return Err(RequestError::NotJson);
+    }
+    let mut out = Vec::new();
+    let mut at = skip_ws(text, open + 1);
+    if text.as_bytes().get(at) == Some(&b'}') {
+        return Ok(out);
+    }
+    loop {
+        let (key, end) = next_value::<String>(text, at)?;
+        at = skip_ws(text, end);
+        if text.as_bytes().get(at) != Some(&b':') {
+            return Err(RequestError::NotJson);
+        }
+        at = skip_ws(text, at + 1);
+        let (_, end) = next_value::<IgnoredAny>(text, at)?;
+        out.push(Member {
+            key,
+            value: at..end,
+        });
+        at = skip_ws(text, end);
+        match text.as_bytes().get(at) {
+            Some(b',') => at = skip_ws(text, at + 1),
+            Some(b'}') => return Ok(out),
+            _ => return Err(RequestError::NotJson),
+        }
+    }
+}
+
+/// The JSON value starting at `at` and the offset just past it.
+fn next_value<T: DeserializeOwned>(text: &str, at: usize) -> Result<(T, usize), RequestError> {
+    let rest = text.get(at..).ok_or(RequestError::NotJson)?;
+    let mut values = serde_json::Deserializer::from_str(rest).into_iter::<T>();
+    match values.next() {
+        Some(Ok(value)) => Ok((value, at + values.byte_offset())),
+        _ => Err(RequestError::NotJson),
+    }
+}
+
+fn skip_ws(text: &str, mut at: usize) -> usize {
+    while matches!(text.as_bytes().get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        at += 1;
+    }
+    at
+}
+
+/// Hides, from the streamed response of an OpenAI request whose
+/// `include_usage` the gateway added, the one event that carries the usage
+/// (`"choices": []` and a non-null `usage`, just before `data: [DONE]`).
+///
+/// Every other byte passes through unchanged, event boundaries included; the
+/// `"usage": null` that ordinary chunks then carry is left in place, since
+/// rewriting events is riskier than the extra member. Only the current event
+/// is held, and only while it may still be a usage event: once its data is
+/// seen not to open a JSON object (`[DONE]`, text), the event passes through
+/// as it arrives. An event that outgrows `cap` ends filtering: it and the rest
+/// of the stream pass through unchanged. Recognises LF, CRLF and CR line
+/// ends. A byte-order mark is not stripped, so an event it opens passes
+/// through. An unfinished event at the end of the stream is returned by
+/// [`finish`](Self::finish) unchanged (clients discard it anyway).
+pub struct UsageChunkStripper {
+    cap: usize,
+    mode: Mode,
+    /// The current event while it may still be a usage event.
+    held: Vec<u8>,
+    /// Bytes on the current line so far, line end excluded.
+    line_len: usize,
+    /// How much of the current line the data check has read; `usize::MAX`
+    /// once the line cannot open the event's data.
+    scanned: usize,
+    /// The current event's data is seen to open with `{`.
+    object_data: bool,
+    /// The last byte was a CR ending a line; an LF next is its pair.
+    after_cr: Option<AfterCr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Holding the current event until it ends or is ruled out.
+    Holding,
+    /// The current event is not a usage event; passing it on as it comes.
+    Passing,
+    /// An event outgrew the cap; passing everything on.
+    GaveUp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterCr {
+    /// The CR ended a line within an event.
+    Line,
+    /// The CR ended an event that was passed on.
+    KeptEvent,
+    /// The CR ended an event that was dropped; so is its LF.
+    DroppedEvent,
+}
+
+impl fmt::Debug for UsageChunkStripper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UsageChunkStripper")
+            .field("cap", &self.cap)
+            .field("mode", &self.mode)
+            .field("held", &self.held.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl UsageChunkStripper {
+    /// A filter for one response body; it holds at most `cap` bytes.
+    pub fn new(cap: usize) -> Self {
+        UsageChunkStripper {
+            cap,
+            mode: Mode::Holding,
+            held: Vec::new(),
+            line_len: 0,
+            scanned: 0,
+            object_data: false,
+            after_cr: None,
+        }
+    }
+
+    /// Takes the next chunk, split anywhere, and returns the bytes to pass
+    /// on now.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(chunk.len());
+        let mut rest = chunk;
+        while let Some((&first, tail)) = rest.split_first() {
+            if self.mode == Mode::GaveUp {
+                out.extend_from_slice(rest);
+                break;
+            }
+            if let Some(cr) = self.after_cr.take() {
+                if first == b'\n' {
+                    match cr {
+                        AfterCr::Line => self.keep(&rest[..1], &mut out),
+                        AfterCr::KeptEvent => out.push(b'\n'),
+                        AfterCr::DroppedEvent => {}
+                    }
+                    rest = tail;
+                    continue;
+                }
+            }
+            let end = rest
+                .iter()
+                .position(|&b| b == b'\n' || b == b'\r')
+                .unwrap_or(rest.len());
+            let (text, after) = rest.split_at(end);
+            self.line_bytes(text, &mut out);
+            let Some((&eol, after)) = after.split_first() else {
+                break;
+            };
+            self.keep(&[eol], &mut out);
+            self.end_line(eol == b'\r', &mut out);
+            rest = after;
+        }
+        out
+    }
+
+    /// The bytes still held once the stream has ended: an unfinished event,
+    /// unchanged.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let held = std::mem::take(&mut self.held);
+        *self = UsageChunkStripper::new(self.cap);
+        held
+    }
+
+    /// Passes `bytes` on, or holds them while the event is undecided.
+    fn keep(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        match self.mode {
+            Mode::Holding if self.held.len().saturating_add(bytes.len()) <= self.cap => {
+                self.held.extend_from_slice(bytes);
+            }
+            Mode::Holding => {
+                out.append(&mut self.held);
+                out.extend_from_slice(bytes);
+                self.held = Vec::new();
+                self.mode = Mode::GaveUp;
+            }
+            Mode::Passing | Mode::GaveUp => out.extend_from_slice(bytes),
+        }
+    }
+
+    fn line_bytes(&mut self, text: &[u8], out: &mut Vec<u8>) {
+        if text.is_empty() {
+            return;
+        }
+        self.line_len += text.len();
+        self.keep(text, out);
+        if self.mode == Mode::Holding && !self.object_data {
+            self.check_data_start(out);
+        }
+    }
+
+    /// Rules the event out as soon as its data is seen not to open with `{`.
+    fn check_data_start(&mut self, out: &mut Vec<u8>) {
+        if self.scanned == usize::MAX {
+            return;
+        }
+        let start = self.held.len().saturating_sub(self.line_len);
+        let line = self.held.get(start..).unwrap_or_default();
+        let Some(value) = line.strip_prefix(b"data:") else {
+            if !b"data:".starts_with(line) {
+                self.scanned = usize::MAX;
+            }
+            return;
+        };
+        // The space after the colon and JSON's leading whitespace alike.
+        let from = self.scanned.saturating_sub(5);
+        let unread = value.get(from..).unwrap_or_default();
+        match unread.iter().find(|&&b| b != b' ' && b != b'\t') {
+            None => self.scanned = line.len(),
+            Some(b'{') => self.object_data = true,
+            Some(_) => {
+                out.append(&mut self.held);
+                self.mode = Mode::Passing;
+            }
+        }
+    }
+
+    fn end_line(&mut self, cr: bool, out: &mut Vec<u8>) {
+        let blank = self.line_len == 0;
+        self.line_len = 0;
+        self.scanned = 0;
+        if !blank {
+            self.after_cr = cr.then_some(AfterCr::Line);
+            return;
+        }
+        // A blank line ends the event.
+        let dropped = match self.mode {
+            Mode::Holding => {
+                let usage = self.object_data && is_usage_event(&self.held);
+                if !usage {
+                    out.extend_from_slice(&self.held);
+                }
+                self.held.clear();
+                usage
+            }
+            Mode::Passing => {
+                self.mode = Mode::Holding;
+                false
+            }
+            Mode::GaveUp => false,
+        };
+        self.object_data = false;
+        self.after_cr = cr.then_some(match dropped {
+            true => AfterCr::DroppedEvent,
+            false => AfterCr::KeptEvent,
+        });
+    }
+}
+
+/// Whether a whole event's data is a JSON object with `choices: []` and a
+/// non-null `usage`.
+fn is_usage_event(event: &[u8]) -> bool {
+    let mut data = Vec::with_capacity(event.len());
+    let mut has_data = false;
+    let mut rest = event;
+    while !rest.is_empty() {
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')
+            .unwrap_or(rest.len());
+        let (line, tail) = rest.split_at(end);
+        rest = match tail {
+            [b'\r', b'\n', tail @ ..] | [_, tail @ ..] => tail,
+            [] => &[],
+        };
+        let (field, value) = match line.iter().position(|&b| b == b':') {
+            Some(i) => line.split_at(i),
+            None => (line, &b""[..]),
+        };
+        if field == b"data" {
+            let value = value.get(1..).unwrap_or_default();
+            if has_data {
+                data.push(b'\n');
+            }
+            data.extend_from_slice(value.strip_prefix(b" ").unwrap_or(value));
+            has_data = true;
+        }
+    }
+    if data.trim_ascii_start().first() != Some(&b'{') {
+        return false;
+    }
+    matches!(
+        serde_json::from_slice::<ChunkShape>(&data),
+        Ok(ChunkShape { choices: Some(choices), usage: Some(_) }) if choices.is_empty()
+    )
+}
+
+/// The members of a streamed chunk that mark the usage event; a duplicate
+/// member fails to decode, and so keeps the event.
+#[derive(serde::Deserialize)]
+struct ChunkShape {
+    choices: Option<Vec<IgnoredAny>>,
+    usage: Option<IgnoredAny>,
+}
