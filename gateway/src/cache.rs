@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use caracal_config::AllowlistDefault;
 
 use crate::allowlist::Allowlists;
+use crate::budget::counters::Counters;
 use crate::authn::{hash_token, Presented};
 use crate::authority::view::AuthorityView;
 use crate::error::{Code, Denial};
@@ -34,6 +35,9 @@ pub struct Snapshot {
     pub authority: AuthorityView,
     /// What every call costs: stored prices over the templates' defaults.
     pub pricebook: Pricebook,
+    /// Budgets and rate limits by principal id (principals with neither
+    /// are absent).
+    pub budgets: HashMap<String, Arc<crate::budget::charge::Plan>>,
 }
 
 impl Snapshot {
@@ -65,6 +69,7 @@ impl Snapshot {
             .map(|d| (d.name.clone(), d.template))
             .collect();
         let pricebook = Pricebook::build(rows.prices, &templates);
+        let budgets = crate::budget::plans(&rows.policies);
         let mut providers = HashMap::new();
         let mut by_host = HashMap::new();
         for def in rows.providers {
@@ -111,6 +116,7 @@ impl Snapshot {
                 allowlists,
                 authority,
                 pricebook,
+                budgets,
             },
             warnings,
         )
@@ -157,15 +163,22 @@ impl Snapshot {
 /// The shared, swappable snapshot.
 pub type SnapshotCell = Arc<ArcSwap<Snapshot>>;
 
-/// Loads a snapshot from the store.
+/// Loads a snapshot from the store, and primes the budget counters it
+/// introduces from the ledger before anything can reserve in them.
 pub async fn load(
     store: &Store,
     allowlist_default: AllowlistDefault,
+    counters: &Counters,
 ) -> Result<Snapshot, crate::store::StoreError> {
     let rows = store.load_state().await?;
     let (snapshot, warnings) = Snapshot::build(rows, allowlist_default);
     for w in warnings {
         tracing::warn!(version = snapshot.version, "{w}");
+    }
+    let primed =
+        crate::budget::prime(store, counters, &snapshot.budgets, jiff::Timestamp::now()).await?;
+    if primed > 0 {
+        tracing::info!(primed, "budget counters primed from the ledger");
     }
     Ok(snapshot)
 }
@@ -178,6 +191,7 @@ pub fn spawn_refresher(
     allowlist_default: AllowlistDefault,
     interval: Duration,
     fresh: Arc<AtomicBool>,
+    counters: Arc<Counters>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
@@ -186,7 +200,7 @@ pub fn spawn_refresher(
             tick.tick().await;
             match store.state_version().await {
                 Ok(v) if v == cell.load().version => fresh.store(true, Ordering::Relaxed),
-                Ok(_) => match load(&store, allowlist_default).await {
+                Ok(_) => match load(&store, allowlist_default, &counters).await {
                     Ok(s) => {
                         tracing::info!(version = s.version, "snapshot refreshed");
                         metrics::counter!("caracal_snapshot_reloads_total", "result" => "ok")

@@ -15,6 +15,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::budget::counters::Counters;
+use crate::budget::rate::RateLimiter;
 use crate::cache;
 use crate::ledger::LedgerWriter;
 use crate::ops::{health::Health, metrics};
@@ -88,7 +90,8 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
     let server_tls = caracal_certs::server_config(&server_cert, &[b"h2", b"http/1.1"])?;
     let minter = LeafMinter::new(Arc::new(ca), 10_000)?;
 
-    let snapshot = cache::load(&store, config.allowlist_default)
+    let counters = Counters::new();
+    let snapshot = cache::load(&store, config.allowlist_default, &counters)
         .await
         .map_err(|source| StartError::Store {
             path: config.database.display().to_string(),
@@ -103,6 +106,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         config.allowlist_default,
         REFRESH_INTERVAL,
         fresh.clone(),
+        counters.clone(),
     );
     let upstream = Upstream::new(
         config.limits.upstream_connect_timeout,
@@ -140,6 +144,8 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         upstream,
         health,
         tracker: TaskTracker::new(),
+        counters,
+        limiter: Arc::new(RateLimiter::new()),
         shutdown: shutdown.clone(),
         force_close: CancellationToken::new(),
     });

@@ -34,6 +34,7 @@ use jiff::Timestamp;
 
 use super::counters::{Counters, Exceeded, Line, Reservation};
 use super::rate::{RateLimit, RateLimited, RateLimiter, RateTicket};
+use crate::cache::Snapshot;
 use crate::error::{Code, Denial};
 use crate::ledger::LedgerEvent;
 use crate::model::Action;
@@ -69,7 +70,8 @@ pub enum Basis {
 /// A call's charge in flight: its reservation, rate ticket and prices.
 #[derive(Debug)]
 pub struct Charge {
-    pricebook: Arc<Pricebook>,
+    /// The snapshot the call was admitted under (its prices).
+    snapshot: Arc<Snapshot>,
     basis: Basis,
     estimate: Money,
     estimated_tokens: u64,
@@ -124,7 +126,7 @@ pub fn admit(
     principal_id: &str,
     counters: &Arc<Counters>,
     limiter: &Arc<RateLimiter>,
-    pricebook: Arc<Pricebook>,
+    snapshot: Arc<Snapshot>,
     basis: Basis,
     estimate: Money,
     estimated_tokens: u64,
@@ -160,7 +162,7 @@ pub fn admit(
         )
     };
     Ok(Charge {
-        pricebook,
+        snapshot,
         basis,
         estimate,
         estimated_tokens,
@@ -230,7 +232,7 @@ impl Charge {
         let (cost, basis, tokens) = match (&self.basis, usage) {
             (Basis::Model { provider, model }, Some(u)) => {
                 let model = u.model.as_deref().unwrap_or(model);
-                match self.pricebook.cost(provider, model, u) {
+                match self.snapshot.pricebook.cost(provider, model, u) {
                     Ok(c) if c.currency == self.estimate.currency => (
                         c.amount,
                         "usage",

@@ -9,7 +9,6 @@ use std::time::Instant;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use super::meter::{Counted, InFlight, Metered, Pending, RequestProgress};
 use super::pipeline::{Admitted, CallRecord};
@@ -17,6 +16,7 @@ use super::respond::Body;
 use super::service::refuse;
 use super::upstream::forbidden_in;
 use super::Shared;
+use crate::budget::charge::Charge;
 use crate::error::{Code, Denial};
 use crate::model::Template;
 use crate::usage::{BodyKind, Dialect, UsageObserver};
@@ -40,18 +40,31 @@ const HOP_BY_HOP: [&str; 9] = [
 /// Credentials an agent might send towards a provider; always stripped.
 const AGENT_CREDENTIALS: [&str; 4] = ["authorization", "x-api-key", "api-key", "x-goog-api-key"];
 
+/// What budgets add to a forwarded call: its charge, settled with its
+/// ledger row, and whether to hide the usage event the gateway asked for.
+#[derive(Default)]
+pub struct Billing {
+    pub charge: Option<Charge>,
+    pub strip_usage_event: bool,
+}
+
 /// Sends the call upstream and returns the (streaming) response.
 #[allow(clippy::too_many_arguments)]
-pub async fn send(
+pub async fn send<B>(
     shared: &Arc<Shared>,
     rec: &CallRecord,
     admitted: Admitted,
     path: String,
-    req: Request<Incoming>,
+    req: Request<B>,
     started: Instant,
     in_flight: InFlight,
     proxy: bool,
-) -> Response<Body> {
+    billing: Billing,
+) -> Response<Body>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: Into<super::respond::BoxError>,
+{
     let provider = &admitted.provider;
     let uri = match provider.upstream_uri(&path) {
         Ok(uri) => uri,
@@ -93,6 +106,7 @@ pub async fn send(
         shared.sink.clone(),
         in_flight,
     );
+    pending.set_charge(billing.charge);
     let client = shared.upstream.client(provider.def.allow_private_network);
     let response = tokio::time::timeout(
         limits.upstream_response_timeout,
@@ -158,11 +172,16 @@ pub async fn send(
             .headers
             .insert(HeaderName::from_static("x-caracal-event-id"), v);
     }
-    let body = Metered::new(body, observer, pending, limits.upstream_response_timeout);
+    let mut body = Metered::new(body, observer, pending, limits.upstream_response_timeout);
+    if billing.strip_usage_event {
+        body = body.strip_usage_event();
+        // The length changes when the event is removed.
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
     Response::from_parts(parts, body.boxed_unsync())
 }
 
-fn dialect(t: Template) -> Dialect {
+pub fn dialect(t: Template) -> Dialect {
     match t {
         Template::Openai => Dialect::OpenAi,
         Template::Anthropic => Dialect::Anthropic,

@@ -19,6 +19,9 @@ use tokio::time::Sleep;
 
 use super::respond::BoxError;
 use crate::error::Code;
+use crate::budget::charge::Charge;
+use crate::usage::request::UsageChunkStripper;
+use crate::usage::Usage;
 use crate::ledger::{EventSink, LedgerEvent};
 use crate::usage::UsageObserver;
 
@@ -159,12 +162,17 @@ pub fn finish(sink: &dyn EventSink, mut event: LedgerEvent, started: Instant) {
     sink.emit(event);
 }
 
+/// Longest SSE event the usage stripper holds before it gives up.
+const USAGE_EVENT_CAP: usize = 64 * 1024;
+
 /// The ledger row a forwarded call owes. Dropped while still armed (the
 /// client went away before the provider's response began), it records the
 /// call as `client_cancelled`: the provider may have done — and billed —
 /// the work, so the call must not vanish from the ledger.
 pub struct Pending {
     event: Option<LedgerEvent>,
+    /// The call's budget charge, settled when the row is emitted.
+    charge: Option<Charge>,
     started: Instant,
     request: Arc<RequestProgress>,
     sink: Arc<dyn EventSink>,
@@ -181,6 +189,7 @@ impl Pending {
     ) -> Self {
         Self {
             event: Some(event),
+            charge: None,
             started,
             request,
             sink,
@@ -199,16 +208,27 @@ impl Pending {
         }
     }
 
-    /// The caller records this call another way (a refusal row).
-    pub fn disarm(mut self) {
-        self.event = None;
+    /// Attaches the call's budget charge: it is settled with the row.
+    pub fn set_charge(&mut self, charge: Option<Charge>) {
+        self.charge = charge;
     }
 
-    /// Emits the row, completed by `fill`.
-    fn emit(&mut self, fill: impl FnOnce(&mut LedgerEvent)) {
+    /// The caller records this call another way (a refusal row); its
+    /// reservation is released.
+    pub fn disarm(mut self) {
+        self.event = None;
+        self.charge = None;
+    }
+
+    /// Emits the row, completed by `fill`, settling the charge with
+    /// `usage` (the provider's usage when it was read in full).
+    fn emit(&mut self, usage: Option<&Usage>, fill: impl FnOnce(&mut LedgerEvent)) {
         if let Some(mut event) = self.event.take() {
             event.request_bytes = self.request.bytes.load(Ordering::Relaxed);
             fill(&mut event);
+            if let Some(charge) = self.charge.take() {
+                charge.settle(&mut event, usage, jiff::Timestamp::now());
+            }
             finish(self.sink.as_ref(), event, self.started);
         }
     }
@@ -216,7 +236,7 @@ impl Pending {
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        self.emit(|e| {
+        self.emit(None, |e| {
             e.decision = "error".into();
             e.code = Code::ClientCancelled.as_str().into();
             e.status = None;
@@ -231,6 +251,10 @@ impl Drop for Pending {
 pub struct Metered<B> {
     inner: B,
     observer: Option<UsageObserver>,
+    /// Removes the usage event the gateway asked for on the client's behalf.
+    strip: Option<UsageChunkStripper>,
+    /// The stripper's last held bytes went out; the body is over.
+    ended: bool,
     bytes: u64,
     pending: Option<Pending>,
     stall: Stall,
@@ -241,6 +265,8 @@ impl<B: HttpBody> Metered<B> {
         let mut this = Self {
             inner,
             observer: Some(observer),
+            strip: None,
+            ended: false,
             bytes: 0,
             pending: Some(pending),
             stall: Stall::new(idle),
@@ -254,6 +280,14 @@ impl<B: HttpBody> Metered<B> {
 }
 
 impl<B> Metered<B> {
+    /// Drops the provider's usage-only SSE event before the client sees it
+    /// (the gateway added `stream_options.include_usage`; the client did
+    /// not ask for it).
+    pub fn strip_usage_event(mut self) -> Self {
+        self.strip = Some(UsageChunkStripper::new(USAGE_EVENT_CAP));
+        self
+    }
+
     /// Emits the ledger row (once). `complete` is false when the body was
     /// cut off; `error` says by what.
     fn settle(&mut self, complete: bool, error: Option<String>) {
@@ -262,7 +296,12 @@ impl<B> Metered<B> {
         };
         let bytes = self.bytes;
         let outcome = self.observer.take().map(|o| o.finish(complete));
-        pending.emit(|event| {
+        let found = outcome
+            .as_ref()
+            .filter(|o| o.code() == "found")
+            .and_then(|o| o.usage())
+            .cloned();
+        pending.emit(found.as_ref(), |event| {
             event.response_bytes = bytes;
             if let Some(outcome) = outcome {
                 if let Some(u) = outcome.usage() {
@@ -295,17 +334,28 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if this.ended {
+            return Poll::Ready(None);
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
+            Poll::Ready(Some(Ok(mut frame))) => {
+                let end = this.inner.is_end_stream();
                 if let Some(data) = frame.data_ref() {
                     this.bytes += data.len() as u64;
                     if let Some(o) = this.observer.as_mut() {
                         o.observe(data);
                     }
+                    if let Some(strip) = this.strip.as_mut() {
+                        let mut out = strip.push(data);
+                        if end {
+                            out.extend(strip.finish());
+                        }
+                        frame = Frame::data(Bytes::from(out));
+                    }
                 }
                 this.stall.reset();
                 // hyper may stop polling once the body reports its end.
-                if this.inner.is_end_stream() {
+                if end {
                     this.settle(true, None);
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -317,7 +367,13 @@ where
             }
             Poll::Ready(None) => {
                 this.settle(true, None);
-                Poll::Ready(None)
+                this.ended = true;
+                match this.strip.as_mut().map(UsageChunkStripper::finish) {
+                    Some(rest) if !rest.is_empty() => {
+                        Poll::Ready(Some(Ok(Frame::data(Bytes::from(rest)))))
+                    }
+                    _ => Poll::Ready(None),
+                }
             }
             Poll::Pending if this.stall.expired(cx) => {
                 let e = BodyError::Stalled(this.stall.idle);
@@ -329,11 +385,16 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.ended || (self.strip.is_none() && self.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        if self.strip.is_some() {
+            // Stripping changes the length.
+            SizeHint::default()
+        } else {
+            self.inner.size_hint()
+        }
     }
 }
 

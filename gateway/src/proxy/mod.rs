@@ -36,6 +36,9 @@ pub struct Shared {
     pub health: Health,
     /// Every connection and tunnel task, so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// Budget counters (reserve before forwarding, settle after).
+    pub counters: Arc<crate::budget::counters::Counters>,
+    pub limiter: Arc<crate::budget::rate::RateLimiter>,
     /// Asks connections to finish their in-flight requests and close.
     pub shutdown: CancellationToken,
     /// Closes connections still open when the drain period ends.

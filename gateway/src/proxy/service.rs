@@ -299,8 +299,9 @@ async fn enforce(
         now: jiff::Timestamp::now().as_second(),
         skew: shared.clock_skew_secs(),
     };
+    let snap = shared.snapshot.load_full();
     let decision = pipeline::admit(
-        &shared.snapshot.load(),
+        &snap,
         caller,
         target,
         req.method(),
@@ -310,12 +311,136 @@ async fn enforce(
     );
     match decision {
         Ok(admitted) => {
-            forward::send(shared, rec, admitted, path, req, started, in_flight, proxy).await
+            let Some(plan) = snap.budgets.get(&admitted.principal.id).cloned() else {
+                let billing = forward::Billing::default();
+                return forward::send(
+                    shared, rec, admitted, path, req, started, in_flight, proxy, billing,
+                )
+                .await;
+            };
+            let (mut parts, body) = req.into_parts();
+            match charge(shared, &snap, &plan, &admitted, body).await {
+                Ok((bytes, billing)) => {
+                    parts
+                        .headers
+                        .insert(http::header::CONTENT_LENGTH, bytes.len().into());
+                    let body = http_body_util::Full::new(bytes);
+                    let req = Request::from_parts(parts, body);
+                    forward::send(
+                        shared, rec, admitted, path, req, started, in_flight, proxy, billing,
+                    )
+                    .await
+                }
+                Err(d) => refuse(shared, rec, &d, started, proxy),
+            }
         }
         Err(d) => {
             let resp = refuse(shared, rec, &d, started, proxy);
             drain(req).await;
             resp
+        }
+    }
+}
+
+/// The budget step, for a principal with budgets or rate limits: reads
+/// the request body (bounded), prices the call's worst case, takes the
+/// rate-limit ticket and the budget reservation (all or nothing), and asks
+/// a streamed OpenAI-style response for its usage when the client did not.
+/// Returns the body to forward and the charge to settle afterwards.
+async fn charge(
+    shared: &Arc<Shared>,
+    snap: &Arc<crate::cache::Snapshot>,
+    plan: &crate::budget::charge::Plan,
+    admitted: &pipeline::Admitted,
+    body: Incoming,
+) -> Result<(bytes::Bytes, forward::Billing), Denial> {
+    use crate::budget::charge as budget;
+    use crate::usage::request::{self, RequestError};
+    use crate::usage::Dialect;
+
+    let limits = &shared.config.limits;
+    let bytes = read_body(body, limits.max_request_body_bytes, limits.idle_timeout).await?;
+    let dialect = forward::dialect(admitted.provider.def.template);
+    let facts = if bytes.is_empty() {
+        None
+    } else {
+        match request::facts(dialect, &bytes) {
+            Ok(f) => Some(f),
+            // Not JSON (e.g. a multipart upload): priced per request, if at all.
+            Err(RequestError::NotJson) => None,
+            Err(e) => return Err(Denial::new(Code::BadRequest, e.to_string())),
+        }
+    };
+    let op = &admitted.operation;
+    let provider = admitted.provider.name();
+    let (basis, estimate, tokens) = budget::price(
+        &snap.pricebook,
+        provider,
+        &op.resource,
+        op.action,
+        facts.as_ref(),
+        plan.max_output_tokens,
+    )?;
+    let charge = budget::admit(
+        plan,
+        &admitted.principal.id,
+        &shared.counters,
+        &shared.limiter,
+        snap.clone(),
+        basis,
+        estimate,
+        tokens,
+        jiff::Timestamp::now(),
+    )?;
+    let mut billing = forward::Billing {
+        charge: Some(charge),
+        strip_usage_event: false,
+    };
+    let wants_usage = dialect == Dialect::OpenAi
+        && facts.as_ref().is_some_and(|f| f.stream && !f.include_usage);
+    if wants_usage {
+        if let Ok(Some(rewritten)) = request::add_include_usage(&bytes) {
+            billing.strip_usage_event = true;
+            return Ok((bytes::Bytes::from(rewritten), billing));
+        }
+    }
+    Ok((bytes, billing))
+}
+
+/// Reads a whole request body of at most `limit` bytes; a client that
+/// sends nothing for `idle` is refused.
+async fn read_body(
+    mut body: Incoming,
+    limit: u64,
+    idle: std::time::Duration,
+) -> Result<bytes::Bytes, Denial> {
+    use http_body_util::BodyExt;
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => {
+                return Err(Denial::new(
+                    Code::BadRequest,
+                    format!("the request body stalled for {idle:?}"),
+                ))
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Ok(Some(Err(e))) => {
+                return Err(Denial::new(
+                    Code::BadRequest,
+                    format!("the request body could not be read: {e}"),
+                ))
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Some(data) = frame.data_ref() {
+            if (buf.len() + data.len()) as u64 > limit {
+                return Err(Denial::new(
+                    Code::BodyTooLarge,
+                    format!("request body exceeds {limit} bytes"),
+                ));
+            }
+            buf.extend_from_slice(data);
         }
     }
 }
