@@ -12,9 +12,9 @@ use arc_swap::ArcSwap;
 use caracal_config::AllowlistDefault;
 
 use crate::allowlist::Allowlists;
-use crate::budget::counters::Counters;
 use crate::authn::{hash_token, Presented};
 use crate::authority::view::AuthorityView;
+use crate::budget::counters::Counters;
 use crate::error::{Code, Denial};
 use crate::model::Principal;
 use crate::pricing::Pricebook;

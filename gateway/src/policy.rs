@@ -16,7 +16,7 @@ use crate::model::Action;
 use crate::money::Money;
 
 /// The versioned content of a policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyDefinition {
     /// What mandates issued under this policy may cover (empty: none; the
     /// policy then carries only a budget or rate limit).

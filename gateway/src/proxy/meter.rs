@@ -18,11 +18,11 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::Sleep;
 
 use super::respond::BoxError;
-use crate::error::Code;
 use crate::budget::charge::Charge;
+use crate::error::Code;
+use crate::ledger::{EventSink, LedgerEvent};
 use crate::usage::request::UsageChunkStripper;
 use crate::usage::Usage;
-use crate::ledger::{EventSink, LedgerEvent};
 use crate::usage::UsageObserver;
 
 /// Why a body was cut off by the gateway.

@@ -300,15 +300,7 @@ async fn enforce(
         skew: shared.clock_skew_secs(),
     };
     let snap = shared.snapshot.load_full();
-    let decision = pipeline::admit(
-        &snap,
-        caller,
-        target,
-        req.method(),
-        &path,
-        authority,
-        rec,
-    );
+    let decision = pipeline::admit(&snap, caller, target, req.method(), &path, authority, rec);
     match decision {
         Ok(admitted) => {
             let Some(plan) = snap.budgets.get(&admitted.principal.id).cloned() else {
@@ -396,8 +388,8 @@ async fn charge(
         charge: Some(charge),
         strip_usage_event: false,
     };
-    let wants_usage = dialect == Dialect::OpenAi
-        && facts.as_ref().is_some_and(|f| f.stream && !f.include_usage);
+    let wants_usage =
+        dialect == Dialect::OpenAi && facts.as_ref().is_some_and(|f| f.stream && !f.include_usage);
     if wants_usage {
         if let Ok(Some(rewritten)) = request::add_include_usage(&bytes) {
             billing.strip_usage_event = true;

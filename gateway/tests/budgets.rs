@@ -1,0 +1,329 @@
+//! Budgets, prices and rate limits enforced by the running gateway:
+//! reserve the worst case before forwarding, settle the actual cost after,
+//! never overspend under concurrency, and admit again what fits.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use caracal_gateway::budget::rate::RateLimit;
+use caracal_gateway::budget::window::{Period, WindowSpec, WindowType};
+use caracal_gateway::money::{parse_amount, Currency, Decimal, Money};
+use caracal_gateway::policy::{Budget, PolicyDefinition};
+use caracal_gateway::pricing::{PriceRow, PriceSource};
+use common::authority::change;
+use common::*;
+use futures_util::StreamExt;
+use serde_json::json;
+
+fn d(s: &str) -> Decimal {
+    parse_amount(s).unwrap()
+}
+
+/// 1000 USD per million tokens: a token costs 0.001, so costs are easy to
+/// reason about.
+async fn dear_prices(env: &Env) {
+    env.store
+        .put_prices(&[PriceRow::model(
+            "openai",
+            "gpt-test",
+            Currency::USD,
+            d("1000"),
+            d("1000"),
+            None,
+            None,
+            PriceSource::Set,
+        )])
+        .await
+        .unwrap();
+}
+
+async fn budget(env: &Env, limit: &str, rate: Option<RateLimit>) -> String {
+    let def = PolicyDefinition {
+        budget: Some(Budget {
+            limit: Money::new(d(limit), Currency::USD),
+            window: WindowSpec::new(Period::Daily, WindowType::Calendar, "Europe/Berlin").unwrap(),
+            max_output_tokens: 64,
+        }),
+        rate,
+        ..PolicyDefinition::default()
+    };
+    let p = env
+        .store
+        .create_policy(&env.agent_id, &def, &change("budget test"))
+        .await
+        .unwrap();
+    env.wait_for_snapshot().await;
+    p.id
+}
+
+fn chat(max_tokens: u64) -> serde_json::Value {
+    json!({"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], "max_tokens": max_tokens})
+}
+
+async fn call(
+    env: &Env,
+    client: &reqwest::Client,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value, String) {
+    let r = client
+        .post(format!("{}/v1/chat/completions", env.base_url("openai")))
+        .bearer_auth(&env.token)
+        .header("x-mock-latency-ms", "40")
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let id = event_id(&r);
+    let v: serde_json::Value = r.json().await.unwrap_or_default();
+    (status, v, id)
+}
+
+/// The worst case of `chat(max)`: every body byte as an input token, plus
+/// `max` output tokens, at 0.001 each.
+fn estimate(max: u64) -> Decimal {
+    let bytes = serde_json::to_vec(&chat(max)).unwrap().len() as u64;
+    Decimal::from(bytes + max) * d("0.001")
+}
+
+async fn settled_spend(env: &Env) -> (Decimal, usize) {
+    let events = env.store.query_ledger(&Default::default()).await.unwrap();
+    let mut total = Decimal::ZERO;
+    let mut n = 0;
+    for e in events
+        .iter()
+        .filter(|e| e.kind == "call" && e.decision == "allow")
+    {
+        total += e
+            .cost
+            .expect("every allowed call under a budget records a cost");
+        n += 1;
+    }
+    (total, n)
+}
+
+#[tokio::test]
+async fn sixty_four_concurrent_clients_never_overspend_and_what_fits_is_admitted_again() {
+    let env = Arc::new(start().await);
+    dear_prices(&env).await;
+    let limit = d("2.00");
+    budget(&env, "2.00", None).await;
+    let client = env.direct_client();
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let (env, client) = (env.clone(), client.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for _ in 0..3 {
+                let (status, body, _) = call(&env, &client, &chat(10)).await;
+                if status == 402 {
+                    assert_eq!(body["error"], "budget_exceeded", "{body}");
+                }
+                statuses.push(status);
+            }
+            statuses
+        }));
+    }
+    let mut allowed = 0;
+    let mut refused = 0;
+    for t in tasks {
+        for s in t.await.unwrap() {
+            match s {
+                200 => allowed += 1,
+                402 => refused += 1,
+                other => panic!("unexpected status {other}"),
+            }
+        }
+    }
+    assert!(
+        refused > 0,
+        "the budget was never reached: {allowed} allowed"
+    );
+    // Every allowed call is in the ledger with its cost; their sum stays
+    // within the limit.
+    let rows = env.ledger(allowed + refused).await;
+    assert_eq!(rows.len(), allowed + refused);
+    let (spent, n) = settled_spend(&env).await;
+    assert_eq!(n, allowed);
+    assert!(spent <= limit, "spent {spent} of {limit}");
+    // Everything settled: calls that fit are admitted again until the
+    // remaining budget is below one call's worst case, and only then refused.
+    let worst = estimate(10);
+    loop {
+        let (spent, _) = settled_spend(&env).await;
+        let (status, body, _) = call(&env, &client, &chat(10)).await;
+        if limit - spent >= worst {
+            assert_eq!(
+                status,
+                200,
+                "falsely refused with {} left: {body}",
+                limit - spent
+            );
+        } else {
+            assert_eq!(status, 402, "{body}");
+            assert_eq!(body["reserved"], "0.00", "nothing is held any more: {body}");
+            break;
+        }
+        env.ledger(allowed + refused + 1).await;
+    }
+    let (spent, _) = settled_spend(&env).await;
+    assert!(spent <= limit);
+}
+
+#[tokio::test]
+async fn a_refusal_names_the_policy_limit_spent_reserved_window_and_reset() {
+    let env = start().await;
+    dear_prices(&env).await;
+    let policy = budget(&env, "0.05", None).await;
+    let client = env.direct_client();
+    let (status, body, id) = call(&env, &client, &chat(10)).await;
+    assert_eq!(status, 402, "{body}");
+    assert_eq!(body["error"], "budget_exceeded");
+    assert_eq!(body["policy_id"], policy.as_str());
+    assert_eq!(body["limit"], "0.05");
+    assert_eq!(body["currency"], "USD");
+    assert_eq!(body["spent"], "0.00");
+    assert_eq!(body["reserved"], "0.00");
+    assert_eq!(body["window"], "daily/calendar/Europe/Berlin");
+    let resets: jiff::Timestamp = body["resets_at"].as_str().unwrap().parse().unwrap();
+    let local = resets.to_zoned(jiff::tz::TimeZone::get("Europe/Berlin").unwrap());
+    assert_eq!(
+        (local.hour(), local.minute()),
+        (0, 0),
+        "Berlin midnight: {local}"
+    );
+    let msg = body["message"].as_str().unwrap();
+    assert!(msg.contains(&policy) && msg.contains("resets at"), "{msg}");
+    let e = env.event(&id).await;
+    assert_eq!(e.code, "budget_exceeded");
+    assert_eq!(env.mock.requests().len(), 0, "nothing was forwarded");
+}
+
+#[tokio::test]
+async fn actual_usage_is_settled_and_the_difference_released() {
+    let env = start().await;
+    dear_prices(&env).await;
+    budget(&env, "10.00", None).await;
+    let (status, body, id) = call(&env, &env.direct_client(), &chat(10)).await;
+    assert_eq!(status, 200, "{body}");
+    let e = env.event(&id).await;
+    let (input, output) = (e.input_tokens.unwrap(), e.output_tokens.unwrap());
+    assert_eq!(e.cost_basis.as_deref(), Some("usage"));
+    assert_eq!(e.cost, Some(Decimal::from(input + output) * d("0.001")));
+    assert_eq!(e.reserved, Some(estimate(10)));
+    assert!(e.cost.unwrap() < e.reserved.unwrap());
+    assert_eq!(e.currency.as_deref(), Some("USD"));
+}
+
+#[tokio::test]
+async fn streams_get_usage_added_and_hidden_from_a_client_that_did_not_ask() {
+    let env = start().await;
+    dear_prices(&env).await;
+    budget(&env, "10.00", None).await;
+    let body = json!({"model": "gpt-test", "stream": true, "max_tokens": 6,
+        "messages": [{"role": "user", "content": "stream please"}]});
+    let r = env
+        .direct_client()
+        .post(format!("{}/v1/chat/completions", env.base_url("openai")))
+        .bearer_auth(&env.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = event_id(&r);
+    let mut text = String::new();
+    let mut s = r.bytes_stream();
+    while let Some(chunk) = s.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    assert!(text.contains("data: [DONE]"), "{text}");
+    assert!(!text.contains("\"usage\":{"), "usage event leaked: {text}");
+    // The mock sends usage on a stream only when include_usage is set: the
+    // gateway asked for it.
+    let e = env.event(&id).await;
+    assert_eq!(e.usage.as_deref(), Some("found"));
+    assert_eq!(e.cost_basis.as_deref(), Some("usage"));
+    assert!(e.cost.unwrap() > Decimal::ZERO);
+}
+
+#[tokio::test]
+async fn unknown_models_are_refused_never_free() {
+    let env = start().await;
+    budget(&env, "10.00", None).await;
+    let body = json!({"model": "gpt-unlisted", "messages": [{"role": "user", "content": "hi"}]});
+    let (status, v, _) = call(&env, &env.direct_client(), &body).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (403, Some("price_unknown")),
+        "{v}"
+    );
+    assert!(v["message"].as_str().unwrap().contains("pricebook"), "{v}");
+    // Listing models is a read without a model: free, and allowed.
+    let r = env
+        .direct_client()
+        .get(format!("{}/v1/models", env.base_url("openai")))
+        .bearer_auth(&env.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let e = env.event(&event_id(&r)).await;
+    assert_eq!(e.cost_basis.as_deref(), Some("free"));
+    assert_eq!(e.cost, Some(Decimal::ZERO));
+}
+
+#[tokio::test]
+async fn a_provider_without_usage_is_charged_the_reservation() {
+    let env = start().await;
+    dear_prices(&env).await;
+    budget(&env, "10.00", None).await;
+    let r = env
+        .direct_client()
+        .post(format!("{}/v1/chat/completions", env.base_url("openai")))
+        .bearer_auth(&env.token)
+        .header("x-mock-usage", "omit")
+        .json(&chat(10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let e = env.event(&event_id(&r)).await;
+    assert_eq!(e.usage.as_deref(), Some("missing"));
+    assert_eq!(e.cost_basis.as_deref(), Some("reservation"));
+    assert_eq!(e.cost, Some(estimate(10)));
+}
+
+#[tokio::test]
+async fn requests_per_minute_are_limited_with_retry_after() {
+    let env = start().await;
+    dear_prices(&env).await;
+    let rate = RateLimit::new(Some(2), None).unwrap();
+    budget(&env, "10.00", Some(rate)).await;
+    let client = env.direct_client();
+    for _ in 0..2 {
+        assert_eq!(call(&env, &client, &chat(4)).await.0, 200);
+    }
+    let r = client
+        .post(format!("{}/v1/chat/completions", env.base_url("openai")))
+        .bearer_auth(&env.token)
+        .json(&chat(4))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=61).contains(&retry), "{retry}");
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "rate_limited");
+    assert_eq!(v["retry_after_secs"], retry);
+    // A refused call holds no budget.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    env.assert_healthy().await;
+}
