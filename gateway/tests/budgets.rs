@@ -276,24 +276,61 @@ async fn unknown_models_are_refused_never_free() {
 }
 
 #[tokio::test]
-async fn a_provider_without_usage_is_charged_the_reservation() {
+async fn a_response_without_complete_usage_is_charged_the_reservation() {
     let env = start().await;
     dear_prices(&env).await;
     budget(&env, "10.00", None).await;
-    let r = env
-        .direct_client()
-        .post(format!("{}/v1/chat/completions", env.base_url("openai")))
-        .bearer_auth(&env.token)
-        .header("x-mock-usage", "omit")
-        .json(&chat(10))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let e = env.event(&event_id(&r)).await;
-    assert_eq!(e.usage.as_deref(), Some("missing"));
-    assert_eq!(e.cost_basis.as_deref(), Some("reservation"));
-    assert_eq!(e.cost, Some(estimate(10)));
+    for (mode, outcome, stream) in [
+        ("omit", "missing", false),
+        ("malformed", "malformed", false),
+        ("partial", "partial", false),
+        ("omit", "missing", true),
+        ("partial", "partial", true),
+    ] {
+        let mut body = chat(10);
+        body["stream"] = json!(stream);
+        let r = env
+            .direct_client()
+            .post(format!("{}/v1/chat/completions", env.base_url("openai")))
+            .bearer_auth(&env.token)
+            .header("x-mock-usage", mode)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let id = event_id(&r);
+        let _ = r.bytes().await;
+        let e = env.event(&id).await;
+        assert_eq!(e.usage.as_deref(), Some(outcome), "{mode} stream={stream}");
+        assert_eq!(e.cost_basis.as_deref(), Some("reservation"), "{mode}");
+        assert_eq!(e.cost, e.reserved, "{mode}: charged the worst case, never zero");
+        assert!(e.cost.unwrap() > Decimal::ZERO);
+    }
+}
+
+#[tokio::test]
+async fn provider_errors_without_usage_are_free_and_release_the_hold() {
+    let env = start().await;
+    dear_prices(&env).await;
+    budget(&env, "0.50", None).await;
+    // Each call's worst case is most of the budget: a held reservation
+    // would refuse the next one.
+    for _ in 0..3 {
+        let r = env
+            .direct_client()
+            .post(format!("{}/v1/chat/completions", env.base_url("openai")))
+            .bearer_auth(&env.token)
+            .header("x-mock-status", "500")
+            .json(&chat(300))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 500);
+        let e = env.event(&event_id(&r)).await;
+        assert_eq!(e.cost_basis.as_deref(), Some("free"));
+        assert_eq!(e.cost, Some(Decimal::ZERO));
+    }
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 # gateway-path.sh: what the gateway's data path costs, as ratios.
 #
 # Runs caracal-load with the same settings (closed loop, HTTP/1.1, a small
-# non-streaming chat completion) against five ways to the same mock
+# non-streaming chat completion) against six ways to the same mock
 # provider, one after the other:
 #   direct               the mock, plain HTTP
 #   nginx                nginx as a TLS reverse proxy (keep-alive upstream)
@@ -10,6 +10,9 @@
 #                        recorded mandate is selected)
 #   gw-base-url-mandate  the same, presenting the mandate in
 #                        x-caracal-mandate (its signature verified per call)
+#   gw-base-url-budget   the same as gw-base-url for an agent under a daily
+#                        budget: request read and priced, reserved and
+#                        settled on every call (budgets on vs off)
 #   gw-proxy             the gateway as an HTTPS proxy: CONNECT, TLS inside
 # and writes load-tests/results/YYYY-MM-DD-gateway-path.{md,json}.
 #
@@ -152,6 +155,18 @@ caracal policy create --principal-id ops --resource chat.completions --action cr
     --max-validity 24h --change-reason benchmark >/dev/null
 MANDATE=$(caracal authority mandate --issuer ops --subject bench-agent \
     --resource chat.completions --action create --valid-for 6h --json 2>/dev/null | jq -er .token)
+# A second agent, identical but under a budget (large enough never to be
+# reached: the run measures the accounting, not refusals).
+BUDGET_JSON=$(caracal principal register --type agent --name bench-budget \
+    --email budget@example.com --json)
+BUDGET_ID=$(jq -er .id <<<"$BUDGET_JSON")
+BUDGET_TOKEN=$(jq -er .token <<<"$BUDGET_JSON")
+caracal allowlist create --agent-id "$BUDGET_ID" \
+    --pattern 'https://api.openai.com/*' --pattern-type glob >/dev/null
+caracal authority mandate --issuer ops --subject bench-budget \
+    --resource chat.completions --action create --valid-for 6h >/dev/null 2>&1
+caracal policy create --agent-id bench-budget --limit 1000000.00 --currency USD \
+    --time-window daily --change-reason benchmark >/dev/null
 GW_PORT=$(free_port)
 METRICS_PORT=$(free_port)
 while [ "$METRICS_PORT" = "$GW_PORT" ]; do METRICS_PORT=$(free_port); done
@@ -228,7 +243,7 @@ COMMON=(--method POST --body-file "$BODY" --http1 --concurrency "$CONCURRENCY"
 CHAT=/v1/chat/completions
 # The agent token appears only in the arguments; the recorded commands
 # show it as TOKEN and the temp dir as $TMP.
-TARGETS=(direct nginx gw-base-url gw-base-url-mandate gw-proxy)
+TARGETS=(direct nginx gw-base-url gw-base-url-budget gw-base-url-mandate gw-proxy)
 RESULTS="$WORK/results.jsonl"
 : >"$RESULTS"
 COMMANDS=()
@@ -239,6 +254,8 @@ for target in "${TARGETS[@]}"; do
         -H "Authorization: Bearer sk-bench") ;;
     gw-base-url) ARGS=(--url "https://127.0.0.1:$GW_PORT/openai$CHAT"
         --ca-file "$WORK/gateway-ca.pem" -H "Authorization: Bearer $AGENT_TOKEN") ;;
+    gw-base-url-budget) ARGS=(--url "https://127.0.0.1:$GW_PORT/openai$CHAT"
+        --ca-file "$WORK/gateway-ca.pem" -H "Authorization: Bearer $BUDGET_TOKEN") ;;
     gw-base-url-mandate) ARGS=(--url "https://127.0.0.1:$GW_PORT/openai$CHAT"
         --ca-file "$WORK/gateway-ca.pem" -H "Authorization: Bearer $AGENT_TOKEN"
         -H "x-caracal-mandate: $MANDATE") ;;
@@ -258,6 +275,7 @@ for target in "${TARGETS[@]}"; do
     shown="caracal-load --label $target"
     for a in "${ARGS[@]}" "${COMMON[@]}"; do
         a=${a//$AGENT_TOKEN/TOKEN}
+        a=${a//$BUDGET_TOKEN/TOKEN}
         a=${a//$MANDATE/MANDATE}
         a=${a//$WORK/\$TMP}
         case $a in *' '*) a="'$a'" ;; esac
@@ -349,7 +367,10 @@ jq -r '
     "proxy in front of the mock; `gw-base-url` = the gateway over TLS,",
     "`https://127.0.0.1:PORT/openai/v1/...` with a bearer token, acting under the",
     "agent'"'"'s recorded mandate; `gw-base-url-mandate` = the same presenting the",
-    "mandate in `x-caracal-mandate` (an Ed25519 verification per call); `gw-proxy` = the",
+    "mandate in `x-caracal-mandate` (an Ed25519 verification per call);",
+    "`gw-base-url-budget` = `gw-base-url` for an agent under a daily budget (the",
+    "request is read and priced, a reservation taken and settled on every call:",
+    "budgets on, against `gw-base-url` with budgets off); `gw-proxy` = the",
     "gateway as HTTPS proxy (`CONNECT api.openai.com:443`, TLS inside the tunnel",
     "with a leaf minted by the workspace CA).",
     "",
@@ -360,6 +381,7 @@ jq -r '
     ([diff("gw-base-url"; "direct"), diff("gw-proxy"; "direct"),
       diff("gw-base-url"; "nginx"), diff("gw-base-url-mandate"; "nginx"),
       diff("gw-proxy"; "nginx"), diff("gw-base-url-mandate"; "gw-base-url"),
+      diff("gw-base-url-budget"; "gw-base-url"),
       diff("nginx"; "direct")][]
      | "| \(.name) | \(.p50 | f(3)) | \(.p99 | f(3)) | \(.ratio | f(3)) |"),
     "",
