@@ -6,8 +6,9 @@
 # policy, starts the gateway, and shows it enforcing:
 #   (a) an allowed call, (b) a call denied by the allowlist,
 #   (c) a call the allowlist permits but the mandate does not cover,
-#   (d) the allowed call again after the mandate is revoked,
-#   (e) a call refused without credentials, and the ledger rows they left.
+#   (d) the allowed call again under a budget too small for it,
+#   (e) the allowed call again after the mandate is revoked,
+#   (f) a call refused without credentials, and the ledger rows they left.
 #
 # Re-running it recreates the demo workspace. Stop everything with
 #   ./scripts/quickstart.sh stop
@@ -108,7 +109,18 @@ curl -sS --proxy "$CARACAL_PROXY" --proxy-cacert "$CARACAL_CA" --cacert "$CARACA
   https://api.openai.com/v1/models
 echo
 
-step "(d) the mandate is revoked: the call that worked in (a) is refused"
+step "(d) a daily budget of 0.00001 USD: the call that worked in (a) does not fit"
+budget_json=$(caracal policy create --agent-id demo-agent --limit 0.00001 --currency USD \
+  --time-window daily --timezone Europe/Berlin --change-reason "demo: tiny budget" --json)
+BUDGET_ID=$(printf '%s' "$budget_json" | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' | head -n 1)
+sleep 1 # policy changes reach a running gateway within a second
+curl -sS --proxy "$CARACAL_PROXY" --proxy-cacert "$CARACAL_CA" --cacert "$CARACAL_CA" \
+  -H 'content-type: application/json' -d "$BODY" \
+  https://api.openai.com/v1/chat/completions
+echo
+caracal policy disable "$BUDGET_ID" --change-reason "demo: budget drill over"
+
+step "(e) the mandate is revoked: the call that worked in (a) is refused"
 caracal authority revoke --mandate-id "$MANDATE_ID" --reason "demo: incident drill"
 sleep 1 # revocations reach a running gateway within a second
 curl -sS --proxy "$CARACAL_PROXY" --proxy-cacert "$CARACAL_CA" --cacert "$CARACAL_CA" \
@@ -116,7 +128,7 @@ curl -sS --proxy "$CARACAL_PROXY" --proxy-cacert "$CARACAL_CA" --cacert "$CARACA
   https://api.openai.com/v1/chat/completions
 echo
 
-step "(e) refused without credentials"
+step "(f) refused without credentials"
 curl -sS -o /dev/null --proxy "https://$LISTEN" --proxy-cacert "$CARACAL_CA" --cacert "$CARACAL_CA" \
   -w 'the proxy answered CONNECT with %{http_connect}\n' https://api.openai.com/v1/models || true
 

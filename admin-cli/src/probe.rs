@@ -1,6 +1,7 @@
 //! `GET /health` of a running gateway over TLS, trusting only the
 //! workspace CA: what `caracal status` reports and `caracal up --detach`
-//! waits for.
+//! waits for. Also plain-HTTP JSON GETs on its metrics listener
+//! (`/budgets`), which serves no TLS.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
@@ -19,6 +20,9 @@ use tokio::net::TcpStream;
 
 /// How long one probe may take, from connect to the whole body.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Largest answer [`get_json`] reads.
+pub const MAX_JSON_BODY: usize = 1024 * 1024;
 
 /// The name the gateway's server certificate always covers.
 const SERVER_NAME: &str = "localhost";
@@ -105,6 +109,48 @@ async fn get_health(
         .with_context(|| format!("/health answered {status} with an unexpected body"))
 }
 
+/// `GET path_and_query` over plain HTTP/1.1 at `addr` (a wildcard address
+/// is reached over loopback), expecting 200 and a JSON body of at most
+/// 1 MiB; all within 2 s.
+pub async fn get_json(addr: SocketAddr, path_and_query: &str) -> anyhow::Result<serde_json::Value> {
+    let addr = connect_addr(addr);
+    tokio::time::timeout(TIMEOUT, plain_get_json(addr, path_and_query))
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer from {addr} within {} s", TIMEOUT.as_secs()))?
+}
+
+async fn plain_get_json(
+    addr: SocketAddr,
+    path_and_query: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let tcp = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("cannot connect to {addr}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .context("HTTP handshake")?;
+    tokio::spawn(conn);
+    let request = http::Request::get(path_and_query)
+        .header(http::header::HOST, addr.to_string())
+        .body(Empty::<Bytes>::new())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .with_context(|| format!("GET {path_and_query}"))?;
+    let status = response.status();
+    let body = Limited::new(response.into_body(), MAX_JSON_BODY)
+        .collect()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the answer to GET {path_and_query}: {e}"))?
+        .to_bytes();
+    if status != http::StatusCode::OK {
+        let detail = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+        bail!("GET {path_and_query} answered {status}: {}", detail.trim());
+    }
+    serde_json::from_slice(&body)
+        .with_context(|| format!("GET {path_and_query} answered with a body that is not JSON"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +181,58 @@ mod tests {
             format!("{err:#}").contains("cannot read the workspace CA"),
             "{err:#}"
         );
+    }
+
+    /// A one-connection HTTP/1.1 server answering every request with `status`
+    /// and `body`.
+    async fn serve_once(status: u16, body: Vec<u8>) -> SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let mut seen = Vec::new();
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = tcp.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    return;
+                }
+                seen.extend_from_slice(&buf[..n]);
+            }
+            let head = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = tcp.write_all(head.as_bytes()).await;
+            let _ = tcp.write_all(&body).await;
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn plain_json_gets_read_bounded_answers() {
+        let addr = serve_once(200, br#"{"budgets":[]}"#.to_vec()).await;
+        let v = get_json(addr, "/budgets?principal=a").await.unwrap();
+        assert_eq!(v, serde_json::json!({"budgets": []}));
+
+        let addr = serve_once(400, br#"{"error":"bad_request"}"#.to_vec()).await;
+        let err = get_json(addr, "/budgets").await.unwrap_err();
+        assert!(format!("{err:#}").contains("400"), "{err:#}");
+
+        let addr = serve_once(200, vec![b' '; MAX_JSON_BODY + 1]).await;
+        assert!(get_json(addr, "/budgets").await.is_err());
+
+        let addr = serve_once(200, b"not json".to_vec()).await;
+        assert!(get_json(addr, "/budgets").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_an_error() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let err = get_json(addr, "/budgets").await.unwrap_err();
+        assert!(format!("{err:#}").contains("cannot connect"), "{err:#}");
     }
 }

@@ -150,7 +150,13 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         force_close: CancellationToken::new(),
     });
     let handle = metrics::install();
-    tokio::spawn(metrics::serve(metrics_listener, handle, shutdown.clone()));
+    let budgets = metrics::budget_report(shared.snapshot.clone(), shared.counters.clone());
+    tokio::spawn(metrics::serve(
+        metrics_listener,
+        handle,
+        budgets,
+        shutdown.clone(),
+    ));
     shared.tracker.spawn(proxy::accept_loop(
         shared.clone(),
         listener,

@@ -1,16 +1,24 @@
-//! Prometheus metrics: one recorder per process, rendered on the metrics
-//! listener (`GET /metrics`).
+//! The metrics listener: Prometheus metrics (one recorder per process,
+//! `GET /metrics`) and the live standing of a principal's budgets
+//! (`GET /budgets?principal=ID`, what `caracal ledger query --time-window`
+//! reads for the amounts reserved by calls in flight).
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-use http::{Response, StatusCode};
+use http::{Method, Response, StatusCode};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use jiff::Timestamp;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::charge::Plan;
+use crate::budget::counters::Counters;
+use crate::cache::SnapshotCell;
+use crate::money::fmt_amount;
 use crate::proxy::respond;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -70,10 +78,110 @@ fn describe() {
     );
 }
 
-/// Serves `GET /metrics` until `shutdown`.
+/// Answers `GET /budgets` for one principal id: the JSON document
+/// [`budgets_json`] builds.
+pub type BudgetReport = Arc<dyn Fn(&str) -> Value + Send + Sync>;
+
+/// The report of the budgets in the snapshot `cell` holds, standing in
+/// `counters`, at the time of each request.
+pub fn budget_report(cell: SnapshotCell, counters: Arc<Counters>) -> BudgetReport {
+    Arc::new(move |principal: &str| {
+        let snapshot = cell.load();
+        let plan = snapshot.budgets.get(principal).map(|p| p.as_ref());
+        budgets_json(principal, plan, &counters, Timestamp::now())
+    })
+}
+
+/// `{"principal", "budgets": [...]}`: each budget line of `plan` (none when
+/// the principal has no budget) with its current window at `now` and what
+/// `counters` hold in it, ordered by policy id. Amounts are decimal
+/// strings, instants RFC 3339 in UTC.
+pub fn budgets_json(
+    principal: &str,
+    plan: Option<&Plan>,
+    counters: &Counters,
+    now: Timestamp,
+) -> Value {
+    let mut lines: Vec<_> = plan.map(|p| p.lines.iter().collect()).unwrap_or_default();
+    lines.sort_by(|a, b| (&a.id.policy_id, &a.id.window).cmp(&(&b.id.policy_id, &b.id.window)));
+    let budgets: Vec<Value> = lines
+        .into_iter()
+        .map(|line| {
+            let s = counters.standing(line, now);
+            json!({
+                "policy_id": line.id.policy_id,
+                "policy_version": line.policy_version,
+                "limit": fmt_amount(line.limit),
+                "currency": line.currency.as_str(),
+                "period": line.spec.period().as_str(),
+                "window_type": line.spec.window_type().as_str(),
+                "timezone": line.spec.timezone(),
+                "window_start": s.window_start.to_string(),
+                "window_end": s.window_end.to_string(),
+                "resets_at": s.resets_at.to_string(),
+                "spent": fmt_amount(s.spent),
+                "reserved": fmt_amount(s.reserved),
+                "remaining": fmt_amount(s.remaining(line.limit)),
+            })
+        })
+        .collect();
+    json!({"principal": principal, "budgets": budgets})
+}
+
+/// The principal id of a `/budgets` query string: exactly one non-empty,
+/// validly percent-encoded `principal` parameter; other parameters are
+/// refused, so a typo is not mistaken for an empty answer.
+fn principal_param(query: Option<&str>) -> Result<String, String> {
+    let query = query.unwrap_or_default();
+    let mut found = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key != "principal" {
+            return Err(format!("unknown parameter {key:?}; use ?principal=ID"));
+        }
+        if found.is_some() {
+            return Err("principal is given more than once".into());
+        }
+        found = Some(decode(value).ok_or("principal is not validly percent-encoded UTF-8")?);
+    }
+    match found {
+        Some(p) if !p.is_empty() => Ok(p),
+        _ => Err("missing principal: use /budgets?principal=ID".into()),
+    }
+}
+
+/// Strict percent-decoding (`+` is a space, as in forms): None for a bad
+/// escape or bytes that are not UTF-8.
+fn decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Serves `GET /metrics` and `GET /budgets?principal=ID` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
     handle: Option<PrometheusHandle>,
+    budgets: BudgetReport,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -82,11 +190,24 @@ pub async fn serve(
             a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
         };
         let handle = handle.clone();
+        let budgets = budgets.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let handle = handle.clone();
+                let budgets = budgets.clone();
                 async move {
                     let resp = match (req.uri().path(), &handle) {
+                        ("/budgets", _) if req.method() != Method::GET => respond::json(
+                            StatusCode::METHOD_NOT_ALLOWED,
+                            &json!({"error": "method_not_allowed", "message": "use GET"}),
+                        ),
+                        ("/budgets", _) => match principal_param(req.uri().query()) {
+                            Ok(principal) => respond::json(StatusCode::OK, &budgets(&principal)),
+                            Err(message) => respond::json(
+                                StatusCode::BAD_REQUEST,
+                                &json!({"error": "bad_request", "message": message}),
+                            ),
+                        },
                         ("/metrics", Some(h)) => {
                             let mut r = Response::new(respond::full(h.render()));
                             r.headers_mut().insert(
@@ -113,4 +234,118 @@ pub async fn serve(
 /// Binds the metrics listener.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::budget::counters::{CounterId, Line};
+    use crate::budget::window::{Period, WindowSpec, WindowType};
+    use crate::money::{parse_amount, Currency, Decimal};
+
+    fn d(s: &str) -> Decimal {
+        parse_amount(s).unwrap()
+    }
+
+    fn line(policy: &str, limit: &str, spec: WindowSpec) -> Line {
+        Line {
+            id: CounterId::new(policy, &spec),
+            policy_version: 3,
+            limit: d(limit),
+            currency: Currency::USD,
+            spec,
+        }
+    }
+
+    #[test]
+    fn budgets_report_the_live_counters_of_the_current_window() {
+        let now: Timestamp = "2026-11-22T10:00:00Z".parse().unwrap();
+        let daily = line(
+            "p-day",
+            "5",
+            WindowSpec::new(Period::Daily, WindowType::Calendar, "Europe/Berlin").unwrap(),
+        );
+        let hourly = line(
+            "p-hour",
+            "1",
+            WindowSpec::new(Period::Hourly, WindowType::Calendar, "UTC").unwrap(),
+        );
+        let counters = Counters::new();
+        // 1.25 spent this local day, 0.75 the day before (not counted).
+        let spent = [
+            ("2026-11-22T08:00:00Z", "1.25"),
+            ("2026-11-21T08:00:00Z", "0.75"),
+        ]
+        .map(|(t, a)| (t.parse::<Timestamp>().unwrap(), d(a)));
+        assert!(counters.prime(&daily.id, &daily.spec, spent));
+        let held = counters
+            .reserve(&[daily.clone(), hourly.clone()], d("0.5"), now)
+            .unwrap();
+        let plan = Plan {
+            lines: vec![hourly, daily],
+            ..Plan::default()
+        };
+        let v = budgets_json("agent-1", Some(&plan), &counters, now);
+        assert_eq!(v["principal"], "agent-1");
+        let budgets = v["budgets"].as_array().unwrap();
+        assert_eq!(budgets.len(), 2, "{v}");
+        assert_eq!(
+            budgets[0],
+            json!({
+                "policy_id": "p-day",
+                "policy_version": 3,
+                "limit": "5.00",
+                "currency": "USD",
+                "period": "daily",
+                "window_type": "calendar",
+                "timezone": "Europe/Berlin",
+                "window_start": "2026-11-21T23:00:00Z",
+                "window_end": "2026-11-22T23:00:00Z",
+                "resets_at": "2026-11-22T23:00:00Z",
+                "spent": "1.25",
+                "reserved": "0.50",
+                "remaining": "3.25",
+            })
+        );
+        assert_eq!(budgets[1]["policy_id"], "p-hour");
+        assert_eq!(budgets[1]["spent"], "0.00");
+        assert_eq!(budgets[1]["remaining"], "0.50");
+        assert_eq!(budgets[1]["resets_at"], "2026-11-22T11:00:00Z");
+        // Settled: the reservation becomes spend.
+        held.settle(d("0.2"));
+        let v = budgets_json("agent-1", Some(&plan), &counters, now);
+        assert_eq!(v["budgets"][0]["spent"], "1.45");
+        assert_eq!(v["budgets"][0]["reserved"], "0.00");
+        // A principal without budgets has an empty list.
+        assert_eq!(
+            budgets_json("nobody", None, &counters, now),
+            json!({"principal": "nobody", "budgets": []})
+        );
+    }
+
+    #[test]
+    fn the_principal_parameter_is_required_and_decoded() {
+        assert_eq!(
+            principal_param(Some("principal=agent-1")).unwrap(),
+            "agent-1"
+        );
+        assert_eq!(
+            principal_param(Some("principal=a%2Fb+c%C3%A9")).unwrap(),
+            "a/b cé"
+        );
+        for bad in [
+            None,
+            Some(""),
+            Some("principal="),
+            Some("principal"),
+            Some("agent=x"),
+            Some("principal=a&principal=b"),
+            Some("principal=a&x=1"),
+            Some("principal=%zz"),
+            Some("principal=%4"),
+            Some("principal=%ff"),
+        ] {
+            assert!(principal_param(bad).is_err(), "{bad:?}");
+        }
+    }
 }
