@@ -135,16 +135,7 @@ async fn keyring(ws: &Workspace, store: &Store) -> anyhow::Result<Keyring> {
 
 /// Makes the store's public keys exactly the keyring's.
 async fn publish(keyring: &Keyring, store: &Store) -> anyhow::Result<()> {
-    let rows: Vec<SigningKeyRow> = keyring
-        .keys()
-        .iter()
-        .map(|k| SigningKeyRow {
-            kid: k.kid.clone(),
-            public_key: k.public_key,
-            created_at: k.created_at,
-            retired_at: k.retired_at,
-        })
-        .collect();
+    let rows = SigningKeyRow::of_keyring(keyring);
     store
         .sync_signing_keys(&rows)
         .await

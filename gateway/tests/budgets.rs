@@ -81,6 +81,18 @@ async fn call(
     (status, v, id)
 }
 
+/// A chat completion with one extra (mock control) header.
+async fn post_with(env: &Env, header: (&str, &str), body: &serde_json::Value) -> reqwest::Response {
+    env.direct_client()
+        .post(format!("{}/v1/chat/completions", env.base_url("openai")))
+        .bearer_auth(&env.token)
+        .header(header.0, header.1)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The worst case of `chat(max)`: every body byte as an input token, plus
 /// `max` output tokens, at 0.001 each.
 fn estimate(max: u64) -> Decimal {
@@ -289,22 +301,17 @@ async fn a_response_without_complete_usage_is_charged_the_reservation() {
     ] {
         let mut body = chat(10);
         body["stream"] = json!(stream);
-        let r = env
-            .direct_client()
-            .post(format!("{}/v1/chat/completions", env.base_url("openai")))
-            .bearer_auth(&env.token)
-            .header("x-mock-usage", mode)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let r = post_with(&env, ("x-mock-usage", mode), &body).await;
         assert_eq!(r.status(), 200);
         let id = event_id(&r);
         let _ = r.bytes().await;
         let e = env.event(&id).await;
         assert_eq!(e.usage.as_deref(), Some(outcome), "{mode} stream={stream}");
         assert_eq!(e.cost_basis.as_deref(), Some("reservation"), "{mode}");
-        assert_eq!(e.cost, e.reserved, "{mode}: charged the worst case, never zero");
+        assert_eq!(
+            e.cost, e.reserved,
+            "{mode}: charged the worst case, never zero"
+        );
         assert!(e.cost.unwrap() > Decimal::ZERO);
     }
 }
@@ -317,15 +324,7 @@ async fn provider_errors_without_usage_are_free_and_release_the_hold() {
     // Each call's worst case is most of the budget: a held reservation
     // would refuse the next one.
     for _ in 0..3 {
-        let r = env
-            .direct_client()
-            .post(format!("{}/v1/chat/completions", env.base_url("openai")))
-            .bearer_auth(&env.token)
-            .header("x-mock-status", "500")
-            .json(&chat(300))
-            .send()
-            .await
-            .unwrap();
+        let r = post_with(&env, ("x-mock-status", "500"), &chat(300)).await;
         assert_eq!(r.status(), 500);
         let e = env.event(&event_id(&r)).await;
         assert_eq!(e.cost_basis.as_deref(), Some("free"));
@@ -343,13 +342,7 @@ async fn requests_per_minute_are_limited_with_retry_after() {
     for _ in 0..2 {
         assert_eq!(call(&env, &client, &chat(4)).await.0, 200);
     }
-    let r = client
-        .post(format!("{}/v1/chat/completions", env.base_url("openai")))
-        .bearer_auth(&env.token)
-        .json(&chat(4))
-        .send()
-        .await
-        .unwrap();
+    let r = post_with(&env, ("x-mock-latency-ms", "0"), &chat(4)).await;
     assert_eq!(r.status(), 429);
     let retry: u64 = r.headers()["retry-after"]
         .to_str()

@@ -23,6 +23,22 @@ pub struct SigningKeyRow {
     pub retired_at: Option<i64>,
 }
 
+impl SigningKeyRow {
+    /// The public halves of every key of `keyring`, as they are published.
+    pub fn of_keyring(keyring: &crate::authority::keys::Keyring) -> Vec<SigningKeyRow> {
+        keyring
+            .keys()
+            .iter()
+            .map(|k| SigningKeyRow {
+                kid: k.kid.clone(),
+                public_key: k.public_key,
+                created_at: k.created_at,
+                retired_at: k.retired_at,
+            })
+            .collect()
+    }
+}
+
 fn hex_key<S: serde::Serializer>(key: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&hex::encode(key))
 }

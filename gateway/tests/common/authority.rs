@@ -69,16 +69,7 @@ impl Authority {
             .await
             .unwrap();
         let keyring = Keyring::generate(now()).unwrap();
-        let rows: Vec<SigningKeyRow> = keyring
-            .keys()
-            .iter()
-            .map(|k| SigningKeyRow {
-                kid: k.kid.clone(),
-                public_key: k.public_key,
-                created_at: k.created_at,
-                retired_at: k.retired_at,
-            })
-            .collect();
+        let rows = SigningKeyRow::of_keyring(&keyring);
         store.sync_signing_keys(&rows).await.unwrap();
         Authority {
             keyring,
