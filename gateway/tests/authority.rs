@@ -338,19 +338,25 @@ async fn a_delegated_mandate_works_until_its_parent_is_revoked() {
     assert!(took < Duration::from_secs(1), "took {took:?}");
     let o = env.proxy_chat_as(as_helper, None).await;
     assert_eq!(o.code, "mandate_revoked");
-    let rows = env
-        .store
-        .query_ledger(&LedgerFilter {
-            kind: Some("authority".into()),
-            mandate_id: Some(child.id.clone()),
-            ..LedgerFilter::default()
-        })
-        .await
-        .unwrap();
-    assert!(
-        rows.iter().any(|e| e.code == "mandate_revoked"),
-        "{rows:#?}"
-    );
+    // The refusal's authority event names the child (written shortly after).
+    env.event(&o.event).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = env
+            .store
+            .query_ledger(&LedgerFilter {
+                kind: Some("authority".into()),
+                mandate_id: Some(child.id.clone()),
+                ..LedgerFilter::default()
+            })
+            .await
+            .unwrap();
+        if rows.iter().any(|e| e.code == "mandate_revoked") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{rows:#?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 #[tokio::test]

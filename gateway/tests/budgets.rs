@@ -163,6 +163,7 @@ async fn sixty_four_concurrent_clients_never_overspend_and_what_fits_is_admitted
     // Everything settled: calls that fit are admitted again until the
     // remaining budget is below one call's worst case, and only then refused.
     let worst = estimate(10);
+    let mut recorded = allowed + refused;
     loop {
         let (spent, _) = settled_spend(&env).await;
         let (status, body, _) = call(&env, &client, &chat(10)).await;
@@ -178,7 +179,9 @@ async fn sixty_four_concurrent_clients_never_overspend_and_what_fits_is_admitted
             assert_eq!(body["reserved"], "0.00", "nothing is held any more: {body}");
             break;
         }
-        env.ledger(allowed + refused + 1).await;
+        recorded += 1;
+        // The next check reads the ledger: wait for this call's row.
+        assert_eq!(env.ledger(recorded).await.len(), recorded);
     }
     let (spent, _) = settled_spend(&env).await;
     assert!(spent <= limit);
