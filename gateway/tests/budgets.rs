@@ -360,3 +360,58 @@ async fn requests_per_minute_are_limited_with_retry_after() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     env.assert_healthy().await;
 }
+
+#[tokio::test]
+async fn a_restarted_gateway_counts_recorded_spend_and_holds_nothing() {
+    let env = start().await;
+    dear_prices(&env).await;
+    budget(&env, "1.00", None).await;
+    let client = env.direct_client();
+    for _ in 0..3 {
+        assert_eq!(call(&env, &client, &chat(10)).await.0, 200);
+    }
+    // One more call is in flight when the gateway is stopped: shutdown
+    // lets it finish, settles it and writes its row.
+    let in_flight = {
+        let client = env.direct_client();
+        let url = format!("{}/v1/chat/completions", env.base_url("openai"));
+        let token = env.token.clone();
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .header("x-mock-latency-ms", "300")
+                .json(&chat(10))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let env = env.restart().await;
+    assert_eq!(in_flight.await.unwrap().ok(), Some(200));
+    let (spent, n) = settled_spend(&env).await;
+    assert_eq!(n, 4);
+    let report: serde_json::Value = reqwest::get(format!(
+        "http://{}/budgets?principal={}",
+        env.gw.metrics_addr, env.agent_id
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let b = &report["budgets"][0];
+    // Nothing is held by the new process; it primed its counter with
+    // every cost the ledger recorded, the in-flight call's included.
+    assert_eq!(b["reserved"], "0.00", "{report}");
+    assert_eq!(
+        b["spent"],
+        caracal_gateway::money::fmt_amount(spent),
+        "{report}"
+    );
+    let client = env.direct_client();
+    let (status, body, _) = call(&env, &client, &chat(10)).await;
+    let left = d("1.00") - spent;
+    assert_eq!(status == 200, left >= estimate(10), "{left} left: {body}");
+}

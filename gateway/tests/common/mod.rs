@@ -30,6 +30,7 @@ pub struct Env {
     pub authority: authority::Authority,
     /// The agent's mandate over everything (`None` from [`start_bare`]).
     pub mandate: Option<authority::Issued>,
+    pub config: Config,
 }
 
 /// Test configuration: ephemeral ports, short timeouts, 1 MiB bodies.
@@ -140,7 +141,7 @@ async fn boot(mock_config: MockConfig, adjust: impl FnOnce(&mut Config), grant: 
         .unwrap();
     allow_usual(&store, &agent.id).await;
     let authority = authority::Authority::create(&store).await;
-    let gw = caracal_gateway::start(config).await.unwrap();
+    let gw = caracal_gateway::start(config.clone()).await.unwrap();
     let ca_pem = gw.ca_pem();
     let mut env = Env {
         dir,
@@ -152,6 +153,7 @@ async fn boot(mock_config: MockConfig, adjust: impl FnOnce(&mut Config), grant: 
         ca_pem,
         authority,
         mandate: None,
+        config,
     };
     if grant {
         let everything = authority::scope(&["*"], authority::ALL);
@@ -184,6 +186,42 @@ pub async fn allow_usual(store: &Store, principal_id: &str) {
 }
 
 impl Env {
+    /// Stops the gateway (it finishes its in-flight calls and drains its
+    /// ledger), then starts a fresh one on the same workspace, as `caracal
+    /// down` and `caracal up` do: nothing in memory survives, the database
+    /// does. The new gateway listens on new ports.
+    pub async fn restart(self) -> Env {
+        let Env {
+            dir,
+            gw,
+            mock,
+            store,
+            agent_id,
+            token,
+            ca_pem,
+            authority,
+            mandate,
+            config,
+        } = self;
+        gw.shutdown().await;
+        let mut fresh = config.clone();
+        fresh.listen = "127.0.0.1:0".parse().unwrap();
+        fresh.metrics_listen = "127.0.0.1:0".parse().unwrap();
+        let gw = caracal_gateway::start(fresh).await.unwrap();
+        Env {
+            dir,
+            gw,
+            mock,
+            store,
+            agent_id,
+            token,
+            ca_pem,
+            authority,
+            mandate,
+            config,
+        }
+    }
+
     /// Waits until the running gateway's snapshot has caught up with the
     /// store (every change so far is enforced).
     pub async fn wait_for_snapshot(&self) {
