@@ -180,7 +180,10 @@ pub fn decide_held(view: &AuthorityView, now: i64, skew: i64, call: &Call<'_>) -
             best = Some(d);
         }
     }
-    let best = best.expect("held is not empty");
+    let Some(best) = best else {
+        // Unreachable: `held` is not empty, so one decision was kept.
+        return Decision::deny(MANDATE_MISSING, vec![], "no mandate to judge".into());
+    };
     let resource = call.resource;
     let action = call.action.as_str();
     let reasons = vec![format!(

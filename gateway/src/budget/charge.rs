@@ -90,8 +90,7 @@ pub fn price(
     facts: Option<&RequestFacts>,
     default_max_output: u64,
 ) -> Result<(Basis, Money, u64), Denial> {
-    if let Some(model) = facts.and_then(|f| f.model.as_deref()) {
-        let f = facts.expect("model came from facts");
+    if let Some((f, model)) = facts.and_then(|f| f.model.as_deref().map(|m| (f, m))) {
         let max_out = f.max_output_tokens.unwrap_or(default_max_output);
         let estimate = pricebook
             .estimate(provider, model, f.input_bytes, max_out)
@@ -228,7 +227,9 @@ impl Charge {
     /// provider's usage when it was read in full) and records the cost in
     /// the row.
     pub fn settle(mut self, event: &mut LedgerEvent, usage: Option<&Usage>, now: Timestamp) {
-        let status_ok = event.status.is_some_and(|s| s < 400);
+        // No status: the client left before the provider answered, which
+        // may still have done (and billed) the work.
+        let provider_failed = event.status.is_some_and(|s| s >= 400);
         let (cost, basis, tokens) = match (&self.basis, usage) {
             (Basis::Model { provider, model }, Some(u)) => {
                 let model = u.model.as_deref().unwrap_or(model);
@@ -244,15 +245,15 @@ impl Charge {
                 }
             }
             (Basis::Model { .. }, None)
-                if !status_ok && event.usage.as_deref() != Some("partial") =>
+                if provider_failed && event.usage.as_deref() != Some("partial") =>
             {
                 (Decimal::ZERO, "free", 0)
             }
             (Basis::Model { .. }, None) => {
                 (self.estimate.amount, "reservation", self.estimated_tokens)
             }
-            (Basis::PerRequest(p), _) if status_ok => (p.amount, "request", 0),
-            (Basis::PerRequest(_), _) => (Decimal::ZERO, "free", 0),
+            (Basis::PerRequest(_), _) if provider_failed => (Decimal::ZERO, "free", 0),
+            (Basis::PerRequest(p), _) => (p.amount, "request", 0),
             (Basis::Free, _) => (Decimal::ZERO, "free", 0),
         };
         event.cost = Some(cost);
