@@ -438,3 +438,35 @@ async fn a_client_that_leaves_before_the_answer_is_charged_the_reservation() {
     assert_eq!(e.cost_basis.as_deref(), Some("reservation"));
     assert_eq!(e.cost, Some(estimate(10)));
 }
+
+#[tokio::test]
+async fn budgets_hold_through_https_proxy_too() {
+    let env = start().await;
+    dear_prices(&env).await;
+    budget(&env, "0.20", None).await;
+    let client = env.proxy_client("https", false);
+    let send = || {
+        client
+            .post("https://api.openai.com/v1/chat/completions")
+            .json(&chat(10))
+            .send()
+    };
+    let r = send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let e = env.event(&event_id(&r)).await;
+    assert_eq!(e.cost_basis.as_deref(), Some("usage"));
+    // Spend until the budget refuses, over one HTTP/2 tunnel.
+    let mut last = 200;
+    for _ in 0..20 {
+        let r = send().await.unwrap();
+        last = r.status().as_u16();
+        if last == 402 {
+            let v: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(v["error"], "budget_exceeded");
+            break;
+        }
+    }
+    assert_eq!(last, 402);
+    let (spent, _) = settled_spend(&env).await;
+    assert!(spent <= d("0.20"), "{spent}");
+}
