@@ -418,21 +418,11 @@ async fn a_restarted_gateway_counts_recorded_spend_and_holds_nothing() {
 
 #[tokio::test]
 async fn a_client_that_leaves_before_the_answer_is_charged_the_reservation() {
-    use tokio::io::AsyncWriteExt;
     let env = start().await;
     dear_prices(&env).await;
     budget(&env, "10.00", None).await;
     let body = serde_json::to_string(&chat(10)).unwrap();
-    let req = format!(
-        "POST /openai/v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
-         x-mock-latency-ms: 1500\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        env.token,
-        body.len()
-    );
-    let mut s = tokio::net::TcpStream::connect(env.gw.addr).await.unwrap();
-    s.write_all(req.as_bytes()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    drop(s);
+    env.leave_before_the_answer(&body).await;
     let e = env.ledger(1).await.remove(0);
     assert_eq!(e.code, "client_cancelled");
     assert_eq!(e.cost_basis.as_deref(), Some("reservation"));

@@ -380,15 +380,7 @@ async fn ambiguous_paths_are_refused_before_forwarding() {
 async fn a_client_that_leaves_before_the_answer_still_leaves_a_ledger_row() {
     let env = start().await;
     let body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
-    let req = format!(
-        "POST /openai/v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nx-mock-latency-ms: 1500\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        env.token,
-        body.len()
-    );
-    let mut s = tokio::net::TcpStream::connect(env.gw.addr).await.unwrap();
-    s.write_all(req.as_bytes()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    drop(s);
+    env.leave_before_the_answer(body).await;
     let events = env.ledger(1).await;
     assert_eq!(events.len(), 1, "{events:#?}");
     let e = &events[0];

@@ -344,6 +344,21 @@ impl Env {
         String::from_utf8_lossy(&out).into_owned()
     }
 
+    /// Sends a base_url chat completion `body` on a plain connection (the
+    /// mock waits 1.5 s before answering) and hangs up after 400 ms.
+    pub async fn leave_before_the_answer(&self, body: &str) {
+        let req = format!(
+            "POST /openai/v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+             x-mock-latency-ms: 1500\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.token,
+            body.len()
+        );
+        let mut s = tokio::net::TcpStream::connect(self.gw.addr).await.unwrap();
+        s.write_all(req.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        drop(s);
+    }
+
     pub async fn assert_healthy(&self) {
         let r = self
             .direct_client()
