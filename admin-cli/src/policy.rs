@@ -39,7 +39,12 @@ pub struct DefinitionArgs {
     pub max_delegation_depth: Option<u32>,
     /// Budget: the most the principal may spend per window, e.g. 100.00
     /// (exact decimal). Needs --time-window.
-    #[arg(long, value_name = "AMOUNT", value_parser = parse_money_amount)]
+    #[arg(
+        long,
+        value_name = "AMOUNT",
+        value_parser = parse_money_amount,
+        allow_negative_numbers = true
+    )]
     pub limit: Option<Decimal>,
     /// Currency of --limit (ISO code, default USD); calls priced in another
     /// currency are refused under this budget.

@@ -202,3 +202,97 @@ fn every_change_is_a_version_with_who_and_why() {
     assert!(home.ok(&["policy", "history", &id]).contains("incident 42"));
     home.fails(1, &["policy", "show", "no-such-policy"]);
 }
+
+#[test]
+fn budget_policies_are_created_validated_and_versioned() {
+    let home = home_with_provider();
+    fn create<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec![
+            "policy",
+            "create",
+            "--agent-id",
+            "worker-1",
+            "--change-reason",
+            "Initial budget allocation",
+        ];
+        args.extend_from_slice(extra);
+        args
+    }
+    let p = home.json(&create(&[
+        "--limit",
+        "100.00",
+        "--currency",
+        "usd",
+        "--time-window",
+        "daily",
+        "--window-type",
+        "calendar",
+        "--timezone",
+        "europe/berlin",
+        "--requests-per-minute",
+        "60",
+        "--json",
+    ]));
+    let b = &p["definition"]["budget"];
+    assert_eq!(b["limit"]["amount"], "100.00", "{p}");
+    assert_eq!(b["limit"]["currency"], "USD");
+    assert_eq!(b["window"]["timezone"], "Europe/Berlin");
+    assert_eq!(b["max_output_tokens"], 4096);
+    assert_eq!(p["definition"]["rate"]["requests_per_minute"], 60);
+    assert!(home
+        .ok(&["policy", "list"])
+        .contains("100.00 USD daily calendar (Europe/Berlin)"));
+    // An update keeps what it does not name and is a new version.
+    let id = p["id"].as_str().unwrap();
+    let u = home.json(&[
+        "policy",
+        "update",
+        id,
+        "--limit",
+        "50",
+        "--change-reason",
+        "tighter",
+        "--json",
+    ]);
+    assert_eq!(u["version"], 2);
+    assert_eq!(u["definition"]["budget"]["limit"]["amount"], "50");
+    assert_eq!(
+        u["definition"]["budget"]["window"]["timezone"],
+        "Europe/Berlin"
+    );
+    // Bad input: each refused with a message naming it.
+    for (extra, needle) in [
+        (
+            &["--limit", "abc", "--time-window", "daily"][..],
+            "not a decimal amount",
+        ),
+        (&["--limit", "-5", "--time-window", "daily"][..], "negative"),
+        (
+            &["--limit", "5", "--time-window", "fortnightly"][..],
+            "fortnightly",
+        ),
+        (
+            &["--limit", "5", "--time-window", "daily", "--currency", "US"][..],
+            "currency",
+        ),
+        (
+            &[
+                "--limit",
+                "5",
+                "--time-window",
+                "daily",
+                "--timezone",
+                "Mars/Olympus",
+            ][..],
+            "Mars/Olympus",
+        ),
+        (&["--limit", "5"][..], "--time-window"),
+        (&["--time-window", "daily"][..], "--limit"),
+        (&["--requests-per-minute", "0"][..], "requests_per_minute"),
+        (&[][..], "a policy needs a scope"),
+    ] {
+        let out = home.run(&create(extra));
+        assert_ne!(out.code, 0, "{extra:?} was accepted");
+        assert!(out.stderr.contains(needle), "{extra:?}: {}", out.stderr);
+    }
+}
