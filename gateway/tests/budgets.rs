@@ -460,3 +460,45 @@ async fn budgets_hold_through_https_proxy_too() {
     let (spent, _) = settled_spend(&env).await;
     assert!(spent <= d("0.20"), "{spent}");
 }
+
+#[tokio::test]
+async fn a_request_without_an_output_limit_gets_the_one_its_reservation_assumed() {
+    // The provider would write 500 tokens; the budget assumes 64 for
+    // requests that set no limit, and the gateway makes that the limit.
+    let env = start_with(caracal_load_tests::mock::MockConfig {
+        completion_tokens: 500,
+        ..Default::default()
+    })
+    .await;
+    dear_prices(&env).await;
+    budget(&env, "10.00", None).await;
+    for (dialect_path, body) in [
+        (
+            "openai/v1/chat/completions",
+            json!({"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+        (
+            "openai/v1/chat/completions",
+            json!({"model": "gpt-test", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+    ] {
+        let r = env
+            .direct_client()
+            .post(format!(
+                "https://127.0.0.1:{}/{dialect_path}",
+                env.gw.addr.port()
+            ))
+            .bearer_auth(&env.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let id = event_id(&r);
+        let _ = r.bytes().await;
+        let e = env.event(&id).await;
+        assert_eq!(e.output_tokens, Some(64), "{body}");
+        assert_eq!(e.cost_basis.as_deref(), Some("usage"));
+        assert!(e.cost.unwrap() <= e.reserved.unwrap(), "{e:?}");
+    }
+}

@@ -388,6 +388,19 @@ async fn charge(
         charge: Some(charge),
         strip_usage_event: false,
     };
+    // A request without an output limit gets the one its reservation
+    // assumed, so the worst case reserved is a true bound on its cost.
+    let mut bytes = bytes;
+    let uncapped = facts
+        .as_ref()
+        .is_some_and(|f| f.model.is_some() && f.max_output_tokens.is_none());
+    if let (true, Some(field)) = (uncapped, output_limit_field(dialect, &op.resource)) {
+        if let Ok(Some(capped)) =
+            request::cap_output_tokens(dialect, &bytes, field, plan.max_output_tokens)
+        {
+            bytes = bytes::Bytes::from(capped);
+        }
+    }
     let wants_usage =
         dialect == Dialect::OpenAi && facts.as_ref().is_some_and(|f| f.stream && !f.include_usage);
     if wants_usage {
@@ -397,6 +410,19 @@ async fn charge(
         }
     }
     Ok((bytes, billing))
+}
+
+/// The request member that limits output tokens, for resources that
+/// generate text.
+fn output_limit_field(dialect: crate::usage::Dialect, resource: &str) -> Option<&'static str> {
+    use crate::usage::Dialect;
+    match (dialect, resource) {
+        (Dialect::OpenAi, "chat.completions") => Some("max_completion_tokens"),
+        (Dialect::OpenAi, "completions") => Some("max_tokens"),
+        (Dialect::OpenAi, "responses") => Some("max_output_tokens"),
+        (Dialect::Anthropic, "messages") => Some("max_tokens"),
+        _ => None,
+    }
 }
 
 /// Reads a whole request body of at most `limit` bytes; a client that

@@ -252,6 +252,38 @@ pub fn add_include_usage(body: &[u8]) -> Result<Option<Vec<u8>>, RequestError> {
 }
 
 /// One member of an object: its decoded key and where its value lies.
+/// Sets the output cap `field` (e.g. `max_completion_tokens`) to `cap` in
+/// a request that sets none of the output limits of its dialect, so the
+/// worst case a budget reserves is a true bound. `None` when the request
+/// already has a limit. Only the new member is inserted; every other byte
+/// stays as it was.
+pub fn cap_output_tokens(
+    dialect: Dialect,
+    body: &[u8],
+    field: &'static str,
+    cap: u64,
+) -> Result<Option<Vec<u8>>, RequestError> {
+    let facts = facts(dialect, body)?;
+    if facts.max_output_tokens.is_some() {
+        return Ok(None);
+    }
+    let text = std::str::from_utf8(body).map_err(|_| RequestError::NotJson)?;
+    let open = skip_ws(text, 0);
+    let top = members(text, open)?;
+    // A member named `field` set to null counts as absent: replace it.
+    let insert = match top.iter().find(|m| m.key == field) {
+        Some(m) => (m.value.clone(), cap.to_string()),
+        None if top.is_empty() => (open + 1..open + 1, format!("\"{field}\":{cap}")),
+        None => (open + 1..open + 1, format!("\"{field}\":{cap},")),
+    };
+    let (range, with) = insert;
+    let mut out = Vec::with_capacity(body.len() + field.len() + 16);
+    out.extend_from_slice(body.get(..range.start).ok_or(RequestError::NotJson)?);
+    out.extend_from_slice(with.as_bytes());
+    out.extend_from_slice(body.get(range.end..).ok_or(RequestError::NotJson)?);
+    Ok(Some(out))
+}
+
 struct Member {
     key: String,
     value: Range<usize>,

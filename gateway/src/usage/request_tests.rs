@@ -733,3 +733,45 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_output_cap_is_added_only_when_none_is_set() {
+    let body = br#"{"model":"gpt-4o","messages":[],"seed":123456789012345678901234567890}"#;
+    let out = cap_output_tokens(Dialect::OpenAi, body, "max_completion_tokens", 64)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        std::str::from_utf8(&out).unwrap(),
+        r#"{"max_completion_tokens":64,"model":"gpt-4o","messages":[],"seed":123456789012345678901234567890}"#
+    );
+    assert_eq!(
+        facts(Dialect::OpenAi, &out).unwrap().max_output_tokens,
+        Some(64)
+    );
+    // Already limited (any of the dialect's fields): left alone.
+    for limited in [
+        &br#"{"model":"m","max_tokens":5}"#[..],
+        br#"{"model":"m","max_output_tokens":5}"#,
+        br#"{"model":"m","max_completion_tokens":5}"#,
+    ] {
+        assert_eq!(
+            cap_output_tokens(Dialect::OpenAi, limited, "max_completion_tokens", 64).unwrap(),
+            None
+        );
+    }
+    // A null limit is replaced, an empty object gets the lone member.
+    let out = cap_output_tokens(
+        Dialect::Anthropic,
+        br#" {"max_tokens": null}"#,
+        "max_tokens",
+        9,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(std::str::from_utf8(&out).unwrap(), r#" {"max_tokens": 9}"#);
+    let out = cap_output_tokens(Dialect::OpenAi, b"{}", "max_tokens", 9)
+        .unwrap()
+        .unwrap();
+    assert_eq!(std::str::from_utf8(&out).unwrap(), r#"{"max_tokens":9}"#);
+    assert!(cap_output_tokens(Dialect::OpenAi, b"[1]", "max_tokens", 9).is_err());
+}
