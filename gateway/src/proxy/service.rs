@@ -293,7 +293,8 @@ async fn enforce(
         );
         return refuse(shared, rec, &d, started, proxy);
     }
-    // The snapshot guard is released before anything is awaited.
+    // One snapshot decides the whole call: a budgeted call keeps it (its
+    // prices) until its charge is settled.
     let authority = Authority {
         mandate: MandateArg::from_headers(req.headers()),
         now: jiff::Timestamp::now().as_second(),
