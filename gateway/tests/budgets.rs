@@ -502,3 +502,26 @@ async fn a_request_without_an_output_limit_gets_the_one_its_reservation_assumed(
         assert!(e.cost.unwrap() <= e.reserved.unwrap(), "{e:?}");
     }
 }
+
+#[tokio::test]
+async fn calls_without_a_budget_are_priced_in_the_ledger_or_marked_unpriced() {
+    let env = start().await;
+    dear_prices(&env).await;
+    env.wait_for_snapshot().await;
+    let client = env.direct_client();
+    let (status, _, id) = call(&env, &client, &chat(10)).await;
+    assert_eq!(status, 200);
+    let e = env.event(&id).await;
+    let tokens = e.input_tokens.unwrap() + e.output_tokens.unwrap();
+    assert_eq!(e.cost_basis.as_deref(), Some("usage"));
+    assert_eq!(e.cost, Some(Decimal::from(tokens) * d("0.001")));
+    assert_eq!(e.reserved, None, "nothing was reserved without a budget");
+    // A model the pricebook does not know: forwarded (no budget applies),
+    // recorded as unpriced rather than free.
+    let unknown = json!({"model": "gpt-unlisted", "messages": [{"role": "user", "content": "hi"}]});
+    let (status, _, id) = call(&env, &client, &unknown).await;
+    assert_eq!(status, 200);
+    let e = env.event(&id).await;
+    assert_eq!(e.cost_basis.as_deref(), Some("unpriced"));
+    assert_eq!(e.cost, None);
+}

@@ -268,3 +268,28 @@ impl Charge {
         }
     }
 }
+
+/// Prices a call of a principal without budgets after the fact, for the
+/// ledger only: from the provider's usage when it was read in full
+/// (`cost_basis` `usage`). Without usage, or for a model the pricebook
+/// does not know, the row says `unpriced` and carries no cost — never a
+/// silent zero.
+pub fn price_after(
+    snapshot: &Snapshot,
+    provider: &str,
+    event: &mut LedgerEvent,
+    usage: Option<&Usage>,
+) {
+    let priced = usage.and_then(|u| {
+        let model = u.model.as_deref().or(event.model.as_deref())?;
+        snapshot.pricebook.cost(provider, model, u).ok()
+    });
+    match priced {
+        Some(cost) => {
+            event.cost = Some(cost.amount);
+            event.currency = Some(cost.currency.to_string());
+            event.cost_basis = Some("usage".into());
+        }
+        None => event.cost_basis = Some("unpriced".into()),
+    }
+}

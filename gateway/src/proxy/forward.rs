@@ -46,6 +46,9 @@ const AGENT_CREDENTIALS: [&str; 4] = ["authorization", "x-api-key", "api-key", "
 pub struct Billing {
     pub charge: Option<Charge>,
     pub strip_usage_event: bool,
+    /// Without a charge: the snapshot whose prices record the call's cost
+    /// in the ledger afterwards.
+    pub prices: Option<Arc<crate::cache::Snapshot>>,
 }
 
 /// Sends the call upstream and returns the (streaming) response.
@@ -107,6 +110,9 @@ where
         in_flight,
     );
     pending.set_charge(billing.charge);
+    if let Some(snapshot) = billing.prices {
+        pending.set_prices(snapshot, provider.name());
+    }
     let client = shared.upstream.client(provider.def.allow_private_network);
     let response = tokio::time::timeout(
         limits.upstream_response_timeout,

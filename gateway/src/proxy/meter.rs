@@ -173,6 +173,8 @@ pub struct Pending {
     event: Option<LedgerEvent>,
     /// The call's budget charge, settled when the row is emitted.
     charge: Option<Charge>,
+    /// Without a charge: prices to record the call's cost with.
+    prices: Option<(Arc<crate::cache::Snapshot>, String)>,
     started: Instant,
     request: Arc<RequestProgress>,
     sink: Arc<dyn EventSink>,
@@ -190,6 +192,7 @@ impl Pending {
         Self {
             event: Some(event),
             charge: None,
+            prices: None,
             started,
             request,
             sink,
@@ -213,6 +216,11 @@ impl Pending {
         self.charge = charge;
     }
 
+    /// Records the call's cost from `snapshot`'s prices (no budget applies).
+    pub fn set_prices(&mut self, snapshot: Arc<crate::cache::Snapshot>, provider: &str) {
+        self.prices = Some((snapshot, provider.to_string()));
+    }
+
     /// The caller records this call another way (a refusal row); its
     /// reservation is released.
     pub fn disarm(mut self) {
@@ -228,6 +236,8 @@ impl Pending {
             fill(&mut event);
             if let Some(charge) = self.charge.take() {
                 charge.settle(&mut event, usage, jiff::Timestamp::now());
+            } else if let Some((snapshot, provider)) = self.prices.take() {
+                crate::budget::charge::price_after(&snapshot, &provider, &mut event, usage);
             }
             finish(self.sink.as_ref(), event, self.started);
         }

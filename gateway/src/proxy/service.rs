@@ -305,7 +305,10 @@ async fn enforce(
     match decision {
         Ok(admitted) => {
             let Some(plan) = snap.budgets.get(&admitted.principal.id).cloned() else {
-                let billing = forward::Billing::default();
+                let billing = forward::Billing {
+                    prices: Some(snap.clone()),
+                    ..forward::Billing::default()
+                };
                 return forward::send(
                     shared, rec, admitted, path, req, started, in_flight, proxy, billing,
                 )
@@ -387,7 +390,7 @@ async fn charge(
     )?;
     let mut billing = forward::Billing {
         charge: Some(charge),
-        strip_usage_event: false,
+        ..forward::Billing::default()
     };
     // A request without an output limit gets the one its reservation
     // assumed, so the worst case reserved is a true bound on its cost.
