@@ -58,6 +58,14 @@ async fn budget(env: &Env, limit: &str, rate: Option<RateLimit>) -> String {
     p.id
 }
 
+/// A workspace with dear prices and a daily budget of `limit` USD.
+async fn with_budget(limit: &str) -> Env {
+    let env = start().await;
+    dear_prices(&env).await;
+    budget(&env, limit, None).await;
+    env
+}
+
 fn chat(max_tokens: u64) -> serde_json::Value {
     json!({"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], "max_tokens": max_tokens})
 }
@@ -218,9 +226,7 @@ async fn a_refusal_names_the_policy_limit_spent_reserved_window_and_reset() {
 
 #[tokio::test]
 async fn actual_usage_is_settled_and_the_difference_released() {
-    let env = start().await;
-    dear_prices(&env).await;
-    budget(&env, "10.00", None).await;
+    let env = with_budget("10.00").await;
     let (status, body, id) = call(&env, &env.direct_client(), &chat(10)).await;
     assert_eq!(status, 200, "{body}");
     let e = env.event(&id).await;
@@ -234,9 +240,7 @@ async fn actual_usage_is_settled_and_the_difference_released() {
 
 #[tokio::test]
 async fn streams_get_usage_added_and_hidden_from_a_client_that_did_not_ask() {
-    let env = start().await;
-    dear_prices(&env).await;
-    budget(&env, "10.00", None).await;
+    let env = with_budget("10.00").await;
     let body = json!({"model": "gpt-test", "stream": true, "max_tokens": 6,
         "messages": [{"role": "user", "content": "stream please"}]});
     let r = env
@@ -292,9 +296,7 @@ async fn unknown_models_are_refused_never_free() {
 
 #[tokio::test]
 async fn a_response_without_complete_usage_is_charged_the_reservation() {
-    let env = start().await;
-    dear_prices(&env).await;
-    budget(&env, "10.00", None).await;
+    let env = with_budget("10.00").await;
     for (mode, outcome, stream) in [
         ("omit", "missing", false),
         ("malformed", "malformed", false),
@@ -321,9 +323,7 @@ async fn a_response_without_complete_usage_is_charged_the_reservation() {
 
 #[tokio::test]
 async fn provider_errors_without_usage_are_free_and_release_the_hold() {
-    let env = start().await;
-    dear_prices(&env).await;
-    budget(&env, "0.50", None).await;
+    let env = with_budget("0.50").await;
     // Each call's worst case is most of the budget: a held reservation
     // would refuse the next one.
     for _ in 0..3 {
@@ -363,9 +363,7 @@ async fn requests_per_minute_are_limited_with_retry_after() {
 
 #[tokio::test]
 async fn a_restarted_gateway_counts_recorded_spend_and_holds_nothing() {
-    let env = start().await;
-    dear_prices(&env).await;
-    budget(&env, "1.00", None).await;
+    let env = with_budget("1.00").await;
     let client = env.direct_client();
     for _ in 0..3 {
         assert_eq!(call(&env, &client, &chat(10)).await.0, 200);
@@ -418,9 +416,7 @@ async fn a_restarted_gateway_counts_recorded_spend_and_holds_nothing() {
 
 #[tokio::test]
 async fn a_client_that_leaves_before_the_answer_is_charged_the_reservation() {
-    let env = start().await;
-    dear_prices(&env).await;
-    budget(&env, "10.00", None).await;
+    let env = with_budget("10.00").await;
     let body = serde_json::to_string(&chat(10)).unwrap();
     env.leave_before_the_answer(&body).await;
     let e = env.ledger(1).await.remove(0);
@@ -431,9 +427,7 @@ async fn a_client_that_leaves_before_the_answer_is_charged_the_reservation() {
 
 #[tokio::test]
 async fn budgets_hold_through_https_proxy_too() {
-    let env = start().await;
-    dear_prices(&env).await;
-    budget(&env, "0.20", None).await;
+    let env = with_budget("0.20").await;
     let client = env.proxy_client("https", false);
     let send = || {
         client
