@@ -23,7 +23,7 @@ use crate::error::Code;
 use crate::ledger::{EventSink, LedgerEvent};
 use crate::usage::request::UsageChunkStripper;
 use crate::usage::Usage;
-use crate::usage::UsageObserver;
+use crate::usage::{UsageObserver, UsageOutcome};
 
 /// Why a body was cut off by the gateway.
 #[derive(Debug, thiserror::Error)]
@@ -306,11 +306,11 @@ impl<B> Metered<B> {
         };
         let bytes = self.bytes;
         let outcome = self.observer.take().map(|o| o.finish(complete));
-        let found = outcome
-            .as_ref()
-            .filter(|o| o.code() == "found")
-            .and_then(|o| o.usage())
-            .cloned();
+        // Only complete usage prices a call; partial counts are not a cost.
+        let found = match &outcome {
+            Some(UsageOutcome::Found(u)) => Some(u.clone()),
+            _ => None,
+        };
         pending.emit(found.as_ref(), |event| {
             event.response_bytes = bytes;
             if let Some(outcome) = outcome {

@@ -392,25 +392,25 @@ async fn charge(
         charge: Some(charge),
         ..forward::Billing::default()
     };
+    let Some(f) = facts.as_ref() else {
+        return Ok((bytes, billing));
+    };
+    let mut bytes = bytes;
     // A request without an output limit gets the one its reservation
     // assumed, so the worst case reserved is a true bound on its cost.
-    let mut bytes = bytes;
-    let uncapped = facts
-        .as_ref()
-        .is_some_and(|f| f.model.is_some() && f.max_output_tokens.is_none());
-    if let (true, Some(field)) = (uncapped, output_limit_field(dialect, &op.resource)) {
+    if let (Some(_), Some(field)) = (&f.model, output_limit_field(dialect, &op.resource)) {
         if let Ok(Some(capped)) =
-            request::cap_output_tokens(dialect, &bytes, field, plan.max_output_tokens)
+            request::cap_output_tokens_given(&bytes, f, field, plan.max_output_tokens)
         {
             bytes = bytes::Bytes::from(capped);
         }
     }
-    let wants_usage =
-        dialect == Dialect::OpenAi && facts.as_ref().is_some_and(|f| f.stream && !f.include_usage);
-    if wants_usage {
-        if let Ok(Some(rewritten)) = request::add_include_usage(&bytes) {
+    // A stream the client did not ask usage for gets it, hidden again on
+    // the way back.
+    if dialect == Dialect::OpenAi {
+        if let Ok(Some(rewritten)) = request::add_include_usage_given(&bytes, f) {
             billing.strip_usage_event = true;
-            return Ok((bytes::Bytes::from(rewritten), billing));
+            bytes = bytes::Bytes::from(rewritten);
         }
     }
     Ok((bytes, billing))

@@ -207,6 +207,15 @@ impl<'de> Visitor<'de> for MembersVisitor {
 /// `stream_options`.
 pub fn add_include_usage(body: &[u8]) -> Result<Option<Vec<u8>>, RequestError> {
     let facts = facts(Dialect::OpenAi, body)?;
+    add_include_usage_given(body, &facts)
+}
+
+/// [`add_include_usage`] for a body whose `facts` the caller already has
+/// (the body is not validated again).
+pub fn add_include_usage_given(
+    body: &[u8],
+    facts: &RequestFacts,
+) -> Result<Option<Vec<u8>>, RequestError> {
     if !facts.stream || facts.include_usage {
         return Ok(None);
     }
@@ -240,7 +249,13 @@ pub fn add_include_usage(body: &[u8]) -> Result<Option<Vec<u8>>, RequestError> {
             }
         }
     }
-    let mut out = Vec::with_capacity(body.len() + 40);
+    splice(body, &edits).map(Some)
+}
+
+/// `body` with each range (in order, not overlapping) replaced by its text.
+fn splice(body: &[u8], edits: &[(Range<usize>, &str)]) -> Result<Vec<u8>, RequestError> {
+    let extra: usize = edits.iter().map(|(_, with)| with.len()).sum();
+    let mut out = Vec::with_capacity(body.len() + extra);
     let mut at = 0;
     for (range, with) in edits {
         out.extend_from_slice(body.get(at..range.start).ok_or(RequestError::NotJson)?);
@@ -248,7 +263,7 @@ pub fn add_include_usage(body: &[u8]) -> Result<Option<Vec<u8>>, RequestError> {
         at = range.end;
     }
     out.extend_from_slice(body.get(at..).ok_or(RequestError::NotJson)?);
-    Ok(Some(out))
+    Ok(out)
 }
 
 /// One member of an object: its decoded key and where its value lies.
@@ -264,6 +279,17 @@ pub fn cap_output_tokens(
     cap: u64,
 ) -> Result<Option<Vec<u8>>, RequestError> {
     let facts = facts(dialect, body)?;
+    cap_output_tokens_given(body, &facts, field, cap)
+}
+
+/// [`cap_output_tokens`] for a body whose `facts` the caller already has
+/// (the body is not validated again).
+pub fn cap_output_tokens_given(
+    body: &[u8],
+    facts: &RequestFacts,
+    field: &'static str,
+    cap: u64,
+) -> Result<Option<Vec<u8>>, RequestError> {
     if facts.max_output_tokens.is_some() {
         return Ok(None);
     }
@@ -277,11 +303,7 @@ pub fn cap_output_tokens(
         None => (open + 1..open + 1, format!("\"{field}\":{cap},")),
     };
     let (range, with) = insert;
-    let mut out = Vec::with_capacity(body.len() + field.len() + 16);
-    out.extend_from_slice(body.get(..range.start).ok_or(RequestError::NotJson)?);
-    out.extend_from_slice(with.as_bytes());
-    out.extend_from_slice(body.get(range.end..).ok_or(RequestError::NotJson)?);
-    Ok(Some(out))
+    splice(body, &[(range, with.as_str())]).map(Some)
 }
 
 struct Member {
