@@ -6,9 +6,9 @@ use std::io::Write;
 
 use anyhow::{anyhow, bail};
 use caracal_gateway::allowlist::validate_pattern;
-use caracal_gateway::cache::Snapshot;
 use caracal_gateway::destination::{self, Host};
 use caracal_gateway::model::{AllowlistEntry, PatternType};
+use caracal_gateway::snapshot::Snapshot;
 use clap::{ArgGroup, Subcommand, ValueEnum};
 use serde::Serialize;
 
@@ -164,6 +164,7 @@ pub async fn run(cmd: AllowlistCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::R
             };
             match snapshot.allowlists.check(&principal.id, &url) {
                 Ok(entry_id) => {
+                    let entry_id = entry_id.map(str::to_string);
                     d.allowed = true;
                     d.pattern = entry_id
                         .as_ref()
@@ -172,8 +173,8 @@ pub async fn run(cmd: AllowlistCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::R
                     d.entry_id = entry_id;
                 }
                 Err(denial) => {
-                    d.code = Some(denial.code.as_str());
-                    d.message = Some(denial.message);
+                    d.code = Some(caracal_gateway::error::Code::ResourceNotAllowed.as_str());
+                    d.message = Some(denial.0);
                 }
             }
             if json {

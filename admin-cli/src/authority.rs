@@ -270,28 +270,29 @@ async fn enforce(
         Some(token) => decide::decide(Some(token), &view, at, skew, &call),
         None => decide::decide_held(&view, at, skew, &call),
     };
-    let decision = if d.allow { "allow" } else { "deny" };
+    let allowed = d.allowed();
+    let decision = if allowed { "allow" } else { "deny" };
     if args.json {
         output::json(
             io.out,
             &json!({
                 "decision": decision,
-                "allow": d.allow,
-                "code": d.code,
+                "allow": allowed,
+                "code": d.code(),
                 "reasons": d.reasons,
                 "mandate_id": d.claims.as_ref().map(|c| &c.jti),
                 "subject": d.claims.as_ref().map(|c| &c.sub),
             }),
         )?;
     } else {
-        if d.allow {
+        if allowed {
             writeln!(io.out, "allow")?;
         } else {
-            writeln!(io.out, "deny ({})", d.code)?;
+            writeln!(io.out, "deny ({})", d.code())?;
         }
         for reason in &d.reasons {
             writeln!(io.out, "  - {reason}")?;
         }
     }
-    Ok(Exit::from_ok(d.allow))
+    Ok(Exit::from_ok(allowed))
 }

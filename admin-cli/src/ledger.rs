@@ -7,7 +7,7 @@ use std::io::Write;
 
 use anyhow::{anyhow, bail};
 use caracal_gateway::budget::window::Period;
-use caracal_gateway::ledger::LedgerEvent;
+use caracal_gateway::ledger::{EventKind, LedgerEvent};
 use caracal_gateway::store::LedgerFilter;
 use clap::Subcommand;
 use jiff::Timestamp;
@@ -115,8 +115,8 @@ pub async fn run(cmd: LedgerCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Resu
         .query_ledger(&LedgerFilter {
             principal_id,
             kind: kind.map(|k| match k {
-                KindArg::Call => "call".to_string(),
-                KindArg::Authority => "authority".to_string(),
+                KindArg::Call => EventKind::Call,
+                KindArg::Authority => EventKind::Authority,
             }),
             start_ms: start.map(|t| t.as_millisecond()),
             end_ms: end.map(|t| t.as_millisecond()),
@@ -175,14 +175,14 @@ fn print_events(
             .map(|id| names.get(id).unwrap_or(id).clone());
         t.add_row([
             e.ts.clone(),
-            e.kind.clone(),
+            e.kind.to_string(),
             or_dash(principal),
             e.mode.as_str().to_string(),
             or_dash(e.provider.as_deref()),
             or_dash(e.resource.as_deref()),
             or_dash(e.action.as_deref()),
-            e.decision.clone(),
-            e.code.clone(),
+            e.decision.to_string(),
+            e.code.to_string(),
             or_dash(e.status),
             format!("{}/{}", or_dash(e.input_tokens), or_dash(e.output_tokens)),
             format!("{}/{}", e.request_bytes, e.response_bytes),

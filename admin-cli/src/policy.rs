@@ -198,7 +198,7 @@ fn change(reason: String) -> anyhow::Result<Change> {
 /// Every (resource, action) the workspace's providers offer.
 async fn catalog(store: &Store) -> anyhow::Result<Vec<(String, Action)>> {
     let rows = store.load_state().await?;
-    let (snapshot, _) = caracal_gateway::cache::Snapshot::build(rows, Default::default());
+    let (snapshot, _) = caracal_gateway::snapshot::Snapshot::build(rows, Default::default());
     let mut ops: Vec<(String, Action)> = snapshot
         .provider_names()
         .filter_map(|n| snapshot.provider(n))

@@ -24,4 +24,4 @@ pub use ca::CertAuthority;
 pub use error::CertError;
 pub use minter::LeafMinter;
 pub use server::ensure_server_cert;
-pub use tls::{server_config, IssuedCert};
+pub use tls::{not_after, server_config, IssuedCert};

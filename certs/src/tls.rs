@@ -72,3 +72,18 @@ impl ResolvesServerCert for FixedCert {
         Some(self.0.clone())
     }
 }
+
+/// When the certificate in `cert_pem` (the first of the file at `path`)
+/// stops being valid.
+pub fn not_after(
+    cert_pem: &str,
+    path: &std::path::Path,
+) -> Result<std::time::SystemTime, crate::CertError> {
+    let params = rcgen::CertificateParams::from_ca_cert_pem(cert_pem).map_err(|source| {
+        crate::CertError::Parse {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
+    Ok(params.not_after.into())
+}

@@ -89,6 +89,10 @@ pub struct RawLimits {
     pub upstream_connect_timeout_secs: u64,
     pub upstream_response_timeout_secs: u64,
     pub max_connections: usize,
+    /// Requests being enforced or streamed at once, all connections
+    /// together; beyond it requests are refused at once with `503
+    /// overloaded`.
+    pub max_in_flight: usize,
 }
 
 impl Default for RawLimits {
@@ -101,6 +105,7 @@ impl Default for RawLimits {
             upstream_connect_timeout_secs: 10,
             upstream_response_timeout_secs: 300,
             max_connections: 4096,
+            max_in_flight: 8192,
         }
     }
 }
@@ -136,6 +141,9 @@ pub struct RawTls {
     pub server_key: PathBuf,
     /// Extra PEM roots trusted for upstream (provider) connections.
     pub upstream_ca_file: Option<PathBuf>,
+    /// `/health` reports `tls` failing once the gateway certificate or the
+    /// workspace CA expires within this many days.
+    pub expiry_margin_days: u64,
 }
 
 impl Default for RawTls {
@@ -146,6 +154,7 @@ impl Default for RawTls {
             server_cert: "tls/gateway.pem".into(),
             server_key: "tls/gateway.key".into(),
             upstream_ca_file: None,
+            expiry_margin_days: 14,
         }
     }
 }
@@ -190,6 +199,7 @@ pub struct Limits {
     pub upstream_connect_timeout: Duration,
     pub upstream_response_timeout: Duration,
     pub max_connections: usize,
+    pub max_in_flight: usize,
 }
 
 /// Command-line overrides of the listen addresses (`caracal up --listen`).
@@ -215,6 +225,8 @@ pub struct Config {
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
     pub upstream_ca_file: Option<PathBuf>,
+    /// How long before a certificate expires `/health` reports it.
+    pub tls_expiry_margin: Duration,
     /// The mandate signing keyring (only the CLI reads it: gateways verify
     /// with the public keys in the store).
     pub keyring: PathBuf,
@@ -270,6 +282,14 @@ impl Config {
                 "limits.max_connections must be greater than 0".into(),
             ));
         }
+        if l.max_in_flight == 0 {
+            return Err(invalid(
+                "limits.max_in_flight must be greater than 0".into(),
+            ));
+        }
+        if raw.tls.expiry_margin_days > 365 {
+            return Err(invalid("tls.expiry_margin_days must be at most 365".into()));
+        }
         if raw.authority.clock_skew_secs > MAX_CLOCK_SKEW_SECS {
             return Err(invalid(format!(
                 "authority.clock_skew_secs must be at most {MAX_CLOCK_SKEW_SECS}"
@@ -310,6 +330,7 @@ impl Config {
                     l.upstream_response_timeout_secs,
                 )?,
                 max_connections: l.max_connections,
+                max_in_flight: l.max_in_flight,
             },
             allowlist_default: raw.allowlist.default,
             database: rel(&raw.storage.database),
@@ -318,6 +339,7 @@ impl Config {
             server_cert: rel(&raw.tls.server_cert),
             server_key: rel(&raw.tls.server_key),
             upstream_ca_file: raw.tls.upstream_ca_file.as_deref().map(rel),
+            tls_expiry_margin: Duration::from_secs(raw.tls.expiry_margin_days * 24 * 3600),
             keyring: rel(&raw.authority.keyring),
             clock_skew: Duration::from_secs(raw.authority.clock_skew_secs),
             log_file: ws.log_file(),
@@ -344,6 +366,7 @@ pub fn default_config_toml() -> String {
     let g = RawGateway::default();
     let l = RawLimits::default();
     let a = RawAuthority::default();
+    let raw_tls = RawTls::default();
     format!(
         r#"# Caracal workspace configuration. Relative paths are relative to this file.
 
@@ -365,6 +388,8 @@ idle_timeout_secs = {it}
 upstream_connect_timeout_secs = {uc}
 upstream_response_timeout_secs = {ur}
 max_connections = {mc}
+# Requests enforced or streamed at once; beyond it: 503 overloaded at once.
+max_in_flight = {mi}
 
 [allowlist]
 # An agent without allowlist entries is denied ("deny") or allowed everywhere ("allow").
@@ -379,6 +404,8 @@ ca_key = "ca/ca.key"
 server_cert = "tls/gateway.pem"
 server_key = "tls/gateway.key"
 # upstream_ca_file = "upstream-roots.pem"
+# /health reports `tls` failing this many days before a certificate expires.
+expiry_margin_days = {em}
 
 [authority]
 # The mandate signing keyring: private keys, mode 0600, created on first use.
@@ -398,6 +425,8 @@ clock_skew_secs = {skew}
         uc = l.upstream_connect_timeout_secs,
         ur = l.upstream_response_timeout_secs,
         mc = l.max_connections,
+        mi = l.max_in_flight,
+        em = raw_tls.expiry_margin_days,
     )
 }
 

@@ -12,7 +12,6 @@ use caracal_config::AllowlistDefault;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use regex::{RegexSet, RegexSetBuilder};
 
-use crate::error::{Code, Denial};
 use crate::model::{AllowlistEntry, PatternType};
 
 /// Bound on the compiled size of one principal's regexes (hostile patterns
@@ -178,26 +177,33 @@ impl Allowlists {
 
     /// Decides whether `principal_id` may call `url`. `Ok(Some(id))` names
     /// the matching entry; `Ok(None)` means allowed by the workspace default.
-    pub fn check(&self, principal_id: &str, url: &str) -> Result<Option<String>, Denial> {
+    pub fn check<'a>(
+        &'a self,
+        principal_id: &str,
+        url: &str,
+    ) -> Result<Option<&'a str>, NotAllowed> {
         match self.by_principal.get(principal_id) {
-            Some(list) => list.matching(url).map(|id| Some(id.to_string())).ok_or_else(|| {
-                Denial::new(
-                    Code::ResourceNotAllowed,
-                    format!("{url} matches none of principal {principal_id}'s allowlist patterns"),
-                )
+            Some(list) => list.matching(url).map(Some).ok_or_else(|| {
+                NotAllowed(format!(
+                    "{url} matches none of principal {principal_id}'s allowlist patterns"
+                ))
             }),
             None => match self.default {
                 AllowlistDefault::Allow => Ok(None),
-                AllowlistDefault::Deny => Err(Denial::new(
-                    Code::ResourceNotAllowed,
-                    format!(
-                        "principal {principal_id} has no allowlist entries and the workspace denies by default; add one with `caracal allowlist create --agent-id {principal_id} --pattern … --pattern-type glob`"
-                    ),
-                )),
+                AllowlistDefault::Deny => Err(NotAllowed(format!(
+                    "principal {principal_id} has no allowlist entries and the workspace denies by default; add one with `caracal allowlist create --agent-id {principal_id} --pattern … --pattern-type glob`"
+                ))),
             },
         }
     }
 }
+
+/// A URL the principal's allowlist does not admit, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotAllowed(pub String);
+
+impl Allowlists {}
 
 #[cfg(test)]
 mod tests {
@@ -235,15 +241,13 @@ mod tests {
         assert_eq!(
             lists
                 .check("a", "https://api.openai.com/v1/chat/completions")
-                .unwrap()
-                .as_deref(),
+                .unwrap(),
             Some("r1")
         );
         assert_eq!(
             lists
                 .check("a", "https://api.anthropic.com/v1/messages")
-                .unwrap()
-                .as_deref(),
+                .unwrap(),
             Some("g1")
         );
         assert!(lists.check("b", "https://api.openai.com/v1/models").is_ok());
@@ -251,7 +255,7 @@ mod tests {
         let err = lists
             .check("b", "https://evil.example/https://api.openai.com/v1/models")
             .unwrap_err();
-        assert_eq!(err.code, Code::ResourceNotAllowed);
+        assert!(err.0.contains("matches none"), "{err}");
         assert!(lists
             .check("b", "https://api.openai.com/v1/models/x")
             .is_err());

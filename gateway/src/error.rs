@@ -4,98 +4,77 @@
 
 use std::fmt;
 
-/// Stable error codes of the data path. The string forms are part of the
-/// public contract (JSON `error` field, ledger `code`, metric label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Code {
-    /// No credentials, or credentials that identify no principal.
-    Unauthenticated,
-    /// The request itself is malformed (bad CONNECT target, bad path, …).
-    BadRequest,
-    /// Request headers exceed the configured limit.
-    HeadersTooLarge,
-    /// Request body exceeds the configured limit.
-    BodyTooLarge,
-    /// The host or base_url prefix names no configured provider.
-    ProviderUnknown,
-    /// The request matches no catalog entry of its provider.
-    OperationUnknown,
-    /// The URL matches none of the principal's allowlist patterns.
-    ResourceNotAllowed,
-    /// The destination is a private, loopback, link-local or metadata address.
-    DestinationForbidden,
-    /// No mandate presented, and the principal holds none.
-    MandateMissing,
-    /// The presented mandate does not verify, or is not recorded.
-    MandateInvalid,
-    /// The mandate is past its expiry (with the clock skew).
-    MandateExpired,
-    /// The mandate is not valid yet (with the clock skew).
-    MandateNotYetValid,
-    /// The mandate or an ancestor is revoked.
-    MandateRevoked,
-    /// The mandate was issued to another principal.
-    MandateWrongPrincipal,
-    /// The policy the mandate was issued under is disabled.
-    PolicyDisabled,
-    /// Neither the mandate's scope nor its policy's covers the call.
-    ScopeExceeded,
-    /// The call's worst-case cost does not fit in a budget of the principal.
-    BudgetExceeded,
-    /// The call cannot be priced (unknown model, no price for the
-    /// resource, or a price in another currency than the budget's).
-    PriceUnknown,
-    /// A rate limit of the principal is reached; retry after `Retry-After`.
-    RateLimited,
-    /// The Host of a request inside a tunnel differs from the tunnel's host.
-    HostMismatch,
-    /// The provider could not be reached or failed mid-response.
-    UpstreamUnavailable,
-    /// The provider did not answer in time.
-    UpstreamTimeout,
-    /// The gateway cannot currently prove anything (not ready).
-    NotReady,
-    /// A bug or an unexpected local failure.
-    Internal,
-    /// The client went away before the provider answered (ledger only).
-    ClientCancelled,
+use crate::model::{Decision, Mode};
+
+crate::wire_enum! {
+    /// Stable error codes of the data path. The string forms are part of the
+    /// public contract (JSON `error` field, ledger `code`, metric label).
+    pub enum Code as "error code" {
+        /// No credentials, or credentials that identify no principal.
+        Unauthenticated => "unauthenticated",
+        /// The request itself is malformed (bad CONNECT target, bad path, …).
+        BadRequest => "bad_request",
+        /// Request headers exceed the configured limit.
+        HeadersTooLarge => "headers_too_large",
+        /// Request body exceeds the configured limit.
+        BodyTooLarge => "body_too_large",
+        /// The host or base_url prefix names no configured provider.
+        ProviderUnknown => "provider_unknown",
+        /// The request matches no catalog entry of its provider.
+        OperationUnknown => "operation_unknown",
+        /// The URL matches none of the principal's allowlist patterns.
+        ResourceNotAllowed => "resource_not_allowed",
+        /// The destination is a private, loopback, link-local or metadata address.
+        DestinationForbidden => "destination_forbidden",
+        /// No mandate presented, and the principal holds none.
+        MandateMissing => "mandate_missing",
+        /// The presented mandate does not verify, or is not recorded.
+        MandateInvalid => "mandate_invalid",
+        /// The mandate is past its expiry (with the clock skew).
+        MandateExpired => "mandate_expired",
+        /// The mandate is not valid yet (with the clock skew).
+        MandateNotYetValid => "mandate_not_yet_valid",
+        /// The mandate or an ancestor is revoked.
+        MandateRevoked => "mandate_revoked",
+        /// The mandate was issued to another principal.
+        MandateWrongPrincipal => "mandate_wrong_principal",
+        /// The policy the mandate was issued under is disabled.
+        PolicyDisabled => "policy_disabled",
+        /// Neither the mandate's scope nor its policy's covers the call.
+        ScopeExceeded => "scope_exceeded",
+        /// The call's worst-case cost does not fit in a budget of the principal.
+        BudgetExceeded => "budget_exceeded",
+        /// The call cannot be priced (unknown model, no price for the
+        /// resource, or a price in another currency than the budget's).
+        PriceUnknown => "price_unknown",
+        /// A rate limit of the principal is reached; retry after `Retry-After`.
+        RateLimited => "rate_limited",
+        /// The Host of a request inside a tunnel differs from the tunnel's host.
+        HostMismatch => "host_mismatch",
+        /// The provider could not be reached or failed mid-response.
+        UpstreamUnavailable => "upstream_unavailable",
+        /// The provider did not answer in time.
+        UpstreamTimeout => "upstream_timeout",
+        /// The gateway cannot currently prove anything (not ready).
+        NotReady => "not_ready",
+        /// Too many requests are in flight; this one was shed at once.
+        Overloaded => "overloaded",
+        /// A bug or an unexpected local failure.
+        Internal => "internal",
+        /// The client went away before the provider answered (ledger only).
+        ClientCancelled => "client_cancelled",
+    }
 }
 
 impl Code {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unauthenticated => "unauthenticated",
-            Self::BadRequest => "bad_request",
-            Self::HeadersTooLarge => "headers_too_large",
-            Self::BodyTooLarge => "body_too_large",
-            Self::ProviderUnknown => "provider_unknown",
-            Self::OperationUnknown => "operation_unknown",
-            Self::ResourceNotAllowed => "resource_not_allowed",
-            Self::DestinationForbidden => "destination_forbidden",
-            Self::MandateMissing => "mandate_missing",
-            Self::MandateInvalid => "mandate_invalid",
-            Self::MandateExpired => "mandate_expired",
-            Self::MandateNotYetValid => "mandate_not_yet_valid",
-            Self::MandateRevoked => "mandate_revoked",
-            Self::MandateWrongPrincipal => "mandate_wrong_principal",
-            Self::PolicyDisabled => "policy_disabled",
-            Self::ScopeExceeded => "scope_exceeded",
-            Self::BudgetExceeded => "budget_exceeded",
-            Self::PriceUnknown => "price_unknown",
-            Self::RateLimited => "rate_limited",
-            Self::HostMismatch => "host_mismatch",
-            Self::UpstreamUnavailable => "upstream_unavailable",
-            Self::UpstreamTimeout => "upstream_timeout",
-            Self::NotReady => "not_ready",
-            Self::Internal => "internal",
-            Self::ClientCancelled => "client_cancelled",
-        }
-    }
-
-    /// HTTP status of the refusal. `proxy` selects 407 over 401 for
-    /// authentication failures on proxy requests.
-    pub fn status(self, proxy: bool) -> http::StatusCode {
+    /// HTTP status of the refusal. Proxy requests (CONNECT, absolute-form)
+    /// get 407 rather than 401 for authentication failures.
+    pub fn status(self, mode: Mode) -> http::StatusCode {
         use http::StatusCode as S;
+        let proxy = match mode {
+            Mode::Proxy | Mode::HttpProxy => true,
+            Mode::BaseUrl | Mode::Cli => false,
+        };
         match self {
             Self::Unauthenticated if proxy => S::PROXY_AUTHENTICATION_REQUIRED,
             Self::Unauthenticated => S::UNAUTHORIZED,
@@ -120,15 +99,16 @@ impl Code {
             Self::HostMismatch => S::MISDIRECTED_REQUEST,
             Self::UpstreamUnavailable => S::BAD_GATEWAY,
             Self::UpstreamTimeout => S::GATEWAY_TIMEOUT,
-            Self::NotReady => S::SERVICE_UNAVAILABLE,
+            Self::NotReady | Self::Overloaded => S::SERVICE_UNAVAILABLE,
             Self::Internal => S::INTERNAL_SERVER_ERROR,
             // Never sent: there is nobody left to send it to (nginx's 499).
             Self::ClientCancelled => S::from_u16(499).unwrap_or(S::BAD_REQUEST),
         }
     }
 
-    /// Whether this is a policy decision (deny) rather than a failure.
-    pub fn is_denial(self) -> bool {
+    /// The ledger decision of a refusal with this code: `deny` for a
+    /// policy decision, `error` for a failure.
+    pub fn decision(self) -> Decision {
         match self {
             Self::Unauthenticated
             | Self::BadRequest
@@ -138,26 +118,27 @@ impl Code {
             | Self::OperationUnknown
             | Self::ResourceNotAllowed
             | Self::DestinationForbidden
-            | Self::HostMismatch => true,
-            Self::MandateMissing
+            | Self::HostMismatch
+            | Self::MandateMissing
             | Self::MandateInvalid
             | Self::MandateExpired
             | Self::MandateNotYetValid
             | Self::MandateRevoked
             | Self::MandateWrongPrincipal
             | Self::PolicyDisabled
-            | Self::ScopeExceeded => true,
-            Self::BudgetExceeded | Self::PriceUnknown | Self::RateLimited => true,
+            | Self::ScopeExceeded
+            | Self::BudgetExceeded
+            | Self::PriceUnknown
+            | Self::RateLimited => Decision::Deny,
             Self::UpstreamUnavailable
             | Self::UpstreamTimeout
             | Self::NotReady
+            | Self::Overloaded
             | Self::Internal
-            | Self::ClientCancelled => false,
+            | Self::ClientCancelled => Decision::Error,
         }
     }
-}
 
-impl Code {
     /// Whether the authority step (mandates and policies) refused: such
     /// refusals are also recorded as authority events.
     pub fn is_authority(self) -> bool {
@@ -172,28 +153,6 @@ impl Code {
                 | Self::PolicyDisabled
                 | Self::ScopeExceeded
         )
-    }
-
-    /// The code of a denial by [`crate::authority::decide`].
-    pub fn from_decision(code: &str) -> Code {
-        use crate::authority::decide as d;
-        match code {
-            d::MANDATE_MISSING => Self::MandateMissing,
-            d::MANDATE_EXPIRED => Self::MandateExpired,
-            d::MANDATE_NOT_YET_VALID => Self::MandateNotYetValid,
-            d::MANDATE_REVOKED => Self::MandateRevoked,
-            d::MANDATE_WRONG_PRINCIPAL => Self::MandateWrongPrincipal,
-            d::POLICY_DISABLED => Self::PolicyDisabled,
-            d::SCOPE_EXCEEDED => Self::ScopeExceeded,
-            // Invalid, and anything unexpected: refusing is the safe side.
-            _ => Self::MandateInvalid,
-        }
-    }
-}
-
-impl fmt::Display for Code {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

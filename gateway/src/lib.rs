@@ -1,19 +1,22 @@
 //! Caracal gateway: the enforcement data plane AI agents' outbound calls
 //! pass through, and the embedded store and ledger behind it.
 //!
-//! Module map: `model` (pure types), `catalog`, `allowlist`, `authn`,
-//! `destination`, `usage`, `pricing` (pure decisions and parsers), `store` (SQL),
-//! `cache` (the snapshot and its refresh), `ledger` (events and the
-//! writer), `proxy` (listener, CONNECT, forwarding, metering), `ops`
-//! (health, metrics, logs), `runtime` (start/stop).
+//! Module map. Pure (no I/O; the clock is a parameter): `model`, `wire`,
+//! `money`, `catalog`, `allowlist`, `authn`, `authority`, `budget`,
+//! `destination`, `path`, `policy`, `pricing`, `usage`. Around them:
+//! `store` (the SQLite system of record), `snapshot` (what decisions read,
+//! and its refresh from a snapshot source), `ledger` (events, the sink
+//! seam and the embedded writer), `proxy` (the listener and the request
+//! stack, one file per layer), `error` (the data path's codes and
+//! refusals), `ops` (health, metrics, logs), `runtime` (start/stop).
 #![forbid(unsafe_code)]
 
 pub mod allowlist;
 pub mod authn;
 pub mod authority;
 pub mod budget;
-pub mod cache;
 pub mod catalog;
+pub mod conformance;
 pub mod destination;
 pub mod error;
 pub mod ledger;
@@ -26,7 +29,9 @@ pub mod pricing;
 pub mod provider;
 pub mod proxy;
 pub mod runtime;
+pub mod snapshot;
 pub mod store;
 pub mod usage;
+pub mod wire;
 
 pub use runtime::{start, RunningGateway, StartError};

@@ -3,6 +3,33 @@
 
 use serde::{Deserialize, Serialize};
 
+crate::wire_enum! {
+    /// How a call entered the gateway.
+    pub enum Mode as "mode" {
+        /// `CONNECT` tunnel (HTTPS_PROXY).
+        Proxy => "proxy",
+        /// `/<provider>/…` with a bearer token.
+        BaseUrl => "base_url",
+        /// Absolute-form `http://` request (HTTP_PROXY).
+        HttpProxy => "http_proxy",
+        /// An operator's command (authority events: issued, delegated, revoked).
+        Cli => "cli",
+    }
+}
+
+crate::wire_enum! {
+    /// What became of a call or an authority change, as the ledger records it.
+    pub enum Decision as "decision" {
+        /// Allowed (and forwarded, for a call).
+        Allow => "allow",
+        /// Refused by a policy decision.
+        Deny => "deny",
+        /// Allowed or not decided, but it failed (the provider, the gateway,
+        /// or the client that went away).
+        Error => "error",
+    }
+}
+
 /// What kind of actor a principal is; delegation rules depend on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

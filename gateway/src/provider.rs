@@ -6,7 +6,8 @@ use http::{HeaderName, HeaderValue, Uri};
 
 use crate::catalog::{CatalogError, CompiledCatalog};
 use crate::destination::{self, Host};
-use crate::model::ProviderDef;
+use crate::model::{ProviderDef, Template};
+use crate::usage::Dialect;
 
 /// Why a provider definition cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +142,15 @@ impl Provider {
 
     pub fn name(&self) -> &str {
         &self.def.name
+    }
+
+    /// The request and response shapes the provider speaks.
+    pub fn dialect(&self) -> Dialect {
+        match self.def.template {
+            Template::Openai => Dialect::OpenAi,
+            Template::Anthropic => Dialect::Anthropic,
+            Template::Generic => Dialect::Unknown,
+        }
     }
 
     /// The upstream URI for an agent-facing path and query.

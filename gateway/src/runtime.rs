@@ -15,12 +15,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::budget::counters::Counters;
-use crate::budget::rate::RateLimiter;
-use crate::cache;
+use crate::budget::counters::{Counters, InProcessCounters};
+use crate::budget::rate::{InProcessRateLimiter, RateLimiter};
 use crate::ledger::LedgerWriter;
 use crate::ops::{health::Health, metrics};
 use crate::proxy::{self, Shared, Upstream};
+use crate::snapshot::refresh::Refresher;
+use crate::snapshot::{SnapshotSource, StoreSource};
 use crate::store::Store;
 
 /// How often the refresher looks for changes (bounds how long a change
@@ -39,6 +40,8 @@ pub enum StartError {
         #[source]
         source: crate::store::StoreError,
     },
+    #[error("cannot load the enforcement state: {0}")]
+    Snapshot(String),
     #[error("certificates: {0}")]
     Certs(#[from] caracal_certs::CertError),
     #[error("upstream TLS: {0}")]
@@ -88,26 +91,24 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         &config.server_names,
     )?;
     let server_tls = caracal_certs::server_config(&server_cert, &[b"h2", b"http/1.1"])?;
+    let ca_not_after = ca.not_after();
+    let server_not_after = caracal_certs::not_after(&server_cert.cert_pem, &config.server_cert)?;
     let minter = LeafMinter::new(Arc::new(ca), 10_000)?;
 
-    let counters = Counters::new();
-    let snapshot = cache::load(&store, config.allowlist_default, &counters)
-        .await
-        .map_err(|source| StartError::Store {
-            path: config.database.display().to_string(),
-            source,
-        })?;
+    let counters: Arc<dyn Counters> = Arc::new(InProcessCounters::default());
+    let limiter: Arc<dyn RateLimiter> = Arc::new(InProcessRateLimiter::new());
+    let source: Arc<dyn SnapshotSource> = Arc::new(StoreSource::new(store.clone()));
+    let loader = Refresher {
+        source,
+        counters: counters.clone(),
+        history: Arc::new(store.clone()),
+        allowlist_default: config.allowlist_default,
+    };
+    let snapshot = loader.load().await.map_err(|e| StartError::Snapshot(e.0))?;
     let cell = Arc::new(ArcSwap::from_pointee(snapshot));
     let (writer, sink) = LedgerWriter::start(store.clone());
     let fresh = Arc::new(AtomicBool::new(true));
-    let refresher = cache::spawn_refresher(
-        store.clone(),
-        cell.clone(),
-        config.allowlist_default,
-        REFRESH_INTERVAL,
-        fresh.clone(),
-        counters.clone(),
-    );
+    let refresher = loader.spawn(cell.clone(), REFRESH_INTERVAL, fresh.clone());
     let upstream = Upstream::new(
         config.limits.upstream_connect_timeout,
         config.upstream_ca_file.as_deref(),
@@ -115,7 +116,8 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
     let mut health = Health::default();
     health.guard("snapshot", fresh);
     health.guard("ledger", writer.healthy());
-    health.guard("tls", Arc::new(AtomicBool::new(true)));
+    let tls_ok = Arc::new(AtomicBool::new(true));
+    health.guard("tls", tls_ok.clone());
 
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)
@@ -145,10 +147,22 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         health,
         tracker: TaskTracker::new(),
         counters,
-        limiter: Arc::new(RateLimiter::new()),
+        limiter,
+        stack: Default::default(),
         shutdown: shutdown.clone(),
         force_close: CancellationToken::new(),
     });
+    shared.install_stack();
+    let expiries = vec![
+        ("workspace CA", ca_not_after),
+        ("gateway certificate", server_not_after),
+    ];
+    tokio::spawn(crate::ops::health::watch_expiry(
+        expiries,
+        shared.config.tls_expiry_margin,
+        tls_ok,
+        shutdown.clone(),
+    ));
     let handle = metrics::install();
     let budgets = metrics::budget_report(shared.snapshot.clone(), shared.counters.clone());
     tokio::spawn(metrics::serve(
@@ -210,6 +224,7 @@ impl RunningGateway {
             let _ = tokio::time::timeout(Duration::from_secs(2), shared.tracker.wait()).await;
         }
         refresher.abort();
+        shared.remove_stack();
         drop(shared);
         if tokio::time::timeout(DRAIN, writer.finish()).await.is_err() {
             tracing::error!("ledger writer did not drain within {DRAIN:?}");

@@ -142,12 +142,15 @@ async fn without_any_mandate_calls_are_mandate_missing_and_recorded_twice() {
     let calls = env.ledger(2).await;
     assert!(calls
         .iter()
-        .all(|e| e.decision == "deny" && e.code == "mandate_missing"));
+        .all(|e| e.decision.as_str() == "deny" && e.code.as_str() == "mandate_missing"));
     let authority = env.ledger_of("authority", 2).await;
-    let denials: Vec<_> = authority.iter().filter(|e| e.decision == "deny").collect();
+    let denials: Vec<_> = authority
+        .iter()
+        .filter(|e| e.decision.as_str() == "deny")
+        .collect();
     assert_eq!(denials.len(), 2, "{authority:#?}");
     for d in &denials {
-        assert_eq!(d.code, "mandate_missing");
+        assert_eq!(d.code.as_str(), "mandate_missing");
         assert_eq!(d.resource.as_deref(), Some("chat.completions"));
         assert!(
             calls
@@ -345,13 +348,13 @@ async fn a_delegated_mandate_works_until_its_parent_is_revoked() {
         let rows = env
             .store
             .query_ledger(&LedgerFilter {
-                kind: Some("authority".into()),
+                kind: Some(caracal_gateway::ledger::EventKind::Authority),
                 mandate_id: Some(child.id.clone()),
                 ..LedgerFilter::default()
             })
             .await
             .unwrap();
-        if rows.iter().any(|e| e.code == "mandate_revoked") {
+        if rows.iter().any(|e| e.code.as_str() == "mandate_revoked") {
             break;
         }
         assert!(Instant::now() < deadline, "{rows:#?}");

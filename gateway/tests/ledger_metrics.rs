@@ -29,12 +29,18 @@ async fn every_call_and_denial_leaves_a_ledger_row() {
     assert_eq!(denied.status(), 403);
     let events = env.ledger(2).await;
     assert_eq!(events.len(), 2, "{events:#?}");
-    let allow = events.iter().find(|e| e.decision == "allow").unwrap();
+    let allow = events
+        .iter()
+        .find(|e| e.decision.as_str() == "allow")
+        .unwrap();
     assert_eq!(allow.resource.as_deref(), Some("models.list"));
     assert_eq!(allow.action.as_deref(), Some("read"));
     assert_eq!(allow.mode.as_str(), "proxy");
-    let deny = events.iter().find(|e| e.decision == "deny").unwrap();
-    assert_eq!(deny.code, "resource_not_allowed");
+    let deny = events
+        .iter()
+        .find(|e| e.decision.as_str() == "deny")
+        .unwrap();
+    assert_eq!(deny.code.as_str(), "resource_not_allowed");
     assert_eq!(deny.status, Some(403));
     assert_eq!(deny.resource.as_deref(), Some("embeddings"));
     assert_eq!(deny.principal_id.as_deref(), Some(env.agent_id.as_str()));
@@ -204,9 +210,12 @@ async fn calls_are_refused_while_the_ledger_cannot_record_them_and_nothing_is_lo
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let events = env.store.query_ledger(&calls()).await.unwrap();
-        let allowed = events.iter().filter(|e| e.decision == "allow").count();
+        let allowed = events
+            .iter()
+            .filter(|e| e.decision.as_str() == "allow")
+            .count();
         if allowed == forwarded {
-            assert!(events.iter().any(|e| e.code == "not_ready"));
+            assert!(events.iter().any(|e| e.code.as_str() == "not_ready"));
             break;
         }
         assert!(
@@ -219,7 +228,7 @@ async fn calls_are_refused_while_the_ledger_cannot_record_them_and_nothing_is_lo
 
 fn calls() -> LedgerFilter {
     LedgerFilter {
-        kind: Some("call".into()),
+        kind: Some(caracal_gateway::ledger::EventKind::Call),
         ..LedgerFilter::default()
     }
 }

@@ -68,19 +68,24 @@ fn export_ca_creates_the_ca_once() {
 /// Ledger rows with costs for `principal_id`, written straight into the
 /// workspace database as the gateway would.
 async fn record_costs(home: &Home, principal_id: &str, costs: &[(jiff::Timestamp, &str, &str)]) {
-    use caracal_gateway::ledger::{LedgerEvent, Mode};
+    use caracal_gateway::ledger::{Decision, EventCode, EventKind, LedgerEvent, Mode};
     let path = home.workspace_dir("demo").join("caracal.db");
     let store = caracal_gateway::store::Store::open(&path).await.unwrap();
     let events: Vec<LedgerEvent> = costs
         .iter()
         .map(|(at, cost, currency)| {
-            let mut e = LedgerEvent::new("call", Mode::BaseUrl, "allow", "ok");
+            let mut e = LedgerEvent::new(
+                EventKind::Call,
+                Mode::BaseUrl,
+                Decision::Allow,
+                EventCode::OK,
+            );
             e.principal_id = Some(principal_id.to_string());
             e.ts = at.to_string();
             e.ts_ms = at.as_millisecond();
             e.cost = Some(caracal_gateway::money::parse_amount(cost).unwrap());
             e.currency = Some(currency.to_string());
-            e.cost_basis = Some("usage".into());
+            e.cost_basis = Some(caracal_gateway::ledger::CostBasis::Usage);
             e
         })
         .collect();

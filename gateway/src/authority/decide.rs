@@ -30,25 +30,45 @@ use super::scope::CompiledScope;
 use super::view::{AuthorityView, Held, Verified};
 use crate::model::Action;
 
-/// The call is allowed.
-pub const ALLOW: &str = "allow";
-/// No mandate was presented.
-pub const MANDATE_MISSING: &str = "mandate_missing";
-/// The token does not verify (malformed, bad signature, unknown kid, bad
-/// claims, disallowed algorithm), or the workspace has no record of it.
-pub const MANDATE_INVALID: &str = "mandate_invalid";
-/// Past `exp` (plus the clock skew).
-pub const MANDATE_EXPIRED: &str = "mandate_expired";
-/// Before `nbf` (minus the clock skew).
-pub const MANDATE_NOT_YET_VALID: &str = "mandate_not_yet_valid";
-/// The mandate or one of its ancestors is revoked.
-pub const MANDATE_REVOKED: &str = "mandate_revoked";
-/// The mandate belongs to another principal than the one presenting it.
-pub const MANDATE_WRONG_PRINCIPAL: &str = "mandate_wrong_principal";
-/// The policy the mandate was issued under has been disabled.
-pub const POLICY_DISABLED: &str = "policy_disabled";
-/// The mandate's scope (or its policy's current scope) does not cover the call.
-pub const SCOPE_EXCEEDED: &str = "scope_exceeded";
+crate::wire_enum! {
+    /// Why a mandate decision refused a call.
+    pub enum Denied as "mandate decision" {
+        /// No mandate was presented (and, for recorded mandates, the
+        /// principal holds none).
+        MandateMissing => "mandate_missing",
+        /// The token does not verify (malformed, bad signature, unknown
+        /// kid, bad claims, disallowed algorithm), or the workspace has no
+        /// record of it.
+        MandateInvalid => "mandate_invalid",
+        /// Past `exp` (plus the clock skew).
+        MandateExpired => "mandate_expired",
+        /// Before `nbf` (minus the clock skew).
+        MandateNotYetValid => "mandate_not_yet_valid",
+        /// The mandate or one of its ancestors is revoked.
+        MandateRevoked => "mandate_revoked",
+        /// The mandate belongs to another principal than the one presenting it.
+        MandateWrongPrincipal => "mandate_wrong_principal",
+        /// The policy the mandate was issued under has been disabled.
+        PolicyDisabled => "policy_disabled",
+        /// The mandate's scope (or its policy's current scope) does not cover the call.
+        ScopeExceeded => "scope_exceeded",
+    }
+}
+
+impl Denied {
+    /// How close a denial over a recorded mandate came to allowing: the
+    /// most telling one is reported when none allows.
+    fn rank(self) -> u8 {
+        match self {
+            Denied::ScopeExceeded => 6,
+            Denied::PolicyDisabled => 5,
+            Denied::MandateRevoked => 4,
+            Denied::MandateNotYetValid => 3,
+            Denied::MandateExpired => 2,
+            Denied::MandateMissing | Denied::MandateInvalid | Denied::MandateWrongPrincipal => 1,
+        }
+    }
+}
 
 /// What a call is checked against the mandate for.
 #[derive(Debug, Clone, Copy)]
@@ -60,13 +80,12 @@ pub struct Call<'a> {
     pub action: Action,
 }
 
-/// The outcome: allowed or not, a stable code, and one human line per
+/// The outcome: allowed, or the reason it was not, and one human line per
 /// check that ran (the failing check last on a denial).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
-    pub allow: bool,
-    /// [`ALLOW`] or one of the denial codes of this module.
-    pub code: &'static str,
+    /// `Ok` when the call may go ahead.
+    pub outcome: Result<(), Denied>,
     pub reasons: Vec<String>,
     /// The mandate decided on (present once step 2 passed, also on a
     /// later denial).
@@ -74,13 +93,25 @@ pub struct Decision {
 }
 
 impl Decision {
-    fn deny(code: &'static str, mut reasons: Vec<String>, why: String) -> Self {
+    fn deny(code: Denied, mut reasons: Vec<String>, why: String) -> Self {
         reasons.push(why);
         Decision {
-            allow: false,
-            code,
+            outcome: Err(code),
             reasons,
             claims: None,
+        }
+    }
+
+    /// Whether the call may go ahead.
+    pub fn allowed(&self) -> bool {
+        self.outcome.is_ok()
+    }
+
+    /// The stable code: `allow`, or the denial's.
+    pub fn code(&self) -> &'static str {
+        match self.outcome {
+            Ok(()) => "allow",
+            Err(d) => d.as_str(),
         }
     }
 
@@ -101,7 +132,11 @@ pub fn decide(
     call: &Call<'_>,
 ) -> Decision {
     let Some(token) = token.filter(|t| !t.is_empty()) else {
-        return Decision::deny(MANDATE_MISSING, vec![], "no mandate presented".into());
+        return Decision::deny(
+            Denied::MandateMissing,
+            vec![],
+            "no mandate presented".into(),
+        );
     };
     // A token verified before under the same keys skips the signature
     // check; its time window is judged again like any other.
@@ -154,7 +189,7 @@ pub fn decide(
 pub fn decide_held(view: &AuthorityView, now: i64, skew: i64, call: &Call<'_>) -> Decision {
     let Some(principal) = call.principal_id else {
         return Decision::deny(
-            MANDATE_MISSING,
+            Denied::MandateMissing,
             vec![],
             "no mandate presented and no principal to select mandates for".into(),
         );
@@ -162,7 +197,7 @@ pub fn decide_held(view: &AuthorityView, now: i64, skew: i64, call: &Call<'_>) -
     let held = view.held_by(principal);
     if held.is_empty() {
         return Decision::deny(
-            MANDATE_MISSING,
+            Denied::MandateMissing,
             vec![],
             format!(
                 "no mandate presented and principal {principal} holds none; \
@@ -170,19 +205,19 @@ pub fn decide_held(view: &AuthorityView, now: i64, skew: i64, call: &Call<'_>) -
             ),
         );
     }
-    let mut best: Option<Decision> = None;
+    let mut best: Option<(Denied, Decision)> = None;
     for h in held {
         let d = judge_held(h, view, now, skew, call);
-        if d.allow {
+        let Err(code) = d.outcome else {
             return d;
-        }
-        if best.as_ref().is_none_or(|b| rank(d.code) > rank(b.code)) {
-            best = Some(d);
+        };
+        if best.as_ref().is_none_or(|(b, _)| code.rank() > b.rank()) {
+            best = Some((code, d));
         }
     }
-    let Some(best) = best else {
+    let Some((code, best)) = best else {
         // Unreachable: `held` is not empty, so one decision was kept.
-        return Decision::deny(MANDATE_MISSING, vec![], "no mandate to judge".into());
+        return Decision::deny(Denied::MandateMissing, vec![], "no mandate to judge".into());
     };
     let resource = call.resource;
     let action = call.action.as_str();
@@ -193,23 +228,9 @@ pub fn decide_held(view: &AuthorityView, now: i64, skew: i64, call: &Call<'_>) -
         best.reasons.last().map_or("", String::as_str)
     )];
     Decision {
-        allow: false,
-        code: best.code,
+        outcome: Err(code),
         reasons,
         claims: best.claims,
-    }
-}
-
-/// How close a denial over a recorded mandate came to allowing: the most
-/// telling one is reported when none allows.
-fn rank(code: &str) -> u8 {
-    match code {
-        SCOPE_EXCEEDED => 6,
-        POLICY_DISABLED => 5,
-        MANDATE_REVOKED => 4,
-        MANDATE_NOT_YET_VALID => 3,
-        MANDATE_EXPIRED => 2,
-        _ => 1,
     }
 }
 
@@ -254,11 +275,11 @@ fn judge(
     };
     if view.is_revoked(&claims.jti) {
         let why = format!("mandate {} is revoked", claims.jti);
-        return deny(MANDATE_REVOKED, reasons, why);
+        return deny(Denied::MandateRevoked, reasons, why);
     }
     if let Some(ancestor) = claims.chain.iter().find(|a| view.is_revoked(a)) {
         let why = format!("ancestor mandate {ancestor} is revoked, so this one is too");
-        return deny(MANDATE_REVOKED, reasons, why);
+        return deny(Denied::MandateRevoked, reasons, why);
     }
     reasons.push(match claims.chain.len() {
         0 => "not revoked".to_string(),
@@ -272,7 +293,7 @@ fn judge(
                 "mandate was issued to principal {}, but presented by principal {p}",
                 claims.sub
             );
-            return deny(MANDATE_WRONG_PRINCIPAL, reasons, why);
+            return deny(Denied::MandateWrongPrincipal, reasons, why);
         }
         Some(p) => reasons.push(format!("subject matches principal {p}")),
         None => reasons.push(format!(
@@ -286,18 +307,18 @@ fn judge(
             "mandate {} is signed by this workspace's key but not recorded in its database",
             claims.jti
         );
-        return deny(MANDATE_INVALID, reasons, why);
+        return deny(Denied::MandateInvalid, reasons, why);
     };
     let Some(policy) = view.policy(policy_id) else {
         let why = format!("policy {policy_id}, under which it was issued, does not exist");
-        return deny(MANDATE_INVALID, reasons, why);
+        return deny(Denied::MandateInvalid, reasons, why);
     };
     let version = policy.policy.version;
     if !policy.policy.active {
         let why = format!(
             "policy {policy_id}, under which it was issued, is disabled (version {version})"
         );
-        return deny(POLICY_DISABLED, reasons, why);
+        return deny(Denied::PolicyDisabled, reasons, why);
     }
     reasons.push(format!(
         "issued under policy {policy_id}, active at version {version}"
@@ -310,14 +331,14 @@ fn judge(
             "scope does not cover {resource}:{a}: action {a} is not among {}",
             list(claims.scope.actions.iter().map(|a| a.as_str()))
         );
-        return deny(SCOPE_EXCEEDED, reasons, why);
+        return deny(Denied::ScopeExceeded, reasons, why);
     }
     let Some(entry) = scope.patterns().iter().find(|p| p.matches(resource)) else {
         let why = format!(
             "scope does not cover {resource}:{a}: no resource entry matches (entries: {})",
             list(claims.scope.resources.iter().map(String::as_str))
         );
-        return deny(SCOPE_EXCEEDED, reasons, why);
+        return deny(Denied::ScopeExceeded, reasons, why);
     };
     reasons.push(format!(
         "scope covers {resource}:{a} via entry {}",
@@ -325,11 +346,10 @@ fn judge(
     ));
     if !policy.scope.covers(resource, action) {
         let why = format!("policy {policy_id} (version {version}) no longer covers {resource}:{a}");
-        return deny(SCOPE_EXCEEDED, reasons, why);
+        return deny(Denied::ScopeExceeded, reasons, why);
     }
     Decision {
-        allow: true,
-        code: ALLOW,
+        outcome: Ok(()),
         reasons,
         claims: Some(claims),
     }
@@ -348,11 +368,11 @@ fn window_reason(claims: &Claims, now: i64, skew: i64) -> String {
 impl MandateError {
     /// The decision code of a verification failure (signing failures
     /// cannot come out of verification; they count as invalid).
-    fn code_for_decision(&self) -> &'static str {
+    fn code_for_decision(&self) -> Denied {
         match self {
-            MandateError::Invalid(_) | MandateError::Signing(_) => MANDATE_INVALID,
-            MandateError::Expired { .. } => MANDATE_EXPIRED,
-            MandateError::NotYetValid { .. } => MANDATE_NOT_YET_VALID,
+            MandateError::Invalid(_) | MandateError::Signing(_) => Denied::MandateInvalid,
+            MandateError::Expired { .. } => Denied::MandateExpired,
+            MandateError::NotYetValid { .. } => Denied::MandateNotYetValid,
         }
     }
 }

@@ -107,8 +107,8 @@ const OK_CALL: Call<'static> = Call {
 fn a_covering_mandate_is_allowed_with_every_check_explained() {
     let f = Fixture::new(&["m-root", "m-mid"]);
     let d = f.decide_at(NBF, 30, &OK_CALL);
-    assert!(d.allow, "{d:?}");
-    assert_eq!(d.code, ALLOW);
+    assert!(d.allowed(), "{d:?}");
+    assert_eq!(d.outcome, Ok(()));
     assert_eq!(d.mandate_id(), Some("m-child"));
     assert_eq!(d.reasons.len(), 6, "{:?}", d.reasons);
     assert!(d.reasons[0].starts_with("signature verified (kid k-"));
@@ -126,7 +126,7 @@ fn a_covering_mandate_is_allowed_with_every_check_explained() {
 fn no_principal_skips_only_the_subject_match() {
     let f = Fixture::new(&[]);
     let d = f.decide_at(NBF, 0, &call(None, "embeddings", Action::Create));
-    assert!(d.allow, "{d:?}");
+    assert!(d.allowed(), "{d:?}");
     assert_eq!(d.reasons[2], "not revoked");
     assert!(
         d.reasons[3].contains("no principal given"),
@@ -141,7 +141,7 @@ fn a_missing_mandate_is_mandate_missing() {
     let f = Fixture::new(&[]);
     for token in [None, Some("")] {
         let d = decide(token, &f.view(), NBF, 0, &OK_CALL);
-        assert_eq!((d.allow, d.code), (false, MANDATE_MISSING));
+        assert_eq!(d.outcome, Err(Denied::MandateMissing));
         assert_eq!(d.reasons, vec!["no mandate presented".to_string()]);
         assert!(d.claims.is_none());
     }
@@ -164,7 +164,7 @@ fn tokens_that_do_not_verify_are_mandate_invalid() {
         (f.view(), tampered.as_str(), "signature"),
     ] {
         let d = decide(Some(t), &view, NBF, 0, &OK_CALL);
-        assert_eq!((d.allow, d.code), (false, MANDATE_INVALID), "{t}");
+        assert_eq!(d.outcome, Err(Denied::MandateInvalid), "{t}");
         assert_eq!(d.reasons.len(), 1);
         assert!(d.reasons[0].contains(needle), "{:?}", d.reasons);
         assert!(d.claims.is_none());
@@ -175,14 +175,14 @@ fn tokens_that_do_not_verify_are_mandate_invalid() {
 fn the_time_window_is_exact_with_skew() {
     let f = Fixture::new(&[]);
     let at = |now: i64, skew: i64| f.decide_at(now, skew, &OK_CALL);
-    assert_eq!(at(NBF - 1, 0).code, MANDATE_NOT_YET_VALID);
-    assert_eq!(at(NBF, 0).code, ALLOW);
-    assert_eq!(at(NBF - 30, 30).code, ALLOW);
-    assert_eq!(at(NBF - 31, 30).code, MANDATE_NOT_YET_VALID);
-    assert_eq!(at(EXP - 1, 0).code, ALLOW);
-    assert_eq!(at(EXP, 0).code, MANDATE_EXPIRED);
-    assert_eq!(at(EXP + 29, 30).code, ALLOW);
-    assert_eq!(at(EXP + 30, 30).code, MANDATE_EXPIRED);
+    assert_eq!(at(NBF - 1, 0).outcome, Err(Denied::MandateNotYetValid));
+    assert_eq!(at(NBF, 0).outcome, Ok(()));
+    assert_eq!(at(NBF - 30, 30).outcome, Ok(()));
+    assert_eq!(at(NBF - 31, 30).outcome, Err(Denied::MandateNotYetValid));
+    assert_eq!(at(EXP - 1, 0).outcome, Ok(()));
+    assert_eq!(at(EXP, 0).outcome, Err(Denied::MandateExpired));
+    assert_eq!(at(EXP + 29, 30).outcome, Ok(()));
+    assert_eq!(at(EXP + 30, 30).outcome, Err(Denied::MandateExpired));
     let d = at(EXP, 0);
     assert!(d.reasons[0].contains("expired"), "{:?}", d.reasons);
 }
@@ -193,7 +193,7 @@ fn revocation_of_the_mandate_or_any_ancestor_denies() {
         let mut f = Fixture::new(&["m-root", "m-mid"]);
         f.revoked = vec![revoked.to_string()];
         let d = f.decide_at(NBF, 0, &OK_CALL);
-        assert_eq!((d.allow, d.code), (false, MANDATE_REVOKED), "{revoked}");
+        assert_eq!(d.outcome, Err(Denied::MandateRevoked), "{revoked}");
         assert!(
             d.reasons.last().unwrap().contains(revoked),
             "{:?}",
@@ -212,7 +212,7 @@ fn another_principal_presenting_the_mandate_is_refused() {
         0,
         &call(Some("agent-2"), "chat.completions", Action::Create),
     );
-    assert_eq!((d.allow, d.code), (false, MANDATE_WRONG_PRINCIPAL));
+    assert_eq!(d.outcome, Err(Denied::MandateWrongPrincipal));
     let last = d.reasons.last().unwrap();
     assert!(
         last.contains("agent-1") && last.contains("agent-2"),
@@ -233,7 +233,7 @@ fn calls_outside_the_scope_are_scope_exceeded() {
         ("embedding", Action::Create, "no resource entry matches"),
     ] {
         let d = f.decide_at(NBF, 0, &call(Some("agent-1"), resource, action));
-        assert_eq!((d.allow, d.code), (false, SCOPE_EXCEEDED), "{resource}");
+        assert_eq!(d.outcome, Err(Denied::ScopeExceeded), "{resource}");
         assert!(
             d.reasons.last().unwrap().contains(needle),
             "{:?}",
@@ -247,7 +247,7 @@ fn a_signed_but_unrecorded_mandate_is_invalid() {
     let mut f = Fixture::new(&[]);
     f.records.clear();
     let d = f.decide_at(NBF, 0, &OK_CALL);
-    assert_eq!((d.allow, d.code), (false, MANDATE_INVALID));
+    assert_eq!(d.outcome, Err(Denied::MandateInvalid));
     assert!(
         d.reasons.last().unwrap().contains("not recorded"),
         "{:?}",
@@ -259,11 +259,14 @@ fn a_signed_but_unrecorded_mandate_is_invalid() {
 fn a_missing_policy_is_invalid_and_a_disabled_one_is_policy_disabled() {
     let mut f = Fixture::new(&[]);
     f.policy.id = "other".into();
-    assert_eq!(f.decide_at(NBF, 0, &OK_CALL).code, MANDATE_INVALID);
+    assert_eq!(
+        f.decide_at(NBF, 0, &OK_CALL).outcome,
+        Err(Denied::MandateInvalid)
+    );
     let mut f = Fixture::new(&[]);
     f.policy.active = false;
     let d = f.decide_at(NBF, 0, &OK_CALL);
-    assert_eq!((d.allow, d.code), (false, POLICY_DISABLED));
+    assert_eq!(d.outcome, Err(Denied::PolicyDisabled));
     assert!(
         d.reasons.last().unwrap().contains("policy pol"),
         "{:?}",
@@ -276,13 +279,13 @@ fn a_tightened_policy_narrows_mandates_already_issued() {
     let mut f = Fixture::new(&[]);
     f.policy = policy(&["embeddings"], true);
     let d = f.decide_at(NBF, 0, &OK_CALL);
-    assert_eq!((d.allow, d.code), (false, SCOPE_EXCEEDED));
+    assert_eq!(d.outcome, Err(Denied::ScopeExceeded));
     assert_eq!(
         d.reasons.last().unwrap(),
         "policy pol (version 2) no longer covers chat.completions:create"
     );
     let still = f.decide_at(NBF, 0, &call(Some("agent-1"), "embeddings", Action::Create));
-    assert!(still.allow, "{still:?}");
+    assert!(still.allowed(), "{still:?}");
 }
 
 #[test]
@@ -291,8 +294,8 @@ fn the_signed_scope_is_judged_even_when_the_record_says_more() {
     let mut f = Fixture::new(&[]);
     f.records[0].scope = Scope::with_all_actions(vec!["*".into()]);
     let d = f.decide_at(NBF, 0, &call(Some("agent-1"), "files", Action::Delete));
-    assert_eq!(d.code, SCOPE_EXCEEDED);
-    assert!(f.decide_at(NBF, 0, &OK_CALL).allow);
+    assert_eq!(d.outcome, Err(Denied::ScopeExceeded));
+    assert!(f.decide_at(NBF, 0, &OK_CALL).allowed());
 }
 
 #[test]
@@ -303,24 +306,33 @@ fn checks_run_in_order_and_the_first_failure_wins() {
     let bad = call(Some("agent-2"), "files", Action::Delete);
     f.revoked = vec!["m-root".into()];
     f.policy.active = false;
-    assert_eq!(f.decide_at(EXP, 0, &bad).code, MANDATE_EXPIRED);
-    assert_eq!(f.decide_at(NBF, 0, &bad).code, MANDATE_REVOKED);
+    assert_eq!(
+        f.decide_at(EXP, 0, &bad).outcome,
+        Err(Denied::MandateExpired)
+    );
+    assert_eq!(
+        f.decide_at(NBF, 0, &bad).outcome,
+        Err(Denied::MandateRevoked)
+    );
     f.revoked.clear();
-    assert_eq!(f.decide_at(NBF, 0, &bad).code, MANDATE_WRONG_PRINCIPAL);
+    assert_eq!(
+        f.decide_at(NBF, 0, &bad).outcome,
+        Err(Denied::MandateWrongPrincipal)
+    );
     let in_scope_principal = call(Some("agent-1"), "files", Action::Delete);
     assert_eq!(
-        f.decide_at(NBF, 0, &in_scope_principal).code,
-        POLICY_DISABLED
+        f.decide_at(NBF, 0, &in_scope_principal).outcome,
+        Err(Denied::PolicyDisabled)
     );
     f.policy.active = true;
     assert_eq!(
-        f.decide_at(NBF, 0, &in_scope_principal).code,
-        SCOPE_EXCEEDED
+        f.decide_at(NBF, 0, &in_scope_principal).outcome,
+        Err(Denied::ScopeExceeded)
     );
     // An unknown kid is refused before anything else is looked at.
     let other = Fixture::new(&[]);
     let d = decide(Some(&f.token), &other.view(), NBF, 0, &OK_CALL);
-    assert_eq!(d.code, MANDATE_INVALID);
+    assert_eq!(d.outcome, Err(Denied::MandateInvalid));
     assert!(d.claims.is_none());
 }
 
@@ -358,7 +370,7 @@ fn without_a_token_the_principals_recorded_mandates_decide() {
         &[],
     );
     let d = decide_held(&view, NBF, 0, &OK_CALL);
-    assert!(d.allow, "{d:?}");
+    assert!(d.allowed(), "{d:?}");
     assert_eq!(d.mandate_id(), Some("m-chat"));
     assert_eq!(
         d.reasons[0],
@@ -367,10 +379,10 @@ fn without_a_token_the_principals_recorded_mandates_decide() {
 
     let other = call(Some("agent-2"), "chat.completions", Action::Create);
     let d = decide_held(&view, NBF, 0, &other);
-    assert_eq!((d.allow, d.code), (false, MANDATE_MISSING));
+    assert_eq!(d.outcome, Err(Denied::MandateMissing));
     assert!(d.reasons[0].contains("holds none"), "{:?}", d.reasons);
     let d = decide_held(&view, NBF, 0, &call(None, "embeddings", Action::Create));
-    assert_eq!(d.code, MANDATE_MISSING);
+    assert_eq!(d.outcome, Err(Denied::MandateMissing));
 }
 
 #[test]
@@ -383,18 +395,18 @@ fn the_most_telling_denial_among_held_mandates_is_reported() {
         decide_held(&held_view(records, &["m-revoked"]), NBF, 0, &OK_CALL)
     };
     let d = at(vec![expired.clone()]);
-    assert_eq!(d.code, MANDATE_EXPIRED);
+    assert_eq!(d.outcome, Err(Denied::MandateExpired));
     assert_eq!(d.mandate_id(), Some("m-old"));
     assert_eq!(
-        at(vec![expired.clone(), later.clone()]).code,
-        MANDATE_NOT_YET_VALID
+        at(vec![expired.clone(), later.clone()]).outcome,
+        Err(Denied::MandateNotYetValid)
     );
     assert_eq!(
-        at(vec![expired.clone(), later.clone(), revoked.clone()]).code,
-        MANDATE_REVOKED
+        at(vec![expired.clone(), later.clone(), revoked.clone()]).outcome,
+        Err(Denied::MandateRevoked)
     );
     let d = at(vec![expired, later, revoked, narrow]);
-    assert_eq!(d.code, SCOPE_EXCEEDED);
+    assert_eq!(d.outcome, Err(Denied::ScopeExceeded));
     assert_eq!(d.mandate_id(), Some("m-narrow"));
     assert_eq!(d.reasons.len(), 1);
     assert!(
@@ -410,55 +422,68 @@ fn held_mandates_follow_the_same_time_revocation_and_policy_rules() {
     let m = held("m-1", &["chat.*"], NBF, EXP);
     let view = held_view(vec![m.clone()], &[]);
     for (now, skew, code) in [
-        (NBF - 1, 0, MANDATE_NOT_YET_VALID),
-        (NBF - 30, 30, ALLOW),
-        (EXP - 1, 0, ALLOW),
-        (EXP, 0, MANDATE_EXPIRED),
-        (EXP + 29, 30, ALLOW),
+        (NBF - 1, 0, Err(Denied::MandateNotYetValid)),
+        (NBF - 30, 30, Ok(())),
+        (EXP - 1, 0, Ok(())),
+        (EXP, 0, Err(Denied::MandateExpired)),
+        (EXP + 29, 30, Ok(())),
     ] {
-        assert_eq!(decide_held(&view, now, skew, &OK_CALL).code, code, "{now}");
+        assert_eq!(
+            decide_held(&view, now, skew, &OK_CALL).outcome,
+            code,
+            "{now}"
+        );
     }
     let mut child = held("m-2", &["chat.*"], NBF, EXP);
     child.chain = vec!["m-root".into()];
     child.parent_jti = Some("m-root".into());
     child.depth = 1;
     let view = held_view(vec![child], &["m-root"]);
-    assert_eq!(decide_held(&view, NBF, 0, &OK_CALL).code, MANDATE_REVOKED);
+    assert_eq!(
+        decide_held(&view, NBF, 0, &OK_CALL).outcome,
+        Err(Denied::MandateRevoked)
+    );
     let view = AuthorityView::new(
         Verifier::empty(),
         [m.clone()],
         [],
         [policy(&["embeddings"], true)],
     );
-    assert_eq!(decide_held(&view, NBF, 0, &OK_CALL).code, SCOPE_EXCEEDED);
+    assert_eq!(
+        decide_held(&view, NBF, 0, &OK_CALL).outcome,
+        Err(Denied::ScopeExceeded)
+    );
     let view = AuthorityView::new(Verifier::empty(), [m], [], [policy(&["*"], false)]);
-    assert_eq!(decide_held(&view, NBF, 0, &OK_CALL).code, POLICY_DISABLED);
+    assert_eq!(
+        decide_held(&view, NBF, 0, &OK_CALL).outcome,
+        Err(Denied::PolicyDisabled)
+    );
 }
 
 #[test]
 fn a_remembered_verification_still_has_its_time_window_judged() {
     let f = Fixture::new(&[]);
     let view = f.view();
-    let at = |now: i64| decide(Some(&f.token), &view, now, 0, &OK_CALL).code;
-    assert_eq!(at(NBF), ALLOW);
+    let at = |now: i64| decide(Some(&f.token), &view, now, 0, &OK_CALL).outcome;
+    assert_eq!(at(NBF), Ok(()));
     assert!(
         view.verified(&f.token).is_some(),
         "verified once, remembered"
     );
-    assert_eq!(at(NBF + 1), ALLOW);
-    assert_eq!(at(EXP), MANDATE_EXPIRED);
-    assert_eq!(at(NBF - 1), MANDATE_NOT_YET_VALID);
+    assert_eq!(at(NBF + 1), Ok(()));
+    assert_eq!(at(EXP), Err(Denied::MandateExpired));
+    assert_eq!(at(NBF - 1), Err(Denied::MandateNotYetValid));
     // A token that failed is not remembered.
     assert_eq!(
-        decide(Some("garbage"), &view, NBF, 0, &OK_CALL).code,
-        MANDATE_INVALID
+        decide(Some("garbage"), &view, NBF, 0, &OK_CALL).outcome,
+        Err(Denied::MandateInvalid)
     );
     assert!(view.verified("garbage").is_none());
     // Another view (other keys) remembers nothing.
     let other = Fixture::new(&[]);
     assert_eq!(
-        decide(Some(&f.token), &other.view(), NBF, 0, &OK_CALL).code,
-        MANDATE_INVALID
+        decide(Some(&f.token), &other.view(), NBF, 0, &OK_CALL).outcome,
+        Err(Denied::MandateInvalid)
     );
 }
 
@@ -466,12 +491,12 @@ fn a_remembered_verification_still_has_its_time_window_judged() {
 fn a_remembered_verification_does_not_outlive_a_revocation() {
     let mut f = Fixture::new(&[]);
     let view = f.view();
-    assert!(decide(Some(&f.token), &view, NBF, 0, &OK_CALL).allow);
+    assert!(decide(Some(&f.token), &view, NBF, 0, &OK_CALL).allowed());
     // The gateway swaps in a new view when the revocation lands.
     f.revoked = vec!["m-child".into()];
     let revoked = f.view();
     assert_eq!(
-        decide(Some(&f.token), &revoked, NBF, 0, &OK_CALL).code,
-        MANDATE_REVOKED
+        decide(Some(&f.token), &revoked, NBF, 0, &OK_CALL).outcome,
+        Err(Denied::MandateRevoked)
     );
 }

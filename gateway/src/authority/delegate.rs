@@ -6,10 +6,10 @@
 use super::delegation::{self, DelegationError, DelegationRequest};
 use super::issue::Issued;
 use super::mandate::Claims;
+use super::record::MandateRecord;
 use super::Scope;
 use crate::model::{Principal, PrincipalKind};
 use crate::policy::Policy;
-use crate::store::MandateRecord;
 
 /// What a child mandate is requested with.
 #[derive(Debug, Clone, Copy)]

@@ -11,4 +11,5 @@ pub mod delegation;
 pub mod issue;
 pub mod keys;
 pub mod mandate;
+pub mod record;
 pub mod view;

@@ -11,9 +11,9 @@ use sha2::{Digest, Sha256};
 
 use super::keys::Verifier;
 use super::mandate::Claims;
+use super::record::{MandateRecord, SigningKeyRow};
 use super::scope::CompiledScope;
 use crate::policy::Policy;
-use crate::store::{MandateRecord, SigningKeyRow};
 
 /// A recorded mandate, ready to be decided on.
 #[derive(Debug)]

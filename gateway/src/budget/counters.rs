@@ -1,25 +1,39 @@
-//! The counter seam: reserve before forwarding, settle after. This is the
-//! in-process implementation (one mutex over every counter of the
-//! process); the distributed deployment puts the same operations in Redis
-//! (an atomic Lua script per call) with the same semantics:
+//! The counter seam: reserve before forwarding, settle after. [`Counters`]
+//! is the trait every deployment implements with the same semantics
+//! (checked by the conformance suite in `counters_conformance.rs`);
+//! [`InProcessCounters`] is the embedded one, sharded by principal.
 //!
 //! - a reservation is checked and taken across every window of every
 //!   budget of the principal at once: all admit it, or none is touched;
 //! - settling replaces the reserved amount with the actual cost, in the
-//!   cell the reservation was taken in (a call is charged to the window it
+//!   cells the reservation was taken in (a call is charged to the window it
 //!   started in);
-//! - a reservation that is neither settled nor released (its handle was
-//!   dropped) is released: nothing stays held after its call ended. A
-//!   process that dies takes its reservations with it; on restart the
-//!   counters are primed from the ledger's recorded costs.
+//! - every operation is idempotent by [`ReservationId`]: a retried reserve
+//!   holds once, a second settle or release changes nothing;
+//! - a hold that is neither settled nor released expires after the
+//!   implementation's time to live (a replica that died cannot keep
+//!   budget held); settling an expired hold still charges its actual cost.
+//!
+//! Every method takes `now`, so the semantics are pure over the clock.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::pin::Pin;
+use std::sync::{Mutex, MutexGuard};
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
 use super::window::{WindowSpec, WindowType};
 use crate::money::{Currency, Decimal};
+
+/// A boxed future, for seams that a network implementation will answer
+/// asynchronously. The in-process implementations return ready futures.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+fn ready<T: Send + 'static>(value: T) -> BoxFuture<T> {
+    Box::pin(std::future::ready(value))
+}
 
 /// Identifies one counter: a budget policy under one window definition
 /// (changing a policy's window starts a new counter, primed from the
@@ -83,36 +97,106 @@ pub struct Exceeded {
     pub window: String,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-struct Cell {
-    spent: Decimal,
-    reserved: Decimal,
+/// Why nothing was reserved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotReserved {
+    /// The amount does not fit in a budget.
+    #[error("budget {} exceeded", .0.policy_id)]
+    Exceeded(Box<Exceeded>),
+    /// This reservation id was already settled or released.
+    #[error("reservation {0} already finished")]
+    Finished(ReservationId),
+    /// The counters cannot be reached: nothing can be promised.
+    #[error(transparent)]
+    Unavailable(#[from] CounterError),
 }
 
-#[derive(Debug, Default)]
-struct Counter {
-    /// By calendar window start (unix seconds) or rolling bucket index.
-    cells: BTreeMap<i64, Cell>,
+/// The counters could not answer (a network implementation's failure).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("budget counters unavailable: {0}")]
+pub struct CounterError(pub String);
+
+/// The idempotency key of one reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReservationId(pub uuid::Uuid);
+
+impl ReservationId {
+    /// A new, time-ordered id.
+    pub fn new() -> Self {
+        ReservationId(uuid::Uuid::now_v7())
+    }
 }
 
-#[derive(Debug)]
-struct Hold {
-    id: CounterId,
-    cell: i64,
-    amount: Decimal,
+impl Default for ReservationId {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
-#[derive(Debug, Default)]
-struct State {
-    counters: HashMap<CounterId, Counter>,
-    held: HashMap<u64, Vec<Hold>>,
-    next: u64,
+impl std::fmt::Display for ReservationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
-/// Every budget counter of this process.
-#[derive(Debug, Default)]
-pub struct Counters {
-    state: Mutex<State>,
+/// The receipt of a reservation: everything settling it needs, even after
+/// the hold itself expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    pub id: ReservationId,
+    pub principal: String,
+    pub amount: Decimal,
+    /// The cell of each counter the amount was reserved in.
+    pub cells: Vec<(CounterId, i64)>,
+    pub expires_at: Timestamp,
+}
+
+/// Budget counters: reserve / settle / release across every window of
+/// every budget of a principal. See the module docs for the contract.
+pub trait Counters: Send + Sync + 'static {
+    /// Reserves `amount` in the current window of every line, or in none.
+    /// Reserving an id that is already held returns its hold again.
+    fn reserve(
+        &self,
+        principal: &str,
+        id: ReservationId,
+        lines: &[Line],
+        amount: Decimal,
+        now: Timestamp,
+    ) -> BoxFuture<Result<Hold, NotReserved>>;
+
+    /// Replaces the hold with `actual` spend, in the hold's cells.
+    fn settle(
+        &self,
+        hold: &Hold,
+        actual: Decimal,
+        now: Timestamp,
+    ) -> BoxFuture<Result<(), CounterError>>;
+
+    /// Gives the hold back: nothing was spent.
+    fn release(&self, hold: &Hold, now: Timestamp) -> BoxFuture<Result<(), CounterError>>;
+
+    /// Where `line` of `principal` stands at `now`.
+    fn standing(
+        &self,
+        principal: &str,
+        line: &Line,
+        now: Timestamp,
+    ) -> BoxFuture<Result<Standing, CounterError>>;
+
+    /// Whether the counter exists (was primed or used).
+    fn knows(&self, principal: &str, id: &CounterId) -> BoxFuture<Result<bool, CounterError>>;
+
+    /// Adds spend recorded before these counters counted it (the ledger's
+    /// costs), each into the cell of its time. Only for a counter not yet
+    /// in use: returns false and adds nothing otherwise.
+    fn prime(
+        &self,
+        principal: &str,
+        id: &CounterId,
+        spec: &WindowSpec,
+        spend: Vec<(Timestamp, Decimal)>,
+    ) -> BoxFuture<Result<bool, CounterError>>;
 }
 
 /// The cell a reservation at `now` goes into and the cells whose sum is
@@ -127,15 +211,13 @@ fn cells_at(spec: &WindowSpec, now: Timestamp) -> (i64, std::ops::RangeInclusive
     }
 }
 
-fn standing_of(counter: Option<&Counter>, spec: &WindowSpec, now: Timestamp) -> Standing {
-    let (_, range) = cells_at(spec, now);
-    let (mut spent, mut reserved) = (Decimal::ZERO, Decimal::ZERO);
-    if let Some(c) = counter {
-        for (_, cell) in c.cells.range(range) {
-            spent += cell.spent;
-            reserved += cell.reserved;
-        }
-    }
+/// The window bounds of a standing (time-zone arithmetic: done outside
+/// any lock).
+fn standing_at(
+    spec: &WindowSpec,
+    now: Timestamp,
+    (spent, reserved): (Decimal, Decimal),
+) -> Standing {
     let window = spec.current(now);
     Standing {
         spent,
@@ -146,161 +228,286 @@ fn standing_of(counter: Option<&Counter>, spec: &WindowSpec, now: Timestamp) -> 
     }
 }
 
-impl Counters {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+#[derive(Debug, Default, Clone, Copy)]
+struct Cell {
+    spent: Decimal,
+    reserved: Decimal,
+}
+
+#[derive(Debug, Default)]
+struct Counter {
+    /// By calendar window start (unix seconds) or rolling bucket index.
+    cells: BTreeMap<i64, Cell>,
+}
+
+impl Counter {
+    fn sums(&self, range: std::ops::RangeInclusive<i64>) -> (Decimal, Decimal) {
+        self.cells
+            .range(range)
+            .fold((Decimal::ZERO, Decimal::ZERO), |(s, r), (_, c)| {
+                (s + c.spent, r + c.reserved)
+            })
+    }
+}
+
+/// The counters, holds and finished ids of the principals of one shard.
+#[derive(Debug, Default)]
+struct Shard {
+    counters: HashMap<CounterId, Counter>,
+    held: HashMap<ReservationId, Hold>,
+    /// Settled or released ids, and when (forgotten after two TTLs).
+    done: HashMap<ReservationId, Timestamp>,
+    /// No hold expires before this instant.
+    next_expiry: Option<Timestamp>,
+}
+
+impl Shard {
+    fn take_reserved(&mut self, hold: &Hold) {
+        for (id, cell) in &hold.cells {
+            if let Some(c) = self
+                .counters
+                .get_mut(id)
+                .and_then(|c| c.cells.get_mut(cell))
+            {
+                c.reserved = (c.reserved - hold.amount).max(Decimal::ZERO);
+            }
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave a cell half-updated
-        // (every update is a single assignment), so poisoning is ignored.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn add_spent(&mut self, hold: &Hold, actual: Decimal) {
+        for (id, cell) in &hold.cells {
+            let counter = self.counters.entry(id.clone()).or_default();
+            counter.cells.entry(*cell).or_default().spent += actual;
+        }
     }
 
-    /// Reserves `amount` in every line's current window, or in none: the
-    /// first line it does not fit in is returned. Lines in another currency
-    /// than the amount's are the caller's business (it converts or refuses).
-    pub fn reserve(
-        self: &Arc<Self>,
+    /// Releases holds past their expiry and forgets old finished ids.
+    fn expire(&mut self, now: Timestamp, ttl: SignedDuration) {
+        if self.next_expiry.is_none_or(|t| now < t) {
+            return;
+        }
+        let expired: Vec<ReservationId> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.expires_at <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(h) = self.held.remove(&id) {
+                self.take_reserved(&h);
+            }
+        }
+        let forget_before = now.checked_sub(ttl * 2).unwrap_or(Timestamp::MIN);
+        self.done.retain(|_, at| *at >= forget_before);
+        self.next_expiry = self.held.values().map(|h| h.expires_at).min();
+    }
+}
+
+/// The embedded deployment's counters: in process, sharded by principal
+/// (one mutex per shard, so principals do not serialise on each other),
+/// with the time-zone window arithmetic done before a lock is taken.
+#[derive(Debug)]
+pub struct InProcessCounters {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: std::collections::hash_map::RandomState,
+    ttl: SignedDuration,
+}
+
+/// Shards of [`InProcessCounters`].
+const SHARDS: usize = 64;
+
+/// How long an unsettled hold lives by default: longer than any call the
+/// gateway lets run (its stalls are cut off far sooner), so only a leaked
+/// hold ever expires.
+pub const DEFAULT_HOLD_TTL: SignedDuration = SignedDuration::from_hours(1);
+
+impl Default for InProcessCounters {
+    fn default() -> Self {
+        Self::new(DEFAULT_HOLD_TTL)
+    }
+}
+
+impl InProcessCounters {
+    /// Counters whose unsettled holds expire after `ttl`.
+    pub fn new(ttl: SignedDuration) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            hasher: Default::default(),
+            ttl,
+        }
+    }
+
+    fn shard(&self, principal: &str) -> MutexGuard<'_, Shard> {
+        let i = (self.hasher.hash_one(principal) % SHARDS as u64) as usize;
+        // Every update leaves a shard consistent (single assignments), so a
+        // panic elsewhere while it was held does not poison its meaning.
+        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reservations held right now, in every shard.
+    pub fn held(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).held.len())
+            .sum()
+    }
+
+    fn reserve_now(
+        &self,
+        principal: &str,
+        id: ReservationId,
         lines: &[Line],
         amount: Decimal,
         now: Timestamp,
-    ) -> Result<Reservation, Box<Exceeded>> {
-        let mut state = self.lock();
-        for line in lines {
-            let standing = standing_of(state.counters.get(&line.id), &line.spec, now);
-            if standing.spent + standing.reserved + amount > line.limit {
-                return Err(Box::new(Exceeded {
-                    policy_id: line.id.policy_id.clone(),
-                    policy_version: line.policy_version,
-                    limit: line.limit,
-                    currency: line.currency,
-                    requested: amount,
-                    standing,
-                    window: line.id.window.clone(),
-                }));
+    ) -> Result<Hold, NotReserved> {
+        let at: Vec<_> = lines.iter().map(|l| cells_at(&l.spec, now)).collect();
+        let refused = {
+            let mut shard = self.shard(principal);
+            shard.expire(now, self.ttl);
+            if let Some(h) = shard.held.get(&id) {
+                return Ok(h.clone());
             }
-        }
-        let mut holds = Vec::with_capacity(lines.len());
-        for line in lines {
-            let (cell, oldest) = cells_at(&line.spec, now);
-            let counter = state.counters.entry(line.id.clone()).or_default();
-            counter.cells.entry(cell).or_default().reserved += amount;
-            // Cells that can no longer count are dropped (the current cell
-            // of a calendar window is its own oldest).
-            let keep_from = *oldest.start();
-            while let Some((&k, _)) = counter.cells.first_key_value() {
-                if k >= keep_from {
-                    break;
-                }
-                counter.cells.pop_first();
+            if shard.done.contains_key(&id) {
+                return Err(NotReserved::Finished(id));
             }
-            holds.push(Hold {
-                id: line.id.clone(),
-                cell,
-                amount,
+            let over = lines.iter().zip(&at).find_map(|(line, (_, range))| {
+                let sums = shard
+                    .counters
+                    .get(&line.id)
+                    .map_or((Decimal::ZERO, Decimal::ZERO), |c| c.sums(range.clone()));
+                (sums.0 + sums.1 + amount > line.limit).then_some((line, sums))
             });
+            match over {
+                Some(refused) => refused,
+                None => {
+                    let mut cells = Vec::with_capacity(lines.len());
+                    for (line, (cell, range)) in lines.iter().zip(&at) {
+                        let counter = shard.counters.entry(line.id.clone()).or_default();
+                        counter.cells.entry(*cell).or_default().reserved += amount;
+                        // Cells that can no longer count are dropped (the
+                        // current cell of a calendar window is its own oldest).
+                        let keep_from = *range.start();
+                        while counter
+                            .cells
+                            .first_key_value()
+                            .is_some_and(|(k, _)| *k < keep_from)
+                        {
+                            counter.cells.pop_first();
+                        }
+                        cells.push((line.id.clone(), *cell));
+                    }
+                    let expires_at = now.checked_add(self.ttl).unwrap_or(Timestamp::MAX);
+                    let hold = Hold {
+                        id,
+                        principal: principal.to_string(),
+                        amount,
+                        cells,
+                        expires_at,
+                    };
+                    shard.next_expiry =
+                        Some(shard.next_expiry.map_or(expires_at, |t| t.min(expires_at)));
+                    shard.held.insert(id, hold.clone());
+                    return Ok(hold);
+                }
+            }
+        };
+        let (line, sums) = refused;
+        Err(NotReserved::Exceeded(Box::new(Exceeded {
+            policy_id: line.id.policy_id.clone(),
+            policy_version: line.policy_version,
+            limit: line.limit,
+            currency: line.currency,
+            requested: amount,
+            standing: standing_at(&line.spec, now, sums),
+            window: line.id.window.clone(),
+        })))
+    }
+
+    fn finish_now(&self, hold: &Hold, actual: Option<Decimal>, now: Timestamp) {
+        let mut shard = self.shard(&hold.principal);
+        if shard.done.contains_key(&hold.id) {
+            return;
         }
-        state.next += 1;
-        let id = state.next;
-        state.held.insert(id, holds);
-        Ok(Reservation {
-            id,
-            amount,
-            counters: Some(self.clone()),
-        })
+        shard.done.insert(hold.id, now);
+        // Settle or release whichever hold is recorded under this id: the
+        // one this process holds, not the caller's copy.
+        let held = shard.held.remove(&hold.id);
+        if let Some(h) = &held {
+            shard.take_reserved(h);
+        }
+        if let Some(actual) = actual {
+            shard.add_spent(held.as_ref().unwrap_or(hold), actual.max(Decimal::ZERO));
+        }
     }
+}
 
-    /// Where each line stands at `now`.
-    pub fn standing(&self, line: &Line, now: Timestamp) -> Standing {
-        let state = self.lock();
-        standing_of(state.counters.get(&line.id), &line.spec, now)
-    }
-
-    /// Adds spend recorded before this process counted it (the ledger's
-    /// costs at start-up), into the cell of its time. Only for counters
-    /// not yet in use: `prime` returns false and adds nothing otherwise.
-    pub fn prime(
+impl Counters for InProcessCounters {
+    fn reserve(
         &self,
+        principal: &str,
+        id: ReservationId,
+        lines: &[Line],
+        amount: Decimal,
+        now: Timestamp,
+    ) -> BoxFuture<Result<Hold, NotReserved>> {
+        ready(self.reserve_now(principal, id, lines, amount, now))
+    }
+
+    fn settle(
+        &self,
+        hold: &Hold,
+        actual: Decimal,
+        now: Timestamp,
+    ) -> BoxFuture<Result<(), CounterError>> {
+        self.finish_now(hold, Some(actual), now);
+        ready(Ok(()))
+    }
+
+    fn release(&self, hold: &Hold, now: Timestamp) -> BoxFuture<Result<(), CounterError>> {
+        self.finish_now(hold, None, now);
+        ready(Ok(()))
+    }
+
+    fn standing(
+        &self,
+        principal: &str,
+        line: &Line,
+        now: Timestamp,
+    ) -> BoxFuture<Result<Standing, CounterError>> {
+        let (_, range) = cells_at(&line.spec, now);
+        let sums = {
+            let mut shard = self.shard(principal);
+            shard.expire(now, self.ttl);
+            shard
+                .counters
+                .get(&line.id)
+                .map_or((Decimal::ZERO, Decimal::ZERO), |c| c.sums(range))
+        };
+        ready(Ok(standing_at(&line.spec, now, sums)))
+    }
+
+    fn knows(&self, principal: &str, id: &CounterId) -> BoxFuture<Result<bool, CounterError>> {
+        ready(Ok(self.shard(principal).counters.contains_key(id)))
+    }
+
+    fn prime(
+        &self,
+        principal: &str,
         id: &CounterId,
         spec: &WindowSpec,
-        spend: impl IntoIterator<Item = (Timestamp, Decimal)>,
-    ) -> bool {
-        let mut state = self.lock();
-        if state.counters.contains_key(id) {
-            return false;
-        }
+        spend: Vec<(Timestamp, Decimal)>,
+    ) -> BoxFuture<Result<bool, CounterError>> {
         let mut counter = Counter::default();
         for (at, amount) in spend {
             let (cell, _) = cells_at(spec, at);
             counter.cells.entry(cell).or_default().spent += amount;
         }
-        state.counters.insert(id.clone(), counter);
-        true
-    }
-
-    /// Whether the counter exists (was primed or used).
-    pub fn knows(&self, id: &CounterId) -> bool {
-        self.lock().counters.contains_key(id)
-    }
-
-    fn finish(&self, id: u64, actual: Option<Decimal>) {
-        let mut state = self.lock();
-        let Some(holds) = state.held.remove(&id) else {
-            return;
-        };
-        for hold in holds {
-            if let Some(counter) = state.counters.get_mut(&hold.id) {
-                let cell = counter.cells.entry(hold.cell).or_default();
-                cell.reserved = (cell.reserved - hold.amount).max(Decimal::ZERO);
-                if let Some(actual) = actual {
-                    cell.spent += actual;
-                }
-            }
+        let mut shard = self.shard(principal);
+        if shard.counters.contains_key(id) {
+            return ready(Ok(false));
         }
-    }
-
-    /// Number of reservations held right now.
-    pub fn held(&self) -> usize {
-        self.lock().held.len()
-    }
-}
-
-/// A reservation held for one call. Settle it with the actual cost, or
-/// release it; dropping it releases it.
-#[derive(Debug)]
-pub struct Reservation {
-    id: u64,
-    amount: Decimal,
-    counters: Option<Arc<Counters>>,
-}
-
-impl Reservation {
-    /// The amount held (the call's worst case).
-    pub fn amount(&self) -> Decimal {
-        self.amount
-    }
-
-    /// Replaces the hold with the actual cost.
-    pub fn settle(mut self, actual: Decimal) {
-        if let Some(c) = self.counters.take() {
-            c.finish(self.id, Some(actual.max(Decimal::ZERO)));
-        }
-    }
-
-    /// Gives the hold back: nothing was spent.
-    pub fn release(mut self) {
-        if let Some(c) = self.counters.take() {
-            c.finish(self.id, None);
-        }
-    }
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        if let Some(c) = self.counters.take() {
-            c.finish(self.id, None);
-        }
+        shard.counters.insert(id.clone(), counter);
+        ready(Ok(true))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Budgets: spend windows, rate limits, and reserve-before / settle-after
-//! accounting over a counter seam (in-process here; Redis in the
-//! distributed deployment, with the same semantics).
+//! accounting over the counter and rate-limit seams (in process here;
+//! Redis in the distributed deployment, with the same semantics). Pure:
+//! nothing here does I/O, and the clock is a parameter.
 
 pub mod charge;
 pub mod counters;
@@ -11,10 +12,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use charge::Plan;
-use counters::{CounterId, Counters, Line};
+use counters::{CounterId, Line};
 
 use crate::policy::Policy;
-use crate::store::{Store, StoreError};
 
 /// The budgets and rate limits of every principal, from the active
 /// policies (latest versions).
@@ -52,44 +52,4 @@ pub fn plans(policies: &[Policy]) -> HashMap<String, Arc<Plan>> {
             (k, Arc::new(v))
         })
         .collect()
-}
-
-/// Primes the counters of budgets this process has not counted yet with
-/// the spend the ledger recorded in their current windows (at start-up,
-/// and when a budget is created or its window changed while running).
-/// Spend in another currency than a budget's is not counted in it.
-pub async fn prime(
-    store: &Store,
-    counters: &Counters,
-    plans: &HashMap<String, Arc<Plan>>,
-    now: jiff::Timestamp,
-) -> Result<usize, StoreError> {
-    let mut primed = 0;
-    for (principal, plan) in plans {
-        for line in &plan.lines {
-            if counters.knows(&line.id) {
-                continue;
-            }
-            let since = line
-                .spec
-                .current(now)
-                .start
-                .checked_sub(line.spec.bucket_width())
-                .unwrap_or(jiff::Timestamp::MIN);
-            let spend = store.spend_since(principal, since.as_millisecond()).await?;
-            let currency = line.currency.as_str();
-            let rows = spend
-                .into_iter()
-                .filter(|s| s.currency == currency)
-                .filter_map(|s| {
-                    jiff::Timestamp::from_millisecond(s.ts_ms)
-                        .ok()
-                        .map(|t| (t, s.amount))
-                });
-            if counters.prime(&line.id, &line.spec, rows) {
-                primed += 1;
-            }
-        }
-    }
-    Ok(primed)
 }

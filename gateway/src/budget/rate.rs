@@ -17,12 +17,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::{Mutex, PoisonError};
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Code;
+use super::counters::{BoxFuture, CounterError};
 
 /// Length of the sliding window, in seconds.
 pub const WINDOW_SECS: i64 = 60;
@@ -163,12 +164,6 @@ pub enum RateLimited {
 }
 
 impl RateLimited {
-    pub fn code(&self) -> Code {
-        match self {
-            RateLimited::Exceeded { .. } | RateLimited::NeverFits { .. } => Code::RateLimited,
-        }
-    }
-
     /// The value for `Retry-After`; `None` when retrying cannot help.
     pub fn retry_after(&self) -> Option<SignedDuration> {
         match self {
@@ -182,6 +177,47 @@ impl RateLimited {
             RateLimited::Exceeded { limit, .. } | RateLimited::NeverFits { limit, .. } => *limit,
         }
     }
+}
+
+/// Why a request was not admitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotAdmitted {
+    #[error(transparent)]
+    Limited(#[from] RateLimited),
+    /// The limiter cannot be reached: nothing can be promised.
+    #[error(transparent)]
+    Unavailable(#[from] CounterError),
+}
+
+/// The rate-limit seam: requests and tokens per sliding minute, per
+/// principal, with the semantics of [`InProcessRateLimiter`] (the
+/// embedded implementation; the module docs describe the window).
+pub trait RateLimiter: Send + Sync + 'static {
+    /// Admits a request if every limit holds; records it and holds its
+    /// token estimate. A refusal records nothing.
+    fn admit(
+        &self,
+        principal: &str,
+        limits: &[RateLimit],
+        estimated_tokens: u64,
+        now: Timestamp,
+    ) -> BoxFuture<Result<RateTicket, NotAdmitted>>;
+
+    /// Replaces the ticket's estimate with the actual tokens, in the
+    /// second the request was admitted in.
+    fn settle(
+        &self,
+        ticket: RateTicket,
+        actual_tokens: u64,
+        now: Timestamp,
+    ) -> BoxFuture<Result<(), CounterError>>;
+
+    /// Takes the admission back (the call was refused by a later step, so
+    /// it used neither a request nor tokens).
+    fn release(&self, ticket: RateTicket, now: Timestamp) -> BoxFuture<Result<(), CounterError>>;
+
+    /// What `principal` has used in the window at `now`.
+    fn usage(&self, principal: &str, now: Timestamp) -> BoxFuture<Result<RateUsage, CounterError>>;
 }
 
 /// Proof of an admission, holding its token estimate until settled.
@@ -258,16 +294,30 @@ impl State {
     }
 }
 
-/// In-process rate limiter keyed by principal id. One lock guards all
-/// state, so each admission checks and records atomically.
-#[derive(Debug, Default)]
-pub struct RateLimiter {
-    state: Mutex<State>,
+/// Shards of [`InProcessRateLimiter`].
+const SHARDS: usize = 64;
+
+/// In-process rate limiter keyed by principal id, sharded by principal:
+/// one lock per shard, so each admission checks and records atomically
+/// without serialising other principals.
+#[derive(Debug)]
+pub struct InProcessRateLimiter {
+    shards: Box<[Mutex<State>]>,
+    hasher: std::collections::hash_map::RandomState,
 }
 
-impl RateLimiter {
-    pub fn new() -> RateLimiter {
-        RateLimiter::default()
+impl Default for InProcessRateLimiter {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(State::default())).collect(),
+            hasher: Default::default(),
+        }
+    }
+}
+
+impl InProcessRateLimiter {
+    pub fn new() -> InProcessRateLimiter {
+        InProcessRateLimiter::default()
     }
 
     /// Admits a request of `principal` if every limit in `limits` holds
@@ -286,7 +336,7 @@ impl RateLimiter {
         now: Timestamp,
     ) -> Result<RateTicket, RateLimited> {
         let now_second = second_of(now);
-        let mut state = self.lock();
+        let mut state = self.lock(principal);
         state.sweep_if_due(now_second);
 
         let mut empty = VecDeque::new();
@@ -319,7 +369,7 @@ impl RateLimiter {
     /// nothing.
     pub fn settle(&self, ticket: RateTicket, actual_tokens: u64, now: Timestamp) {
         let now_second = second_of(now);
-        let mut state = self.lock();
+        let mut state = self.lock(&ticket.principal);
         state.sweep_if_due(now_second);
         let Some(buckets) = state.principals.get_mut(&ticket.principal) else {
             return;
@@ -332,10 +382,26 @@ impl RateLimiter {
         }
     }
 
+    /// Takes an admission back: its request and its token estimate leave
+    /// the window at once (a later step refused the call). A ticket whose
+    /// bucket has already left changes nothing.
+    pub fn release(&self, ticket: RateTicket, now: Timestamp) {
+        let now_second = second_of(now);
+        let mut state = self.lock(&ticket.principal);
+        state.sweep_if_due(now_second);
+        let Some(buckets) = state.principals.get_mut(&ticket.principal) else {
+            return;
+        };
+        if let Some(bucket) = buckets.iter_mut().find(|b| b.second == ticket.second) {
+            bucket.requests = bucket.requests.saturating_sub(1);
+            bucket.tokens = bucket.tokens.saturating_sub(ticket.estimate);
+        }
+    }
+
     /// What `principal` has used in the window at `now`.
     pub fn usage(&self, principal: &str, now: Timestamp) -> RateUsage {
         let now_second = second_of(now);
-        let state = self.lock();
+        let state = self.lock(principal);
         state
             .principals
             .get(principal)
@@ -351,18 +417,57 @@ impl RateLimiter {
     /// Drops expired buckets and principals with nothing in the window.
     /// `admit` and `settle` also do this at most once a minute.
     pub fn prune(&self, now: Timestamp) {
-        self.lock().sweep(second_of(now));
+        for shard in &self.shards {
+            lock(shard).sweep(second_of(now));
+        }
     }
 
     /// Principals currently holding usage (for metrics and tests).
     pub fn principals(&self) -> usize {
-        self.lock().principals.len()
+        self.shards.iter().map(|s| lock(s).principals.len()).sum()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // The state stays consistent across a panic (every update is a
-        // single field write), so a poisoned lock is safe to reuse.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self, principal: &str) -> std::sync::MutexGuard<'_, State> {
+        lock(&self.shards[(self.hasher.hash_one(principal) % SHARDS as u64) as usize])
+    }
+}
+
+fn lock(shard: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    // The state stays consistent across a panic (every update is a single
+    // field write), so a poisoned lock is safe to reuse.
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl RateLimiter for InProcessRateLimiter {
+    fn admit(
+        &self,
+        principal: &str,
+        limits: &[RateLimit],
+        estimated_tokens: u64,
+        now: Timestamp,
+    ) -> BoxFuture<Result<RateTicket, NotAdmitted>> {
+        let r = InProcessRateLimiter::admit(self, principal, limits, estimated_tokens, now);
+        Box::pin(std::future::ready(r.map_err(NotAdmitted::Limited)))
+    }
+
+    fn settle(
+        &self,
+        ticket: RateTicket,
+        actual_tokens: u64,
+        now: Timestamp,
+    ) -> BoxFuture<Result<(), CounterError>> {
+        InProcessRateLimiter::settle(self, ticket, actual_tokens, now);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn release(&self, ticket: RateTicket, now: Timestamp) -> BoxFuture<Result<(), CounterError>> {
+        InProcessRateLimiter::release(self, ticket, now);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn usage(&self, principal: &str, now: Timestamp) -> BoxFuture<Result<RateUsage, CounterError>> {
+        let u = InProcessRateLimiter::usage(self, principal, now);
+        Box::pin(std::future::ready(Ok(u)))
     }
 }
 

@@ -2,13 +2,15 @@
 //! inserts events in batches (one transaction per batch); a failed batch is
 //! retried until it lands.
 //!
-//! The queue is bounded in two steps. Past [`SOFT_LIMIT`] queued events (or
-//! while the last batch failed) the sink reports that it is not accepting,
-//! and the data path refuses new calls with `not_ready`: no call is
-//! forwarded that could not be recorded. Past [`HARD_LIMIT`], refusal rows
-//! (which cost nobody anything) are dropped and counted, so a flood of
-//! refused requests during an outage cannot exhaust memory; rows of
-//! forwarded calls are never dropped.
+//! The queue is bounded in two steps. Past its soft limit ([`SOFT_LIMIT`]
+//! by default) queued events (or while the last batch failed) the sink
+//! reports that it is not accepting, and the data path refuses new calls
+//! with `not_ready`: no call is forwarded that could not be recorded. Past
+//! its hard limit ([`HARD_LIMIT`]), events emitted with
+//! [`Retention::Shed`] (refusals of calls that reached no provider, which
+//! cost nobody anything) are dropped and counted, so a flood of refused
+//! requests during an outage cannot exhaust memory; rows of forwarded calls
+//! and authority changes are never dropped.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{EventSink, LedgerEvent};
+use super::{EventSink, LedgerEvent, Retention};
 use crate::store::Store;
 
 const BATCH: usize = 512;
@@ -26,12 +28,32 @@ pub const SOFT_LIMIT: u64 = 50_000;
 /// Queued events above which refusal rows are dropped.
 pub const HARD_LIMIT: u64 = 500_000;
 
+/// The backlog limits of a writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Queued events above which new calls are refused.
+    pub soft: u64,
+    /// Queued events above which sheddable events are dropped.
+    pub hard: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            soft: SOFT_LIMIT,
+            hard: HARD_LIMIT,
+        }
+    }
+}
+
 /// Counters shared by the sink and the writer task.
 #[derive(Default)]
 struct Counters {
     queued: AtomicU64,
     written: AtomicU64,
+    dropped: AtomicU64,
     healthy: AtomicBool,
+    limits: Limits,
 }
 
 impl Counters {
@@ -50,8 +72,9 @@ pub struct EmbeddedSink {
 }
 
 impl EventSink for EmbeddedSink {
-    fn emit(&self, event: LedgerEvent) {
-        if event.decision == "deny" && self.counters.backlog() >= HARD_LIMIT {
+    fn emit(&self, event: LedgerEvent, retention: Retention) {
+        if retention == Retention::Shed && self.counters.backlog() >= self.counters.limits.hard {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("caracal_ledger_events_dropped_total").increment(1);
             return;
         }
@@ -63,7 +86,8 @@ impl EventSink for EmbeddedSink {
     }
 
     fn accepting(&self) -> bool {
-        self.counters.healthy.load(Ordering::Relaxed) && self.counters.backlog() < SOFT_LIMIT
+        self.counters.healthy.load(Ordering::Relaxed)
+            && self.counters.backlog() < self.counters.limits.soft
     }
 }
 
@@ -76,11 +100,18 @@ pub struct LedgerWriter {
 }
 
 impl LedgerWriter {
-    /// Starts the writer. Stop it with [`Self::finish`].
+    /// Starts the writer with the default limits. Stop it with
+    /// [`Self::finish`].
     pub fn start(store: Store) -> (Self, EmbeddedSink) {
+        Self::start_with(store, Limits::default())
+    }
+
+    /// Starts the writer with `limits`.
+    pub fn start_with(store: Store, limits: Limits) -> (Self, EmbeddedSink) {
         let (tx, rx) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters {
             healthy: AtomicBool::new(true),
+            limits,
             ..Default::default()
         });
         let stop = CancellationToken::new();
@@ -111,6 +142,11 @@ impl LedgerWriter {
     /// Events accepted but not yet written.
     pub fn backlog(&self) -> u64 {
         self.counters.backlog()
+    }
+
+    /// Events dropped past the hard limit.
+    pub fn dropped(&self) -> u64 {
+        self.counters.dropped.load(Ordering::Relaxed)
     }
 
     /// Stops taking events and writes every event already queued.
@@ -164,5 +200,97 @@ async fn run(
         }
         metrics::gauge!("caracal_ledger_backlog").set(counters.backlog() as f64);
         batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::budget::counters::BoxFuture;
+    use crate::ledger::{Decision, EventKind, Mode};
+    use crate::store::LedgerFilter;
+
+    /// The embedded sink over a fresh SQLite store.
+    struct Embedded {
+        _dir: tempfile::TempDir,
+        store: Store,
+        sink: Arc<EmbeddedSink>,
+        _writer: LedgerWriter,
+    }
+
+    impl crate::conformance::event_sink::Harness for Embedded {
+        fn sink(&self) -> Arc<dyn EventSink> {
+            self.sink.clone()
+        }
+
+        fn delivered(&self) -> BoxFuture<Vec<LedgerEvent>> {
+            let store = self.store.clone();
+            Box::pin(async move {
+                store
+                    .query_ledger(&LedgerFilter::default())
+                    .await
+                    .expect("query")
+            })
+        }
+    }
+
+    async fn embedded() -> Embedded {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("ledger.db"))
+            .await
+            .expect("store");
+        let (writer, sink) = LedgerWriter::start(store.clone());
+        Embedded {
+            _dir: dir,
+            store,
+            sink: Arc::new(sink),
+            _writer: writer,
+        }
+    }
+
+    crate::event_sink_conformance!(embedded);
+
+    fn refusal() -> LedgerEvent {
+        // The flood the hard limit exists for: `not_ready` refusals, which
+        // are recorded with decision `error`, not `deny`.
+        LedgerEvent::new(
+            EventKind::Call,
+            Mode::BaseUrl,
+            Decision::Error,
+            crate::error::Code::NotReady,
+        )
+    }
+
+    #[tokio::test]
+    async fn past_the_hard_limit_refusals_are_shed_and_forwarded_calls_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("ledger.db"))
+            .await
+            .expect("store");
+        // A closed store fails every batch: nothing drains, the backlog grows.
+        store.close().await;
+        let limits = Limits { soft: 5, hard: 10 };
+        let (writer, sink) = LedgerWriter::start_with(store, limits);
+        for _ in 0..100 {
+            sink.emit(refusal(), Retention::Shed);
+        }
+        assert_eq!(writer.backlog(), 10, "refusals stop at the hard limit");
+        assert_eq!(writer.dropped(), 90);
+        assert!(
+            !sink.accepting(),
+            "past the soft limit nothing new is taken on"
+        );
+        let mut call = refusal();
+        call.decision = Decision::Allow;
+        call.code = crate::ledger::EventCode::OK;
+        for _ in 0..5 {
+            sink.emit(call.clone(), Retention::Keep);
+        }
+        assert_eq!(writer.backlog(), 15, "forwarded calls are never dropped");
+        assert_eq!(writer.dropped(), 90);
+        writer.stop.cancel();
+        writer.task.abort();
     }
 }

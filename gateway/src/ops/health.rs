@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use http::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -64,6 +65,47 @@ impl Health {
     }
 }
 
+/// Whether every certificate in `expiries` stays valid for `margin` more
+/// at `now`; logs the first that does not.
+pub fn certificates_ok(
+    expiries: &[(&'static str, SystemTime)],
+    margin: Duration,
+    now: SystemTime,
+) -> bool {
+    let horizon = now.checked_add(margin).unwrap_or(now);
+    match expiries.iter().find(|(_, not_after)| *not_after <= horizon) {
+        None => true,
+        Some((what, not_after)) => {
+            let at = jiff::Timestamp::try_from(*not_after)
+                .map_or_else(|_| "?".to_string(), |t| t.to_string());
+            tracing::warn!(
+                certificate = what,
+                not_after = at,
+                "{what} expires within the configured margin; renew it (restart the gateway to reissue its certificate)"
+            );
+            false
+        }
+    }
+}
+
+/// Keeps the `tls` guard true while every certificate stays valid for
+/// `margin` more, checking every minute until `stop`.
+pub async fn watch_expiry(
+    expiries: Vec<(&'static str, SystemTime)>,
+    margin: Duration,
+    guard: Arc<AtomicBool>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let ok = certificates_ok(&expiries, margin, SystemTime::now());
+        guard.store(ok, Ordering::Relaxed);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +121,38 @@ mod tests {
         let r = h.report();
         assert_eq!(r.failing, vec!["store".to_string()]);
         assert_eq!(h.response().status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::*;
+
+    #[test]
+    fn certificates_fail_the_guard_within_the_margin() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let day = Duration::from_secs(86_400);
+        let margin = day * 14;
+        let far = now + day * 300;
+        assert!(certificates_ok(
+            &[("ca", far), ("server", far)],
+            margin,
+            now
+        ));
+        // Expiring in 13 days: inside a 14-day margin.
+        assert!(!certificates_ok(
+            &[("ca", far), ("server", now + day * 13)],
+            margin,
+            now
+        ));
+        // Exactly at the margin counts as expiring.
+        assert!(!certificates_ok(&[("ca", now + margin)], margin, now));
+        assert!(certificates_ok(
+            &[("ca", now + margin + Duration::from_secs(1))],
+            margin,
+            now
+        ));
+        // Already expired.
+        assert!(!certificates_ok(&[("ca", now - day)], margin, now));
     }
 }

@@ -16,10 +16,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::budget::charge::Plan;
-use crate::budget::counters::Counters;
-use crate::cache::SnapshotCell;
+use crate::budget::counters::{BoxFuture, Counters};
 use crate::money::fmt_amount;
 use crate::proxy::respond;
+use crate::snapshot::SnapshotCell;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -80,15 +80,24 @@ fn describe() {
 
 /// Answers `GET /budgets` for one principal id: the JSON document
 /// [`budgets_json`] builds.
-pub type BudgetReport = Arc<dyn Fn(&str) -> Value + Send + Sync>;
+pub type BudgetReport = Arc<dyn Fn(&str) -> BoxFuture<Value> + Send + Sync>;
 
 /// The report of the budgets in the snapshot `cell` holds, standing in
 /// `counters`, at the time of each request.
-pub fn budget_report(cell: SnapshotCell, counters: Arc<Counters>) -> BudgetReport {
+pub fn budget_report(cell: SnapshotCell, counters: Arc<dyn Counters>) -> BudgetReport {
     Arc::new(move |principal: &str| {
-        let snapshot = cell.load();
-        let plan = snapshot.budgets.get(principal).map(|p| p.as_ref());
-        budgets_json(principal, plan, &counters, Timestamp::now())
+        let plan = cell.load().budgets.get(principal).cloned();
+        let counters = counters.clone();
+        let principal = principal.to_string();
+        Box::pin(async move {
+            budgets_json(
+                &principal,
+                plan.as_deref(),
+                counters.as_ref(),
+                Timestamp::now(),
+            )
+            .await
+        })
     })
 }
 
@@ -96,19 +105,28 @@ pub fn budget_report(cell: SnapshotCell, counters: Arc<Counters>) -> BudgetRepor
 /// the principal has no budget) with its current window at `now` and what
 /// `counters` hold in it, ordered by policy id. Amounts are decimal
 /// strings, instants RFC 3339 in UTC.
-pub fn budgets_json(
+/// A budget whose counters cannot be read reports the error instead.
+pub async fn budgets_json(
     principal: &str,
     plan: Option<&Plan>,
-    counters: &Counters,
+    counters: &dyn Counters,
     now: Timestamp,
 ) -> Value {
     let mut lines: Vec<_> = plan.map(|p| p.lines.iter().collect()).unwrap_or_default();
     lines.sort_by(|a, b| (&a.id.policy_id, &a.id.window).cmp(&(&b.id.policy_id, &b.id.window)));
-    let budgets: Vec<Value> = lines
-        .into_iter()
-        .map(|line| {
-            let s = counters.standing(line, now);
-            json!({
+    let mut budgets: Vec<Value> = Vec::with_capacity(lines.len());
+    for line in lines {
+        let s = match counters.standing(principal, line, now).await {
+            Ok(s) => s,
+            Err(e) => {
+                budgets.push(json!({
+                    "policy_id": line.id.policy_id,
+                    "error": e.to_string(),
+                }));
+                continue;
+            }
+        };
+        budgets.push(json!({
                 "policy_id": line.id.policy_id,
                 "policy_version": line.policy_version,
                 "limit": fmt_amount(line.limit),
@@ -122,9 +140,8 @@ pub fn budgets_json(
                 "spent": fmt_amount(s.spent),
                 "reserved": fmt_amount(s.reserved),
                 "remaining": fmt_amount(s.remaining(line.limit)),
-            })
-        })
-        .collect();
+        }));
+    }
     json!({"principal": principal, "budgets": budgets})
 }
 
@@ -202,7 +219,9 @@ pub async fn serve(
                             &json!({"error": "method_not_allowed", "message": "use GET"}),
                         ),
                         ("/budgets", _) => match principal_param(req.uri().query()) {
-                            Ok(principal) => respond::json(StatusCode::OK, &budgets(&principal)),
+                            Ok(principal) => {
+                                respond::json(StatusCode::OK, &budgets(&principal).await)
+                            }
                             Err(message) => respond::json(
                                 StatusCode::BAD_REQUEST,
                                 &json!({"error": "bad_request", "message": message}),
@@ -239,7 +258,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::budget::counters::{CounterId, Line};
+    use crate::budget::counters::{CounterId, InProcessCounters, Line, ReservationId};
     use crate::budget::window::{Period, WindowSpec, WindowType};
     use crate::money::{parse_amount, Currency, Decimal};
 
@@ -257,8 +276,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn budgets_report_the_live_counters_of_the_current_window() {
+    #[tokio::test]
+    async fn budgets_report_the_live_counters_of_the_current_window() {
         let now: Timestamp = "2026-11-22T10:00:00Z".parse().unwrap();
         let daily = line(
             "p-day",
@@ -270,22 +289,33 @@ mod tests {
             "1",
             WindowSpec::new(Period::Hourly, WindowType::Calendar, "UTC").unwrap(),
         );
-        let counters = Counters::new();
+        let counters = InProcessCounters::default();
         // 1.25 spent this local day, 0.75 the day before (not counted).
         let spent = [
             ("2026-11-22T08:00:00Z", "1.25"),
             ("2026-11-21T08:00:00Z", "0.75"),
         ]
         .map(|(t, a)| (t.parse::<Timestamp>().unwrap(), d(a)));
-        assert!(counters.prime(&daily.id, &daily.spec, spent));
+        assert!(counters
+            .prime("agent-1", &daily.id, &daily.spec, spent.to_vec())
+            .await
+            .unwrap());
+        let id = ReservationId::new();
         let held = counters
-            .reserve(&[daily.clone(), hourly.clone()], d("0.5"), now)
+            .reserve(
+                "agent-1",
+                id,
+                &[daily.clone(), hourly.clone()],
+                d("0.5"),
+                now,
+            )
+            .await
             .unwrap();
         let plan = Plan {
             lines: vec![hourly, daily],
             ..Plan::default()
         };
-        let v = budgets_json("agent-1", Some(&plan), &counters, now);
+        let v = budgets_json("agent-1", Some(&plan), &counters, now).await;
         assert_eq!(v["principal"], "agent-1");
         let budgets = v["budgets"].as_array().unwrap();
         assert_eq!(budgets.len(), 2, "{v}");
@@ -312,13 +342,13 @@ mod tests {
         assert_eq!(budgets[1]["remaining"], "0.50");
         assert_eq!(budgets[1]["resets_at"], "2026-11-22T11:00:00Z");
         // Settled: the reservation becomes spend.
-        held.settle(d("0.2"));
-        let v = budgets_json("agent-1", Some(&plan), &counters, now);
+        counters.settle(&held, d("0.2"), now).await.unwrap();
+        let v = budgets_json("agent-1", Some(&plan), &counters, now).await;
         assert_eq!(v["budgets"][0]["spent"], "1.45");
         assert_eq!(v["budgets"][0]["reserved"], "0.00");
         // A principal without budgets has an empty list.
         assert_eq!(
-            budgets_json("nobody", None, &counters, now),
+            budgets_json("nobody", None, &counters, now).await,
             json!({"principal": "nobody", "budgets": []})
         );
     }

@@ -1,78 +1,102 @@
 //! `CONNECT host:port` (HTTPS_PROXY mode). The tunnel is opened only for an
 //! authenticated principal and a host that belongs to a provider; inside
 //! it the gateway terminates TLS with a leaf minted for `host` by the
-//! workspace CA, so every request in the tunnel passes the same pipeline.
+//! workspace CA, so every request in the tunnel passes the same stack.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Request, Response};
-use hyper::body::Incoming;
+use futures_util::future::{Either, Ready};
+use http::{Method, Response};
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncReadExt;
 
+use super::call::{Call, Refusal, Target};
 use super::listener::serve_connection;
-use super::pipeline::{self, CallRecord, Caller};
 use super::respond::{self, Body};
 use super::rewind::Rewind;
-use super::service::refuse;
+use super::step::Answer;
 use super::{ConnInfo, Shared, Tunnel};
-use crate::authn;
 use crate::error::{Code, Denial};
 
 /// TLS records start with this byte (handshake).
 const TLS_HANDSHAKE: u8 = 0x16;
 
-/// Answers a CONNECT: 200 and a tunnel, or a refusal.
-pub async fn open(
-    shared: &Arc<Shared>,
-    conn: &ConnInfo,
-    req: Request<Incoming>,
-    rec: &mut CallRecord,
-    started: Instant,
-) -> Response<Body> {
-    let authority = match req.uri().authority() {
-        Some(a) if a.port_u16().is_some() => a.clone(),
+/// The CONNECT layer: a CONNECT (authenticated, its host routed to a
+/// provider by the layers above) opens a tunnel; every other request goes
+/// on to be enforced.
+#[derive(Clone)]
+pub struct ConnectLayer {
+    shared: Arc<Shared>,
+}
+
+pub fn layer(shared: Arc<Shared>) -> ConnectLayer {
+    ConnectLayer { shared }
+}
+
+impl<I> tower::Layer<I> for ConnectLayer {
+    type Service = Connect<I>;
+
+    fn layer(&self, inner: I) -> Self::Service {
+        Connect {
+            shared: self.shared.clone(),
+            inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Connect<I> {
+    shared: Arc<Shared>,
+    inner: I,
+}
+
+impl<I> tower::Service<Call> for Connect<I>
+where
+    I: tower::Service<Call, Response = Response<Body>, Error = Refusal>,
+{
+    type Response = Response<Body>;
+    type Error = Refusal;
+    type Future = Either<I::Future, Ready<Answer>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Refusal>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        if call.req.method() != Method::CONNECT {
+            return Either::Left(self.inner.call(call));
+        }
+        Either::Right(futures_util::future::ready(open(&self.shared, call)))
+    }
+}
+
+/// Answers a CONNECT: 200 and a tunnel served in the background.
+fn open(shared: &Arc<Shared>, call: Call) -> Answer {
+    let Call { mut req, ctx } = call;
+    let (principal, host, port) = match (&ctx.principal, &ctx.target) {
+        (Some(p), Some(Target::Host { host, port, .. })) => (p, host.clone(), *port),
         _ => {
-            let d = Denial::new(Code::BadRequest, "CONNECT target must be host:port");
-            return refuse(shared, rec, &d, started, true);
+            let d = Denial::new(Code::Internal, "a CONNECT reached the tunnel unrouted");
+            return Err(Refusal::new(d, Call { req, ctx }));
         }
     };
-    let snapshot = shared.snapshot.load();
-    let caller = Caller::Presented(authn::from_proxy_headers(req.headers()));
-    let principal = match pipeline::authenticate(&snapshot, caller) {
-        Ok(p) => p,
-        Err(d) => return refuse(shared, rec, &d, started, true),
-    };
-    rec.principal_id = Some(principal.id.clone());
-    rec.url = Some(authority.to_string());
-    let host = match pipeline::normalise_host(&snapshot, authority.host()) {
-        Ok(h) => h,
-        Err(d) => return refuse(shared, rec, &d, started, true),
-    };
-    let Some(provider) = snapshot.provider_for_host(&host) else {
-        let d = Denial::new(
-            Code::ProviderUnknown,
-            format!("host {host} belongs to no provider of this workspace"),
-        );
-        return refuse(shared, rec, &d, started, true);
-    };
-    tracing::debug!(principal = %principal.id, host, provider = provider.name(), "tunnel opened");
+    tracing::debug!(principal = %principal.id, host, "tunnel opened");
     let tunnel = Tunnel {
         principal_id: principal.id.clone(),
         host,
-        port: authority.port_u16().unwrap_or(443),
+        port: port.unwrap_or(443),
         https: false,
     };
-    let on_upgrade = hyper::upgrade::on(req);
+    let on_upgrade = hyper::upgrade::on(&mut req);
     let task_shared = shared.clone();
     let outer = ConnInfo {
-        peer: conn.peer,
+        peer: ctx.conn.peer,
         tunnel: None,
-        slot: conn.slot.clone(),
+        slot: ctx.conn.slot.clone(),
     };
     shared.tracker.spawn(async move {
         match on_upgrade.await {
@@ -80,7 +104,7 @@ pub async fn open(
             Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
         }
     });
-    Response::new(respond::empty())
+    Ok(Response::new(respond::empty()))
 }
 
 /// Serves the inside of a tunnel: TLS (intercepted) or plain HTTP,

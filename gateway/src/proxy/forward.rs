@@ -1,28 +1,23 @@
 //! Forwarding an admitted call: rewrite headers (strip what the agent must
-//! not send upstream, inject the provider's credentials), stream the
-//! request body up and the response body down through the meters.
+//! not send upstream, inject the provider's credentials) and stream the
+//! request body up, counted and capped. The end of the stack.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::{Context, Poll};
 
+use caracal_config::Limits;
+use futures_util::future::BoxFuture;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Version};
 use http_body_util::BodyExt;
+use hyper::body::Incoming;
 
-use super::meter::{Counted, InFlight, Metered, Pending, RequestProgress};
-use super::pipeline::{Admitted, CallRecord};
-use super::respond::Body;
-use super::service::refuse;
-use super::upstream::forbidden_in;
-use super::Shared;
-use crate::budget::charge::Charge;
+use super::call::RequestBody;
+use super::meter::{Counted, RequestProgress};
+use super::upstream::{forbidden_in, Upstream};
 use crate::error::{Code, Denial};
-use crate::model::Template;
-use crate::usage::{BodyKind, Dialect, UsageObserver};
-
-/// Most a JSON response is buffered (as a copy) to read its usage.
-const USAGE_CAP: usize = 4 << 20;
+use crate::provider::Provider;
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [&str; 9] = [
@@ -40,48 +35,69 @@ const HOP_BY_HOP: [&str; 9] = [
 /// Credentials an agent might send towards a provider; always stripped.
 const AGENT_CREDENTIALS: [&str; 4] = ["authorization", "x-api-key", "api-key", "x-goog-api-key"];
 
-/// What budgets add to a forwarded call: its charge, settled with its
-/// ledger row, and whether to hide the usage event the gateway asked for.
-#[derive(Default)]
-pub struct Billing {
-    pub charge: Option<Charge>,
-    pub strip_usage_event: bool,
-    /// Without a charge: the snapshot whose prices record the call's cost
-    /// in the ledger afterwards.
-    pub prices: Option<Arc<crate::cache::Snapshot>>,
+/// An admitted call on its way to its provider.
+pub struct Outbound {
+    pub req: Request<RequestBody>,
+    /// The path and query to ask the provider for.
+    pub path: String,
+    pub provider: Arc<Provider>,
+    /// Counts the request body as it streams up.
+    pub progress: Arc<RequestProgress>,
 }
 
-/// Sends the call upstream and returns the (streaming) response.
-#[allow(clippy::too_many_arguments)]
-pub async fn send<B>(
-    shared: &Arc<Shared>,
-    rec: &CallRecord,
-    admitted: Admitted,
-    path: String,
-    req: Request<B>,
-    started: Instant,
-    in_flight: InFlight,
-    proxy: bool,
-    billing: Billing,
-) -> Response<Body>
-where
-    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
-    B::Error: Into<super::respond::BoxError>,
-{
-    let provider = &admitted.provider;
-    let uri = match provider.upstream_uri(&path) {
-        Ok(uri) => uri,
-        Err(e) => {
-            let d = Denial::new(
-                Code::BadRequest,
-                format!("cannot build the upstream URL: {e}"),
-            );
-            return refuse(shared, rec, &d, started, proxy);
+/// The forwarding service: sends an admitted call to its provider with
+/// the provider's credentials, and returns the provider's response (its
+/// body still streaming), or the refusal of a provider that could not be
+/// reached or did not answer in time.
+#[derive(Clone)]
+pub struct Forward {
+    upstream: Upstream,
+    limits: Arc<Limits>,
+}
+
+impl Forward {
+    pub fn new(upstream: Upstream, limits: Limits) -> Self {
+        Self {
+            upstream,
+            limits: Arc::new(limits),
         }
-    };
+    }
+}
+
+impl tower::Service<Outbound> for Forward {
+    type Response = Response<Incoming>;
+    type Error = Denial;
+    type Future = BoxFuture<'static, Result<Response<Incoming>, Denial>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Denial>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, out: Outbound) -> Self::Future {
+        let upstream = self.upstream.clone();
+        let limits = self.limits.clone();
+        Box::pin(send(upstream, limits, out))
+    }
+}
+
+async fn send(
+    upstream: Upstream,
+    limits: Arc<Limits>,
+    out: Outbound,
+) -> Result<Response<Incoming>, Denial> {
+    let Outbound {
+        req,
+        path,
+        provider,
+        progress,
+    } = out;
+    let uri = provider.upstream_uri(&path).map_err(|e| {
+        Denial::new(
+            Code::BadRequest,
+            format!("cannot build the upstream URL: {e}"),
+        )
+    })?;
     let (parts, body) = req.into_parts();
-    let limits = &shared.config.limits;
-    let progress = Arc::new(RequestProgress::default());
     let body = Counted::new(
         body,
         progress.clone(),
@@ -90,7 +106,7 @@ where
     )
     .boxed_unsync();
     let mut upstream_req = Request::new(body);
-    *upstream_req.method_mut() = parts.method.clone();
+    *upstream_req.method_mut() = parts.method;
     *upstream_req.uri_mut() = uri;
     *upstream_req.version_mut() = Version::HTTP_11;
     request_headers(
@@ -99,99 +115,44 @@ where
         &provider.credentials,
         &provider.default_headers,
     );
-
-    // From here on the call is owed a ledger row, even if the client goes
-    // away before the provider answers.
-    let mut pending = Pending::new(
-        rec.event("allow", "ok"),
-        started,
-        progress.clone(),
-        shared.sink.clone(),
-        in_flight,
-    );
-    pending.set_charge(billing.charge);
-    if let Some(snapshot) = billing.prices {
-        pending.set_prices(snapshot, provider.name());
-    }
-    let client = shared.upstream.client(provider.def.allow_private_network);
+    let client = upstream.client(provider.def.allow_private_network);
     let response = tokio::time::timeout(
         limits.upstream_response_timeout,
         client.request(upstream_req),
     )
     .await;
-    let response = match response {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
-            pending.disarm();
-            let d = if progress.too_large.load(Ordering::Relaxed) {
-                Denial::new(
-                    Code::BodyTooLarge,
-                    format!(
-                        "request body exceeds {} bytes",
-                        limits.max_request_body_bytes
-                    ),
-                )
-            } else if let Some(f) = forbidden_in(&e) {
-                Denial::new(Code::DestinationForbidden, f.to_string())
-            } else {
-                // The cause stays in the log: it can name internal hosts.
-                tracing::warn!(
-                    provider = provider.name(),
-                    error = error_chain(&e),
-                    "upstream request failed"
-                );
-                Denial::new(
-                    Code::UpstreamUnavailable,
-                    format!("provider {} could not be reached", provider.name()),
-                )
-            };
-            return refuse(shared, rec, &d, started, proxy);
-        }
-        Err(_) => {
-            pending.disarm();
-            let d = Denial::new(
-                Code::UpstreamTimeout,
+    match response {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(if progress.too_large.load(Ordering::Relaxed) {
+            Denial::new(
+                Code::BodyTooLarge,
                 format!(
-                    "provider {} sent no response within {:?}",
-                    provider.name(),
-                    limits.upstream_response_timeout
+                    "request body exceeds {} bytes",
+                    limits.max_request_body_bytes
                 ),
+            )
+        } else if let Some(f) = forbidden_in(&e) {
+            Denial::new(Code::DestinationForbidden, f.to_string())
+        } else {
+            // The cause stays in the log: it can name internal hosts.
+            tracing::warn!(
+                provider = provider.name(),
+                error = error_chain(&e),
+                "upstream request failed"
             );
-            return refuse(shared, rec, &d, started, proxy);
-        }
-    };
-
-    let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    let content_type = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let observer = UsageObserver::new(
-        BodyKind::from_content_type(content_type),
-        dialect(provider.def.template),
-        USAGE_CAP,
-    );
-    pending.set_status(parts.status.as_u16());
-    if let Ok(v) = HeaderValue::from_str(pending.id()) {
-        parts
-            .headers
-            .insert(HeaderName::from_static("x-caracal-event-id"), v);
-    }
-    let mut body = Metered::new(body, observer, pending, limits.upstream_response_timeout);
-    if billing.strip_usage_event {
-        body = body.strip_usage_event();
-        // The length changes when the event is removed.
-        parts.headers.remove(header::CONTENT_LENGTH);
-    }
-    Response::from_parts(parts, body.boxed_unsync())
-}
-
-pub fn dialect(t: Template) -> Dialect {
-    match t {
-        Template::Openai => Dialect::OpenAi,
-        Template::Anthropic => Dialect::Anthropic,
-        Template::Generic => Dialect::Unknown,
+            Denial::new(
+                Code::UpstreamUnavailable,
+                format!("provider {} could not be reached", provider.name()),
+            )
+        }),
+        Err(_) => Err(Denial::new(
+            Code::UpstreamTimeout,
+            format!(
+                "provider {} sent no response within {:?}",
+                provider.name(),
+                limits.upstream_response_timeout
+            ),
+        )),
     }
 }
 
@@ -218,7 +179,8 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+/// Removes hop-by-hop headers (and those `Connection` names).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in connection_listed(headers) {
         headers.remove(name.as_str());
     }

@@ -13,8 +13,8 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
 
-use super::service::handle;
 use super::{ConnInfo, Shared};
 
 /// Accepts connections until shutdown. At most `max_connections` are
@@ -85,14 +85,18 @@ where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let limits = shared.config.limits.clone();
+    let Some(stack) = shared.stack() else {
+        tracing::debug!("the gateway is shutting down; closing the connection");
+        return;
+    };
     let conn = Arc::new(conn);
-    let svc_shared = shared.clone();
     let activity = Arc::new(Activity::new());
     let svc_activity = activity.clone();
-    // Boxed: the handler can open tunnels that serve connections in turn.
-    let service = service_fn(move |req| -> Pin<Box<dyn Future<Output = _> + Send>> {
+    // Boxed: the stack can open tunnels that serve connections in turn.
+    let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| -> Pin<Box<dyn Future<Output = _> + Send>> {
         svc_activity.request_started();
-        Box::pin(handle(svc_shared.clone(), conn.clone(), req))
+        req.extensions_mut().insert(conn.clone());
+        Box::pin(stack.clone().oneshot(req))
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // The protocol limits sit at twice the configured limit so that requests

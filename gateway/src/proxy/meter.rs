@@ -5,6 +5,9 @@
 //! upstream ([`Pending`]) and is emitted exactly once: when the response
 //! ends, fails or is dropped, or — when the client goes away before the
 //! provider answered — as a cancelled call.
+//!
+//! [`MeterLayer`] is the stack's last enforcement layer: it owes the row,
+//! hands the request to the forwarding service, and wraps the answer.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,10 +20,16 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::Sleep;
 
-use super::respond::BoxError;
-use crate::budget::charge::Charge;
-use crate::error::Code;
-use crate::ledger::{EventSink, LedgerEvent};
+use super::call::{Call, Refusal};
+use super::forward::Outbound;
+use super::overload::InFlight;
+use super::respond::{Body, BoxError};
+use super::step::Answer;
+use crate::budget::charge::{price_after, Charge, Ending};
+use crate::error::{Code, Denial};
+use crate::ledger::{EventCode, EventSink, LedgerEvent, Retention};
+use crate::model::Decision;
+use crate::pricing::Pricebook;
 use crate::usage::request::UsageChunkStripper;
 use crate::usage::Usage;
 use crate::usage::{UsageObserver, UsageOutcome};
@@ -131,39 +140,41 @@ where
     }
 }
 
-/// Decrements the in-flight gauge when dropped.
-pub struct InFlight;
-
-impl InFlight {
-    pub fn start() -> Self {
-        metrics::gauge!("caracal_gateway_requests_in_flight").increment(1.0);
-        Self
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        metrics::gauge!("caracal_gateway_requests_in_flight").decrement(1.0);
-    }
-}
-
 /// Records the request metrics and emits the ledger row of a finished call.
-pub fn finish(sink: &dyn EventSink, mut event: LedgerEvent, started: Instant) {
+pub fn finish(
+    sink: &dyn EventSink,
+    mut event: LedgerEvent,
+    started: Instant,
+    retention: Retention,
+) {
     let elapsed = started.elapsed();
     event.duration_ms = elapsed.as_millis().try_into().unwrap_or(u64::MAX);
+    event.duration_us = elapsed.as_micros().try_into().unwrap_or(u64::MAX);
     metrics::counter!(
         "caracal_gateway_requests_total",
-        "decision" => event.decision.clone(),
-        "code" => event.code.clone()
+        "decision" => event.decision.as_str(),
+        "code" => event.code.as_str()
     )
     .increment(1);
     metrics::histogram!("caracal_gateway_request_duration_seconds", "mode" => event.mode.as_str())
         .record(elapsed.as_secs_f64());
-    sink.emit(event);
+    sink.emit(event, retention);
 }
 
 /// Longest SSE event the usage stripper holds before it gives up.
 const USAGE_EVENT_CAP: usize = 64 * 1024;
+
+/// How a forwarded call's cost is recorded.
+enum Pricing {
+    /// A budgeted call: its charge is settled with the row.
+    Charge(Box<Charge>),
+    /// No budget applies: the row is priced from the usage, for the
+    /// ledger only.
+    After {
+        prices: Arc<Pricebook>,
+        provider: String,
+    },
+}
 
 /// The ledger row a forwarded call owes. Dropped while still armed (the
 /// client went away before the provider's response began), it records the
@@ -171,14 +182,11 @@ const USAGE_EVENT_CAP: usize = 64 * 1024;
 /// the work, so the call must not vanish from the ledger.
 pub struct Pending {
     event: Option<LedgerEvent>,
-    /// The call's budget charge, settled when the row is emitted.
-    charge: Option<Charge>,
-    /// Without a charge: prices to record the call's cost with.
-    prices: Option<(Arc<crate::cache::Snapshot>, String)>,
+    pricing: Option<Pricing>,
     started: Instant,
     request: Arc<RequestProgress>,
     sink: Arc<dyn EventSink>,
-    _in_flight: InFlight,
+    _in_flight: Option<InFlight>,
 }
 
 impl Pending {
@@ -187,12 +195,11 @@ impl Pending {
         started: Instant,
         request: Arc<RequestProgress>,
         sink: Arc<dyn EventSink>,
-        in_flight: InFlight,
+        in_flight: Option<InFlight>,
     ) -> Self {
         Self {
             event: Some(event),
-            charge: None,
-            prices: None,
+            pricing: None,
             started,
             request,
             sink,
@@ -212,43 +219,65 @@ impl Pending {
     }
 
     /// Attaches the call's budget charge: it is settled with the row.
-    pub fn set_charge(&mut self, charge: Option<Charge>) {
-        self.charge = charge;
+    pub fn set_charge(&mut self, charge: Charge) {
+        self.pricing = Some(Pricing::Charge(Box::new(charge)));
     }
 
-    /// Records the call's cost from `snapshot`'s prices (no budget applies).
-    pub fn set_prices(&mut self, snapshot: Arc<crate::cache::Snapshot>, provider: &str) {
-        self.prices = Some((snapshot, provider.to_string()));
+    /// Records the call's cost from `prices` (no budget applies).
+    pub fn set_prices(&mut self, prices: Arc<Pricebook>, provider: &str) {
+        self.pricing = Some(Pricing::After {
+            prices,
+            provider: provider.to_string(),
+        });
     }
 
-    /// The caller records this call another way (a refusal row); its
-    /// reservation is released.
+    /// The caller records this call another way (a refusal row); what it
+    /// holds is released.
     pub fn disarm(mut self) {
         self.event = None;
-        self.charge = None;
+        self.pricing = None;
     }
 
     /// Emits the row, completed by `fill`, settling the charge with
     /// `usage` (the provider's usage when it was read in full).
     fn emit(&mut self, usage: Option<&Usage>, fill: impl FnOnce(&mut LedgerEvent)) {
-        if let Some(mut event) = self.event.take() {
-            event.request_bytes = self.request.bytes.load(Ordering::Relaxed);
-            fill(&mut event);
-            if let Some(charge) = self.charge.take() {
-                charge.settle(&mut event, usage, jiff::Timestamp::now());
-            } else if let Some((snapshot, provider)) = self.prices.take() {
-                crate::budget::charge::price_after(&snapshot, &provider, &mut event, usage);
+        let Some(mut event) = self.event.take() else {
+            return;
+        };
+        event.request_bytes = self.request.bytes.load(Ordering::Relaxed);
+        fill(&mut event);
+        let settled = match self.pricing.take() {
+            Some(Pricing::Charge(charge)) => {
+                let end = Ending {
+                    status: event.status,
+                    usage_code: event.usage,
+                    usage,
+                };
+                Some(charge.settle(end, jiff::Timestamp::now()))
             }
-            finish(self.sink.as_ref(), event, self.started);
+            Some(Pricing::After { prices, provider }) => Some(price_after(
+                &prices,
+                &provider,
+                event.model.as_deref(),
+                usage,
+            )),
+            None => None,
+        };
+        if let Some(s) = settled {
+            event.cost = s.cost;
+            event.currency = s.currency.map(|c| c.to_string());
+            event.cost_basis = Some(s.basis);
+            event.reserved = s.reserved;
         }
+        finish(self.sink.as_ref(), event, self.started, Retention::Keep);
     }
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
         self.emit(None, |e| {
-            e.decision = "error".into();
-            e.code = Code::ClientCancelled.as_str().into();
+            e.decision = Decision::Error;
+            e.code = Code::ClientCancelled.into();
             e.status = None;
             e.detail = Some("the client went away before the provider answered".into());
         });
@@ -320,7 +349,7 @@ impl<B> Metered<B> {
                     event.cached_input_tokens = Some(u.cached_input_tokens);
                     event.model = u.model.clone();
                 }
-                event.usage = Some(outcome.code().to_string());
+                event.usage = Some(outcome.code());
             }
             event.detail = match error {
                 Some(err) => Some(err),
@@ -412,4 +441,138 @@ impl<B> Drop for Metered<B> {
     fn drop(&mut self) {
         self.settle(false, None);
     }
+}
+
+/// Most a JSON response is buffered (as a copy) to read its usage.
+const USAGE_CAP: usize = 4 << 20;
+
+/// The meter layer: wraps the forwarding service.
+#[derive(Clone)]
+pub struct MeterLayer {
+    sink: Arc<dyn EventSink>,
+    /// A provider that sends nothing for this long is cut off.
+    idle: Duration,
+}
+
+pub fn layer(sink: Arc<dyn EventSink>, idle: Duration) -> MeterLayer {
+    MeterLayer { sink, idle }
+}
+
+impl<F> tower::Layer<F> for MeterLayer {
+    type Service = Meter<F>;
+
+    fn layer(&self, forward: F) -> Self::Service {
+        Meter {
+            sink: self.sink.clone(),
+            idle: self.idle,
+            forward,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Meter<F> {
+    sink: Arc<dyn EventSink>,
+    idle: Duration,
+    forward: F,
+}
+
+impl<F> tower::Service<Call> for Meter<F>
+where
+    F: tower::Service<Outbound, Response = http::Response<hyper::body::Incoming>, Error = Denial>,
+    F::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Refusal;
+    type Future = futures_util::future::BoxFuture<'static, Answer>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Refusal>> {
+        // The forwarding service is always ready (its client pools).
+        match self.forward.poll_ready(cx) {
+            Poll::Ready(_) => Poll::Ready(Ok(())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        let Call { req, mut ctx } = call;
+        let provider = match ctx.route() {
+            Ok((p, _)) => p.clone(),
+            Err(d) => {
+                let refusal = Refusal::new(d, Call { req, ctx });
+                return Box::pin(std::future::ready(Err(refusal)));
+            }
+        };
+        // From here on the call is owed a ledger row, even if the client
+        // goes away before the provider answers.
+        let event = ctx.record.event(Decision::Allow, EventCode::OK);
+        let mut pending = Pending::new(
+            event,
+            ctx.started,
+            ctx.progress.clone(),
+            self.sink.clone(),
+            ctx.in_flight.take(),
+        );
+        match ctx.charge.take() {
+            Some(charge) => pending.set_charge(charge),
+            None => pending.set_prices(ctx.snapshot.pricebook.clone(), provider.name()),
+        }
+        let strip = ctx.strip_usage_event;
+        let outbound = Outbound {
+            req,
+            path: std::mem::take(&mut ctx.path),
+            provider: provider.clone(),
+            progress: ctx.progress.clone(),
+        };
+        let sent = self.forward.call(outbound);
+        let idle = self.idle;
+        Box::pin(async move {
+            let response = match sent.await {
+                Ok(r) => r,
+                Err(d) => {
+                    pending.disarm();
+                    return Err(Refusal::after_forwarding(d, ctx));
+                }
+            };
+            drop(ctx);
+            Ok(metered(response, &provider, pending, idle, strip))
+        })
+    }
+}
+
+/// The response the caller gets: the provider's, with hop-by-hop headers
+/// removed, the ledger event id added, and its body metered.
+fn metered(
+    response: http::Response<hyper::body::Incoming>,
+    provider: &crate::provider::Provider,
+    mut pending: Pending,
+    idle: Duration,
+    strip: bool,
+) -> http::Response<Body> {
+    use http::header::{self, HeaderName, HeaderValue};
+    use http_body_util::BodyExt;
+    let (mut parts, body) = response.into_parts();
+    super::forward::strip_hop_by_hop(&mut parts.headers);
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let observer = UsageObserver::new(
+        crate::usage::BodyKind::from_content_type(content_type),
+        provider.dialect(),
+        USAGE_CAP,
+    );
+    pending.set_status(parts.status.as_u16());
+    if let Ok(v) = HeaderValue::from_str(pending.id()) {
+        parts
+            .headers
+            .insert(HeaderName::from_static("x-caracal-event-id"), v);
+    }
+    let mut body = Metered::new(body, observer, pending, idle);
+    if strip {
+        body = body.strip_usage_event();
+        // The length changes when the event is removed.
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
+    http::Response::from_parts(parts, body.boxed_unsync())
 }

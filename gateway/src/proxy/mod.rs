@@ -1,27 +1,42 @@
-//! The data plane: the listener, the three ways in (CONNECT tunnel with TLS
-//! interception, base_url, plain HTTP proxy), the enforcement pipeline,
-//! forwarding and metering.
+//! The data plane: the listener, the request stack (built in one function,
+//! [`stack::stack`]) that all three ways in (CONNECT tunnel with TLS
+//! interception, base_url, plain HTTP proxy) enter, one file per layer,
+//! and the forwarding service at its end.
 
-mod connect;
-mod forward;
+pub mod allowlist;
+pub mod authenticate;
+pub mod budget;
+pub mod call;
+pub mod connect;
+pub mod entry;
+pub mod forward;
+pub mod limits;
 mod listener;
+pub mod mandate;
 pub mod meter;
-pub mod pipeline;
+pub mod overload;
+pub mod price;
+pub mod rate;
+pub mod refuse;
 pub mod respond;
 mod rewind;
-mod service;
+pub mod route;
+pub mod stack;
+pub mod step;
 pub mod upstream;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use caracal_certs::LeafMinter;
 use caracal_config::Config;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cache::SnapshotCell;
+use crate::budget::counters::Counters;
+use crate::budget::rate::RateLimiter;
 use crate::ledger::EventSink;
 use crate::ops::health::Health;
+use crate::snapshot::SnapshotCell;
 
 pub use listener::accept_loop;
 pub use upstream::Upstream;
@@ -37,8 +52,11 @@ pub struct Shared {
     /// Every connection and tunnel task, so shutdown can wait for them.
     pub tracker: TaskTracker,
     /// Budget counters (reserve before forwarding, settle after).
-    pub counters: Arc<crate::budget::counters::Counters>,
-    pub limiter: Arc<crate::budget::rate::RateLimiter>,
+    pub counters: Arc<dyn Counters>,
+    pub limiter: Arc<dyn RateLimiter>,
+    /// The request stack, built once the rest is in place (tunnels serve
+    /// it too), and taken away at shutdown (it holds this `Shared`).
+    pub stack: Mutex<Option<stack::Stack>>,
     /// Asks connections to finish their in-flight requests and close.
     pub shutdown: CancellationToken,
     /// Closes connections still open when the drain period ends.
@@ -49,6 +67,21 @@ impl Shared {
     /// The clock skew mandate decisions tolerate, seconds.
     pub fn clock_skew_secs(&self) -> i64 {
         i64::try_from(self.config.clock_skew.as_secs()).unwrap_or(i64::MAX)
+    }
+
+    /// Builds the request stack.
+    pub fn install_stack(self: &Arc<Self>) {
+        *self.stack.lock().unwrap_or_else(|e| e.into_inner()) = Some(stack::stack(self));
+    }
+
+    /// The request stack, for a new connection (`None` once shut down).
+    pub fn stack(&self) -> Option<stack::Stack> {
+        self.stack.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Drops the stack, and with it the stack's hold on this `Shared`.
+    pub fn remove_stack(&self) {
+        self.stack.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 }
 
@@ -70,4 +103,17 @@ pub struct ConnInfo {
     /// The connection's place under `limits.max_connections`; a tunnel
     /// keeps its CONNECT connection's place until the tunnel closes.
     pub slot: Option<Arc<tokio::sync::OwnedSemaphorePermit>>,
+}
+
+impl ConnInfo {
+    /// A connection nothing is known about (a request that reached the
+    /// stack without its connection's information: refused along the way
+    /// like any other that names no target).
+    pub fn unknown() -> Self {
+        ConnInfo {
+            peer: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+            tunnel: None,
+            slot: None,
+        }
+    }
 }

@@ -5,6 +5,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 
 use crate::error::Denial;
+use crate::model::Mode;
 
 /// Errors of bodies flowing through the gateway.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -37,8 +38,8 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
 /// The response for a refusal: status from the code, JSON body with the
 /// stable `error` code, and `Proxy-Authenticate` / `WWW-Authenticate` when
 /// credentials are what is missing.
-pub fn denial(d: &Denial, proxy: bool) -> Response<Body> {
-    let status = d.code.status(proxy);
+pub fn denial(d: &Denial, mode: Mode) -> Response<Body> {
+    let status = d.code.status(mode);
     let mut resp = json(status, &d.body());
     if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
         resp.headers_mut().insert(

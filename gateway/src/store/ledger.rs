@@ -3,14 +3,15 @@
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{Store, StoreError};
-use crate::ledger::{LedgerEvent, Mode};
+use crate::ledger::LedgerEvent;
 
 /// Which events a query returns.
 #[derive(Debug, Clone, Default)]
 pub struct LedgerFilter {
     pub principal_id: Option<String>,
-    /// `call` (gateway traffic) or `authority` (mandates issued, delegated, revoked).
-    pub kind: Option<String>,
+    /// Calls (gateway traffic) or authority events (mandates issued,
+    /// delegated, revoked, refused).
+    pub kind: Option<crate::ledger::EventKind>,
     /// Inclusive lower bound, milliseconds since the epoch.
     pub start_ms: Option<i64>,
     /// Inclusive upper bound, milliseconds since the epoch.
@@ -20,16 +21,26 @@ pub struct LedgerFilter {
     pub mandate_id: Option<String>,
 }
 
-fn mode(s: &str) -> Result<Mode, StoreError> {
-    match s {
-        "proxy" => Ok(Mode::Proxy),
-        "base_url" => Ok(Mode::BaseUrl),
-        "http_proxy" => Ok(Mode::HttpProxy),
-        "cli" => Ok(Mode::Cli),
-        other => Err(StoreError::Corrupt {
+/// A wire enum read from a column; an unknown value is a corrupt row.
+fn wire<T: std::str::FromStr<Err = crate::wire::UnknownWire>>(
+    row: &sqlx::sqlite::SqliteRow,
+    col: &str,
+) -> Result<T, StoreError> {
+    let text: String = row.try_get(col)?;
+    text.parse()
+        .map_err(|e: crate::wire::UnknownWire| StoreError::Corrupt {
             table: "ledger_events",
-            message: format!("unknown mode {other:?}"),
-        }),
+            message: format!("{col}: {e}"),
+        })
+}
+
+fn opt_wire<T: std::str::FromStr<Err = crate::wire::UnknownWire>>(
+    row: &sqlx::sqlite::SqliteRow,
+    col: &str,
+) -> Result<Option<T>, StoreError> {
+    match row.try_get::<Option<String>, _>(col)? {
+        None => Ok(None),
+        Some(_) => wire(row, col).map(Some),
     }
 }
 
@@ -42,32 +53,33 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<LedgerEvent, StoreError> {
         id: row.try_get("id")?,
         ts: row.try_get("ts")?,
         ts_ms: row.try_get("ts_ms")?,
-        kind: row.try_get("kind")?,
+        kind: wire(row, "kind")?,
         principal_id: row.try_get("principal_id")?,
-        mode: mode(&row.try_get::<String, _>("mode")?)?,
+        mode: wire(row, "mode")?,
         provider: row.try_get("provider")?,
         resource: row.try_get("resource")?,
         action: row.try_get("action")?,
         method: row.try_get("method")?,
         url: row.try_get("url")?,
-        decision: row.try_get("decision")?,
-        code: row.try_get("code")?,
+        decision: wire(row, "decision")?,
+        code: wire(row, "code")?,
         status: row
             .try_get::<Option<i64>, _>("status")?
             .and_then(|s| u16::try_from(s).ok()),
         request_bytes: opt_u64(row, "request_bytes")?.unwrap_or(0),
         response_bytes: opt_u64(row, "response_bytes")?.unwrap_or(0),
         duration_ms: opt_u64(row, "duration_ms")?.unwrap_or(0),
+        duration_us: opt_u64(row, "duration_us")?.unwrap_or(0),
         model: row.try_get("model")?,
         input_tokens: opt_u64(row, "input_tokens")?,
         output_tokens: opt_u64(row, "output_tokens")?,
         cached_input_tokens: opt_u64(row, "cached_input_tokens")?,
-        usage: row.try_get("usage")?,
+        usage: opt_wire(row, "usage")?,
         detail: row.try_get("detail")?,
         mandate_id: row.try_get("mandate_id")?,
         cost: decimal(row, "cost")?,
         currency: row.try_get("currency")?,
-        cost_basis: row.try_get("cost_basis")?,
+        cost_basis: opt_wire(row, "cost_basis")?,
         reserved: decimal(row, "reserved")?,
     })
 }
@@ -112,7 +124,7 @@ impl Store {
             q.push(" AND principal_id = ").push_bind(p);
         }
         if let Some(k) = &filter.kind {
-            q.push(" AND kind = ").push_bind(k);
+            q.push(" AND kind = ").push_bind(k.as_str());
         }
         if let Some(m) = &filter.mandate_id {
             q.push(" AND mandate_id = ").push_bind(m);
@@ -179,13 +191,13 @@ pub(super) async fn insert_events(
 ) -> Result<(), StoreError> {
     for chunk in events.chunks(32) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO ledger_events (id, ts, ts_ms, kind, principal_id, mode, provider, resource, action, method, url, decision, code, status, request_bytes, response_bytes, duration_ms, model, input_tokens, output_tokens, cached_input_tokens, usage, detail, mandate_id, cost, currency, cost_basis, reserved) ",
+                "INSERT INTO ledger_events (id, ts, ts_ms, kind, principal_id, mode, provider, resource, action, method, url, decision, code, status, request_bytes, response_bytes, duration_ms, duration_us, model, input_tokens, output_tokens, cached_input_tokens, usage, detail, mandate_id, cost, currency, cost_basis, reserved) ",
             );
         q.push_values(chunk, |mut b, e| {
             b.push_bind(&e.id)
                 .push_bind(&e.ts)
                 .push_bind(e.ts_ms)
-                .push_bind(&e.kind)
+                .push_bind(e.kind.as_str())
                 .push_bind(&e.principal_id)
                 .push_bind(e.mode.as_str())
                 .push_bind(&e.provider)
@@ -193,22 +205,23 @@ pub(super) async fn insert_events(
                 .push_bind(&e.action)
                 .push_bind(&e.method)
                 .push_bind(&e.url)
-                .push_bind(&e.decision)
-                .push_bind(&e.code)
+                .push_bind(e.decision.as_str())
+                .push_bind(e.code.as_str())
                 .push_bind(e.status.map(i64::from))
                 .push_bind(i(e.request_bytes))
                 .push_bind(i(e.response_bytes))
                 .push_bind(i(e.duration_ms))
+                .push_bind(i(e.duration_us))
                 .push_bind(&e.model)
                 .push_bind(e.input_tokens.map(i))
                 .push_bind(e.output_tokens.map(i))
                 .push_bind(e.cached_input_tokens.map(i))
-                .push_bind(&e.usage)
+                .push_bind(e.usage.map(|u| u.as_str()))
                 .push_bind(&e.detail)
                 .push_bind(&e.mandate_id)
                 .push_bind(e.cost.map(|c| c.to_string()))
                 .push_bind(&e.currency)
-                .push_bind(&e.cost_basis)
+                .push_bind(e.cost_basis.map(|b| b.as_str()))
                 .push_bind(e.reserved.map(|c| c.to_string()));
         });
         q.push(" ON CONFLICT (id) DO NOTHING");

@@ -3,132 +3,11 @@
 //! is never stored. Revocation marks a row; the set of revoked jtis is part
 //! of the enforcement state.
 
-use serde::Serialize;
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{now, Store, StoreError};
-use crate::authority::mandate::Claims;
+use super::{Store, StoreError};
+pub use crate::authority::record::{MandateRecord, MandateState, SigningKeyRow};
 use crate::authority::Scope;
-
-/// The public half of one mandate signing key, as gateways verify with it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SigningKeyRow {
-    pub kid: String,
-    /// Raw Ed25519 public key.
-    #[serde(serialize_with = "hex_key")]
-    pub public_key: [u8; 32],
-    /// Unix seconds.
-    pub created_at: i64,
-    /// Unix seconds; `None` for the key new mandates are signed with.
-    pub retired_at: Option<i64>,
-}
-
-impl SigningKeyRow {
-    /// The public halves of every key of `keyring`, as they are published.
-    pub fn of_keyring(keyring: &crate::authority::keys::Keyring) -> Vec<SigningKeyRow> {
-        keyring
-            .keys()
-            .iter()
-            .map(|k| SigningKeyRow {
-                kid: k.kid.clone(),
-                public_key: k.public_key,
-                created_at: k.created_at,
-                retired_at: k.retired_at,
-            })
-            .collect()
-    }
-}
-
-fn hex_key<S: serde::Serializer>(key: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&hex::encode(key))
-}
-
-/// The stored record of an issued mandate: its claims, the policy version
-/// that authorised it, and its revocation (if any).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MandateRecord {
-    pub jti: String,
-    pub issuer_id: String,
-    pub subject_id: String,
-    pub parent_jti: Option<String>,
-    pub policy_id: String,
-    pub policy_version: u32,
-    pub scope: Scope,
-    pub iat: i64,
-    pub nbf: i64,
-    pub exp: i64,
-    pub depth: u32,
-    /// Ancestor jtis, root first.
-    pub chain: Vec<String>,
-    pub revoked_at: Option<i64>,
-    pub revoked_by: Option<String>,
-    pub revoke_reason: Option<String>,
-    pub created_at: String,
-}
-
-impl MandateRecord {
-    /// The record of a freshly issued mandate with `claims`, authorised by
-    /// `policy_id` at `policy_version`.
-    pub fn issued(claims: &Claims, policy_id: &str, policy_version: u32) -> Self {
-        MandateRecord {
-            jti: claims.jti.clone(),
-            issuer_id: claims.iss.clone(),
-            subject_id: claims.sub.clone(),
-            parent_jti: claims.parent.clone(),
-            policy_id: policy_id.to_string(),
-            policy_version,
-            scope: claims.scope.clone(),
-            iat: claims.iat,
-            nbf: claims.nbf,
-            exp: claims.exp,
-            depth: claims.depth,
-            chain: claims.chain.clone(),
-            revoked_at: None,
-            revoked_by: None,
-            revoke_reason: None,
-            created_at: now(),
-        }
-    }
-}
-
-/// Where a mandate stands at some time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum MandateState {
-    Active,
-    /// At or past its `exp`.
-    Expired,
-    Revoked,
-    /// Not revoked itself, but an ancestor is (so it is dead too).
-    RevokedByAncestor,
-}
-
-impl MandateState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Expired => "expired",
-            Self::Revoked => "revoked",
-            Self::RevokedByAncestor => "revoked-by-ancestor",
-        }
-    }
-}
-
-impl MandateRecord {
-    /// Its state at unix time `now`; `is_revoked` answers for an ancestor
-    /// jti. Revocation outranks expiry.
-    pub fn state(&self, now: i64, is_revoked: impl Fn(&str) -> bool) -> MandateState {
-        if self.revoked_at.is_some() {
-            MandateState::Revoked
-        } else if self.chain.iter().any(|a| is_revoked(a)) {
-            MandateState::RevokedByAncestor
-        } else if now >= self.exp {
-            MandateState::Expired
-        } else {
-            MandateState::Active
-        }
-    }
-}
 
 /// Which mandates [`Store::list_mandates`] returns.
 #[derive(Debug, Clone, Default)]
@@ -348,9 +227,9 @@ impl Store {
             _ => e.into(),
         })?;
         let code = if record.parent_jti.is_some() {
-            "mandate_delegated"
+            crate::ledger::Outcome::MandateDelegated
         } else {
-            "mandate_issued"
+            crate::ledger::Outcome::MandateIssued
         };
         let detail = format!(
             "mandate {} {} by {} for {} under policy {} v{}, valid until {}",
@@ -366,8 +245,16 @@ impl Store {
             record.policy_version,
             record.exp
         );
-        super::ledger::insert_events(&mut tx, &[authority_event(record, "allow", code, detail)])
-            .await?;
+        super::ledger::insert_events(
+            &mut tx,
+            &[authority_event(
+                record,
+                crate::ledger::Decision::Allow,
+                code.into(),
+                detail,
+            )],
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -419,12 +306,12 @@ mod tests;
 /// mode `cli`): the subject as principal, the scope as resource and action.
 pub(super) fn authority_event(
     record: &MandateRecord,
-    decision: &str,
-    code: &str,
+    decision: crate::ledger::Decision,
+    code: crate::ledger::EventCode,
     detail: String,
 ) -> crate::ledger::LedgerEvent {
-    let mut e =
-        crate::ledger::LedgerEvent::new("authority", crate::ledger::Mode::Cli, decision, code);
+    use crate::ledger::{EventKind, LedgerEvent, Mode};
+    let mut e = LedgerEvent::new(EventKind::Authority, Mode::Cli, decision, code);
     e.principal_id = Some(record.subject_id.clone());
     e.resource = Some(record.scope.resources.join(","));
     e.action = Some(

@@ -1,4 +1,5 @@
 use super::*;
+use crate::authority::mandate::Claims;
 use crate::model::Action;
 
 use crate::store::test_fixture::Fixture;

@@ -159,7 +159,12 @@ async fn mark(
             "mandate {} revoked by {}: {}",
             m.jti, revocation.revoked_by, revocation.reason
         );
-        let event = super::mandates::authority_event(&m, "deny", "mandate_revoked", detail);
+        let event = super::mandates::authority_event(
+            &m,
+            crate::ledger::Decision::Deny,
+            crate::error::Code::MandateRevoked.into(),
+            detail,
+        );
         super::ledger::insert_events(tx, &[event]).await?;
         result.revoked.push(m);
     }

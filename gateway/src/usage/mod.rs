@@ -101,16 +101,28 @@ pub enum UsageOutcome {
     NotApplicable,
 }
 
+crate::wire_enum! {
+    /// The kind of a [`UsageOutcome`], as the ledger's `usage` records it.
+    pub enum UsageCode as "usage outcome" {
+        Found => "found",
+        Partial => "partial",
+        Missing => "missing",
+        Malformed => "malformed",
+        TooLarge => "too_large",
+        NotApplicable => "not_applicable",
+    }
+}
+
 impl UsageOutcome {
-    /// Stable snake_case code.
-    pub fn code(&self) -> &'static str {
+    /// Its stable code.
+    pub fn code(&self) -> UsageCode {
         match self {
-            UsageOutcome::Found(_) => "found",
-            UsageOutcome::Partial(..) => "partial",
-            UsageOutcome::Missing => "missing",
-            UsageOutcome::Malformed(_) => "malformed",
-            UsageOutcome::TooLarge => "too_large",
-            UsageOutcome::NotApplicable => "not_applicable",
+            UsageOutcome::Found(_) => UsageCode::Found,
+            UsageOutcome::Partial(..) => UsageCode::Partial,
+            UsageOutcome::Missing => UsageCode::Missing,
+            UsageOutcome::Malformed(_) => UsageCode::Malformed,
+            UsageOutcome::TooLarge => UsageCode::TooLarge,
+            UsageOutcome::NotApplicable => UsageCode::NotApplicable,
         }
     }
 

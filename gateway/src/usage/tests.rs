@@ -118,12 +118,14 @@ fn content_types_and_codes() {
         UsageOutcome::NotApplicable
     );
     let codes = [
-        UsageOutcome::Found(Usage::default()).code(),
-        UsageOutcome::Partial(Usage::default(), String::new()).code(),
-        UsageOutcome::Missing.code(),
-        UsageOutcome::Malformed(String::new()).code(),
-        UsageOutcome::TooLarge.code(),
-        UsageOutcome::NotApplicable.code(),
+        UsageOutcome::Found(Usage::default()).code().as_str(),
+        UsageOutcome::Partial(Usage::default(), String::new())
+            .code()
+            .as_str(),
+        UsageOutcome::Missing.code().as_str(),
+        UsageOutcome::Malformed(String::new()).code().as_str(),
+        UsageOutcome::TooLarge.code().as_str(),
+        UsageOutcome::NotApplicable.code().as_str(),
     ];
     assert_eq!(
         codes,

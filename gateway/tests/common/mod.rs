@@ -281,7 +281,7 @@ impl Env {
     pub async fn ledger_of(&self, kind: &str, n: usize) -> Vec<LedgerEvent> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         let filter = LedgerFilter {
-            kind: Some(kind.into()),
+            kind: Some(kind.parse().expect("an event kind")),
             ..LedgerFilter::default()
         };
         loop {

@@ -55,6 +55,9 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
 
+    // Signals are caught from before the readiness line: a supervisor that
+    // stops the mock as soon as it is ready must not kill it outright.
+    let shutdown = shutdown_signal()?;
     let handle = mock::start(args.listen, args.config())
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -67,27 +70,29 @@ async fn main() -> anyhow::Result<()> {
     stdout.flush()?;
     drop(stdout);
 
-    shutdown_signal()
-        .await
-        .context("waiting for a shutdown signal")?;
+    shutdown.await.context("waiting for a shutdown signal")?;
     tracing::info!("shutting down");
     handle.shutdown().await;
     Ok(())
 }
 
-/// Resolves on Ctrl-C, or on SIGTERM where there is one.
-async fn shutdown_signal() -> std::io::Result<()> {
+/// Installs the handlers now; the future resolves on Ctrl-C, or on
+/// SIGTERM where there is one.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = std::io::Result<()>>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate())?;
-        tokio::select! {
-            result = tokio::signal::ctrl_c() => result,
-            _ = term.recv() => Ok(()),
-        }
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = int.recv() => Ok(()),
+                _ = term.recv() => Ok(()),
+            }
+        })
     }
     #[cfg(not(unix))]
     {
-        tokio::signal::ctrl_c().await
+        Ok(tokio::signal::ctrl_c())
     }
 }

@@ -54,7 +54,7 @@ fn missing_and_null_usage() {
 #[test]
 fn partial_usage_names_what_is_missing() {
     let only_input = json(r#"{"model":"gpt-4o","usage":{"prompt_tokens":5}}"#);
-    assert_eq!(only_input.code(), "partial");
+    assert_eq!(only_input.code().as_str(), "partial");
     assert_eq!(only_input.usage(), Some(&usage(5, 0, 0, 0, "gpt-4o")));
     assert!(matches!(&only_input, UsageOutcome::Partial(_, r) if r.contains("output")));
     let only_output = run(
@@ -69,7 +69,9 @@ fn partial_usage_names_what_is_missing() {
     );
     // Embeddings-like usage whose total is more than its prompt lacks an output count.
     assert_eq!(
-        json(r#"{"usage":{"prompt_tokens":5,"total_tokens":9}}"#).code(),
+        json(r#"{"usage":{"prompt_tokens":5,"total_tokens":9}}"#)
+            .code()
+            .as_str(),
         "partial"
     );
 }
@@ -90,7 +92,7 @@ fn malformed_usage_and_invalid_json() {
         "not json",
         "{} {}",
     ] {
-        assert_eq!(json(body).code(), "malformed", "{body}");
+        assert_eq!(json(body).code().as_str(), "malformed", "{body}");
     }
     let cut = run(
         BodyKind::Json,
@@ -102,14 +104,19 @@ fn malformed_usage_and_invalid_json() {
     assert!(matches!(cut, UsageOutcome::Malformed(r) if r.contains("cut off")));
     // A malformed report in a stream wins over good ones.
     let bad = format!("data: {{\"usage\":{{\"prompt_tokens\":-3}}}}\n\n{OPENAI_SSE}");
-    assert_eq!(sse(Dialect::OpenAi, &bad, true).code(), "malformed");
+    assert_eq!(
+        sse(Dialect::OpenAi, &bad, true).code().as_str(),
+        "malformed"
+    );
     // Hostile nesting is skipped or an error, never a stack overflow.
     let deep =
         |open: &str, close: &str| format!("{}{}", open.repeat(100_000), close.repeat(100_000));
     let big = |body: &str, kind| run(kind, Dialect::Unknown, 1 << 21, &[body.as_bytes()], true);
     assert_eq!(big(&deep("[", "]"), BodyKind::Json), UsageOutcome::Missing);
     assert_eq!(
-        big(&format!("{{\"usage\":{}}}", deep("[", "]")), BodyKind::Json).code(),
+        big(&format!("{{\"usage\":{}}}", deep("[", "]")), BodyKind::Json)
+            .code()
+            .as_str(),
         "malformed"
     );
     assert_eq!(
@@ -121,7 +128,8 @@ fn malformed_usage_and_invalid_json() {
             ),
             BodyKind::Json
         )
-        .code(),
+        .code()
+        .as_str(),
         "malformed"
     );
     assert_eq!(
@@ -143,7 +151,7 @@ fn json_larger_than_cap_is_too_large() {
         &[OPENAI_CHAT.as_bytes()],
         true,
     );
-    assert_eq!(found.code(), "found");
+    assert_eq!(found.code().as_str(), "found");
     let (a, b) = OPENAI_CHAT.as_bytes().split_at(n / 2);
     let mut obs = UsageObserver::new(BodyKind::Json, Dialect::OpenAi, n - 1);
     obs.observe(a);

@@ -55,7 +55,8 @@ fn anthropic_stream_cut_off() {
             &[ANTHROPIC_START, ANTHROPIC_DELTA].concat(),
             true
         )
-        .code(),
+        .code()
+        .as_str(),
         "found"
     );
     // Cut off before any usage, or mid-event: nothing invented.
@@ -69,7 +70,7 @@ fn anthropic_stream_cut_off() {
 #[test]
 fn openai_stream_cut_after_usage_chunk_is_found() {
     let cut = OPENAI_SSE.trim_end_matches("data: [DONE]\n\n");
-    assert_eq!(sse(Dialect::OpenAi, cut, false).code(), "found");
+    assert_eq!(sse(Dialect::OpenAi, cut, false).code().as_str(), "found");
 }
 
 #[test]
@@ -98,11 +99,15 @@ fn sse_framing_details() {
             &[ANTHROPIC_START, named].concat(),
             false
         )
-        .code(),
+        .code()
+        .as_str(),
         "partial"
     );
     // Dialects only read their own shapes.
-    assert_ne!(sse(Dialect::OpenAi, &anthropic_sse(), true).code(), "found");
+    assert_ne!(
+        sse(Dialect::OpenAi, &anthropic_sse(), true).code().as_str(),
+        "found"
+    );
     assert_eq!(
         sse(Dialect::Anthropic, RESPONSES_SSE, true),
         UsageOutcome::Missing

@@ -1,25 +1,27 @@
 //! The policy snapshot: everything a decision reads, immutable, held in an
-//! `ArcSwap` and replaced whole. A request never waits on the database;
-//! the refresher polls the store's state version and rebuilds on change,
-//! keeping the last good snapshot when a rebuild fails.
+//! `ArcSwap` and replaced whole. A request never waits on the database:
+//! the refresher ([`refresh`]) learns of changes from a [`SnapshotSource`]
+//! and rebuilds, keeping the last good snapshot when a rebuild fails.
+
+pub mod refresh;
+pub mod source;
+
+pub use source::{SnapshotSource, SourceError, StoreSource};
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use caracal_config::AllowlistDefault;
 
 use crate::allowlist::Allowlists;
-use crate::authn::{hash_token, Presented};
+use crate::authn::{hash_token, BadCredentials, Presented};
 use crate::authority::view::AuthorityView;
-use crate::budget::counters::Counters;
-use crate::error::{Code, Denial};
+use crate::budget::charge::Plan;
 use crate::model::Principal;
 use crate::pricing::Pricebook;
 use crate::provider::Provider;
-use crate::store::{StateRows, Store};
+use crate::store::StateRows;
 
 /// One consistent view of the enforcement state.
 #[derive(Debug, Default)]
@@ -33,11 +35,12 @@ pub struct Snapshot {
     /// Keys, revocations, recorded mandates and policies: what mandate
     /// decisions read.
     pub authority: AuthorityView,
-    /// What every call costs: stored prices over the templates' defaults.
-    pub pricebook: Pricebook,
+    /// What every call costs: stored prices over the templates' defaults
+    /// (shared, so a call in flight keeps its prices, not the snapshot).
+    pub pricebook: Arc<Pricebook>,
     /// Budgets and rate limits by principal id (principals with neither
     /// are absent).
-    pub budgets: HashMap<String, Arc<crate::budget::charge::Plan>>,
+    pub budgets: HashMap<String, Arc<Plan>>,
 }
 
 impl Snapshot {
@@ -68,7 +71,7 @@ impl Snapshot {
             .iter()
             .map(|d| (d.name.clone(), d.template))
             .collect();
-        let pricebook = Pricebook::build(rows.prices, &templates);
+        let pricebook = Arc::new(Pricebook::build(rows.prices, &templates));
         let budgets = crate::budget::plans(&rows.policies);
         let mut providers = HashMap::new();
         let mut by_host = HashMap::new();
@@ -124,22 +127,19 @@ impl Snapshot {
 
     /// The principal owning the presented token. A Basic user part must
     /// name that same principal (by id or name).
-    pub fn authenticate(&self, presented: &Presented) -> Result<Arc<Principal>, Denial> {
+    pub fn authenticate(&self, presented: &Presented) -> Result<&Arc<Principal>, BadCredentials> {
         let principal = self
             .by_token
             .get(&hash_token(&presented.token))
-            .ok_or_else(|| {
-                Denial::new(Code::Unauthenticated, "the token identifies no principal")
-            })?;
+            .ok_or_else(|| BadCredentials("the token identifies no principal".into()))?;
         if let Some(user) = &presented.user {
             if user != &principal.id && user != &principal.name {
-                return Err(Denial::new(
-                    Code::Unauthenticated,
-                    "the proxy user name does not match the token's principal",
+                return Err(BadCredentials(
+                    "the proxy user name does not match the token's principal".into(),
                 ));
             }
         }
-        Ok(principal.clone())
+        Ok(principal)
     }
 
     pub fn principal(&self, id: &str) -> Option<&Arc<Principal>> {
@@ -162,65 +162,3 @@ impl Snapshot {
 
 /// The shared, swappable snapshot.
 pub type SnapshotCell = Arc<ArcSwap<Snapshot>>;
-
-/// Loads a snapshot from the store, and primes the budget counters it
-/// introduces from the ledger before anything can reserve in them.
-pub async fn load(
-    store: &Store,
-    allowlist_default: AllowlistDefault,
-    counters: &Counters,
-) -> Result<Snapshot, crate::store::StoreError> {
-    let rows = store.load_state().await?;
-    let (snapshot, warnings) = Snapshot::build(rows, allowlist_default);
-    for w in warnings {
-        tracing::warn!(version = snapshot.version, "{w}");
-    }
-    let primed =
-        crate::budget::prime(store, counters, &snapshot.budgets, jiff::Timestamp::now()).await?;
-    if primed > 0 {
-        tracing::info!(primed, "budget counters primed from the ledger");
-    }
-    Ok(snapshot)
-}
-
-/// Polls the store every `interval` and swaps in a new snapshot when the
-/// state version changed. `fresh` is false while the store cannot be read.
-pub fn spawn_refresher(
-    store: Store,
-    cell: SnapshotCell,
-    allowlist_default: AllowlistDefault,
-    interval: Duration,
-    fresh: Arc<AtomicBool>,
-    counters: Arc<Counters>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            match store.state_version().await {
-                Ok(v) if v == cell.load().version => fresh.store(true, Ordering::Relaxed),
-                Ok(_) => match load(&store, allowlist_default, &counters).await {
-                    Ok(s) => {
-                        tracing::info!(version = s.version, "snapshot refreshed");
-                        metrics::counter!("caracal_snapshot_reloads_total", "result" => "ok")
-                            .increment(1);
-                        metrics::gauge!("caracal_snapshot_version").set(s.version as f64);
-                        cell.store(Arc::new(s));
-                        fresh.store(true, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        metrics::counter!("caracal_snapshot_reloads_total", "result" => "error")
-                            .increment(1);
-                        tracing::error!(error = %e, "snapshot refresh failed; keeping the last good snapshot");
-                        fresh.store(false, Ordering::Relaxed);
-                    }
-                },
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the state version");
-                    fresh.store(false, Ordering::Relaxed);
-                }
-            }
-        }
-    })
-}

@@ -1,0 +1,147 @@
+//! Budget reserve: the call's worst case is reserved in every window of
+//! every budget of its principal at once, or the call is refused with
+//! `402 budget_exceeded` naming the budget it did not fit in. The
+//! reservation travels with the call and is settled with its ledger row.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::future::{BoxFuture, Either};
+use http::Response;
+use tower::{Layer, Service};
+
+use super::call::{Call, Refusal};
+use super::respond::Body;
+use super::step::{take_ready, Answer};
+use crate::budget::charge::Reservation;
+use crate::budget::counters::{Counters, Exceeded, NotReserved, ReservationId};
+use crate::error::{Code, Denial};
+use crate::money::fmt_amount;
+
+/// The refusal of a reservation.
+pub fn denial(e: NotReserved) -> Denial {
+    match e {
+        NotReserved::Exceeded(e) => exceeded(&e),
+        NotReserved::Finished(id) => Denial::new(
+            Code::Internal,
+            format!("reservation {id} was already finished"),
+        ),
+        NotReserved::Unavailable(e) => Denial::new(Code::NotReady, e.to_string()),
+    }
+}
+
+/// The `budget_exceeded` refusal: which policy, its limit, spent,
+/// reserved, window and reset time, in the message and as JSON fields.
+pub fn exceeded(e: &Exceeded) -> Denial {
+    let s = &e.standing;
+    let message = format!(
+        "budget policy {} (version {}) allows {} {} per {} window; spent {}, reserved {}, \
+         this call needs up to {}; the window resets at {}",
+        e.policy_id,
+        e.policy_version,
+        fmt_amount(e.limit),
+        e.currency,
+        e.window,
+        fmt_amount(s.spent),
+        fmt_amount(s.reserved),
+        fmt_amount(e.requested),
+        s.resets_at
+    );
+    let mut d = Denial::new(Code::BudgetExceeded, message);
+    let details = serde_json::json!({
+        "policy_id": e.policy_id,
+        "policy_version": e.policy_version,
+        "limit": fmt_amount(e.limit),
+        "currency": e.currency.as_str(),
+        "spent": fmt_amount(s.spent),
+        "reserved": fmt_amount(s.reserved),
+        "requested": fmt_amount(e.requested),
+        "window": e.window,
+        "window_start": s.window_start.to_string(),
+        "window_end": s.window_end.to_string(),
+        "resets_at": s.resets_at.to_string(),
+    });
+    if let serde_json::Value::Object(map) = details {
+        d.details = Some(map);
+    }
+    d
+}
+
+#[derive(Clone)]
+pub struct BudgetLayer {
+    counters: Arc<dyn Counters>,
+}
+
+pub fn layer(counters: Arc<dyn Counters>) -> BudgetLayer {
+    BudgetLayer { counters }
+}
+
+impl<I> Layer<I> for BudgetLayer {
+    type Service = Budget<I>;
+
+    fn layer(&self, inner: I) -> Self::Service {
+        Budget {
+            counters: self.counters.clone(),
+            inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Budget<I> {
+    counters: Arc<dyn Counters>,
+    inner: I,
+}
+
+impl<I> Service<Call> for Budget<I>
+where
+    I: Service<Call, Response = Response<Body>, Error = Refusal> + Clone + Send + 'static,
+    I::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Refusal;
+    type Future = Either<I::Future, BoxFuture<'static, Answer>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Refusal>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        let Ok(principal) = call.ctx.principal() else {
+            return Either::Left(self.inner.call(call));
+        };
+        let Some(plan) = call.ctx.snapshot.budgets.get(&principal.id).cloned() else {
+            return Either::Left(self.inner.call(call));
+        };
+        if plan.lines.is_empty() {
+            return Either::Left(self.inner.call(call));
+        }
+        let principal = principal.id.clone();
+        let counters = self.counters.clone();
+        let mut inner = take_ready(&mut self.inner);
+        Either::Right(Box::pin(async move {
+            let mut call = call;
+            let Some(amount) = call.ctx.charge.as_ref().map(|c| c.priced.estimate.amount) else {
+                let d = Denial::new(
+                    Code::Internal,
+                    "a budgeted call reached its reservation unpriced",
+                );
+                return Err(Refusal::new(d, call));
+            };
+            let now = jiff::Timestamp::now();
+            let id = ReservationId::new();
+            match counters
+                .reserve(&principal, id, &plan.lines, amount, now)
+                .await
+            {
+                Ok(hold) => {
+                    if let Some(charge) = call.ctx.charge.as_mut() {
+                        charge.reservation = Some(Reservation::new(hold, counters));
+                    }
+                    inner.call(call).await
+                }
+                Err(e) => Err(Refusal::new(denial(e), call)),
+            }
+        }))
+    }
+}

@@ -1,0 +1,268 @@
+//! Price: the calls that must be judged by their body have it read
+//! (bounded) and parsed here — every call of a principal with budgets or
+//! rate limits, and every OpenAI-style chat or completions call (to learn
+//! whether it streams). A budgeted call is priced at its worst case, and
+//! the request is rewritten so that worst case holds (an output limit is
+//! added when it sets none); a stream that did not ask for its usage gets
+//! `stream_options.include_usage`, hidden again on the way back, so every
+//! such call has tokens and a cost in the ledger whatever its principal.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::{BoxFuture, Either};
+use http::Response;
+use http_body_util::BodyExt;
+use tower::{Layer, Service};
+
+use super::call::{Call, Refusal, RequestBody};
+use super::respond::Body;
+use super::step::{take_ready, Answer};
+use crate::budget::charge::{self, Charge, Plan, Unpriceable};
+use crate::error::{Code, Denial};
+use crate::usage::request::{self, RequestError, RequestFacts};
+use crate::usage::Dialect;
+
+/// The request member that limits output tokens, for resources that
+/// generate text.
+pub fn output_limit_field(dialect: Dialect, resource: &str) -> Option<&'static str> {
+    match (dialect, resource) {
+        (Dialect::OpenAi, "chat.completions") => Some("max_completion_tokens"),
+        (Dialect::OpenAi, "completions") => Some("max_tokens"),
+        (Dialect::OpenAi, "responses") => Some("max_output_tokens"),
+        (Dialect::Anthropic, "messages") => Some("max_tokens"),
+        _ => None,
+    }
+}
+
+/// Whether a call's streamed response reports usage only when asked
+/// (`stream_options.include_usage`): OpenAI chat and completions. The
+/// Responses API always reports it in its final event.
+pub fn usage_on_request(dialect: Dialect, resource: &str) -> bool {
+    dialect == Dialect::OpenAi && matches!(resource, "chat.completions" | "completions")
+}
+
+/// What the price step decided about a body it read.
+#[derive(Debug, Default)]
+pub struct Judged {
+    /// The body to forward (rewritten or not).
+    pub body: Bytes,
+    pub facts: Option<RequestFacts>,
+    /// The usage event was added for the client and must be hidden.
+    pub strip_usage_event: bool,
+}
+
+/// Parses `body` and rewrites it: an output limit for a budgeted call that
+/// sets none (`plan`), `include_usage` for a stream that reports usage only
+/// when asked. Pure; `Err` is the refusal.
+pub fn judge(
+    dialect: Dialect,
+    resource: &str,
+    body: Bytes,
+    plan: Option<&Plan>,
+) -> Result<Judged, Denial> {
+    if body.is_empty() {
+        return Ok(Judged {
+            body,
+            ..Judged::default()
+        });
+    }
+    let facts = match request::facts(dialect, &body) {
+        Ok(f) => f,
+        // Not JSON (e.g. a multipart upload): priced per request, if at all.
+        Err(RequestError::NotJson) => {
+            return Ok(Judged {
+                body,
+                ..Judged::default()
+            })
+        }
+        Err(e) => return Err(Denial::new(Code::BadRequest, e.to_string())),
+    };
+    let mut body = body;
+    if let (Some(plan), Some(_), Some(field)) =
+        (plan, &facts.model, output_limit_field(dialect, resource))
+    {
+        if let Ok(Some(capped)) =
+            request::cap_output_tokens_given(&body, &facts, field, plan.max_output_tokens)
+        {
+            body = Bytes::from(capped);
+        }
+    }
+    let mut strip_usage_event = false;
+    if usage_on_request(dialect, resource) {
+        if let Ok(Some(rewritten)) = request::add_include_usage_given(&body, &facts) {
+            strip_usage_event = true;
+            body = Bytes::from(rewritten);
+        }
+    }
+    Ok(Judged {
+        body,
+        facts: Some(facts),
+        strip_usage_event,
+    })
+}
+
+/// The price step's layer.
+#[derive(Clone)]
+pub struct PriceLayer {
+    limits: Arc<Limits>,
+}
+
+/// The bounds of reading a body.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body: u64,
+    pub idle: Duration,
+}
+
+pub fn layer(max_body: u64, idle: Duration) -> PriceLayer {
+    PriceLayer {
+        limits: Arc::new(Limits { max_body, idle }),
+    }
+}
+
+impl<I> Layer<I> for PriceLayer {
+    type Service = Price<I>;
+
+    fn layer(&self, inner: I) -> Self::Service {
+        Price {
+            limits: self.limits.clone(),
+            inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Price<I> {
+    limits: Arc<Limits>,
+    inner: I,
+}
+
+impl<I> Service<Call> for Price<I>
+where
+    I: Service<Call, Response = Response<Body>, Error = Refusal> + Clone + Send + 'static,
+    I::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Refusal;
+    type Future = Either<I::Future, BoxFuture<'static, Answer>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Refusal>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        let (Ok(principal), Ok((provider, operation))) = (call.ctx.principal(), call.ctx.route())
+        else {
+            return Either::Left(self.inner.call(call));
+        };
+        let plan = call.ctx.snapshot.budgets.get(&principal.id).cloned();
+        let dialect = provider.dialect();
+        if plan.is_none() && !usage_on_request(dialect, &operation.resource) {
+            return Either::Left(self.inner.call(call));
+        }
+        let limits = *self.limits;
+        let mut inner = take_ready(&mut self.inner);
+        Either::Right(Box::pin(async move {
+            let Call { req, mut ctx } = call;
+            let (mut parts, body) = req.into_parts();
+            let bytes = match read_body(body, limits.max_body, limits.idle).await {
+                Ok(b) => b,
+                Err(d) => {
+                    let call = Call {
+                        req: http::Request::from_parts(parts, RequestBody::full(Bytes::new())),
+                        ctx,
+                    };
+                    return Err(Refusal::new(d, call));
+                }
+            };
+            let (provider, operation) = match ctx.route() {
+                Ok((p, o)) => (p.clone(), o.clone()),
+                Err(d) => return Err(refuse(d, parts, ctx)),
+            };
+            let judged = match judge(dialect, &operation.resource, bytes, plan.as_deref()) {
+                Ok(j) => j,
+                Err(d) => return Err(refuse(d, parts, ctx)),
+            };
+            if let Some(plan) = &plan {
+                let priced = charge::price(
+                    &ctx.snapshot.pricebook,
+                    provider.name(),
+                    &operation.resource,
+                    operation.action,
+                    judged.facts.as_ref(),
+                    plan.max_output_tokens,
+                )
+                .and_then(|p| {
+                    if !plan.lines.is_empty() {
+                        charge::check_currency(&plan.lines, p.estimate)?;
+                    }
+                    Ok(p)
+                });
+                match priced {
+                    Ok(priced) => {
+                        ctx.charge = Some(Charge {
+                            prices: ctx.snapshot.pricebook.clone(),
+                            priced,
+                            ticket: None,
+                            reservation: None,
+                        })
+                    }
+                    Err(e) => return Err(refuse(unpriceable(e), parts, ctx)),
+                }
+            }
+            ctx.facts = judged.facts;
+            ctx.strip_usage_event = judged.strip_usage_event;
+            parts
+                .headers
+                .insert(http::header::CONTENT_LENGTH, judged.body.len().into());
+            let req = http::Request::from_parts(parts, RequestBody::full(judged.body));
+            inner.call(Call { req, ctx }).await
+        }))
+    }
+}
+
+fn refuse(d: Denial, parts: http::request::Parts, ctx: super::call::Ctx) -> Refusal {
+    let req = http::Request::from_parts(parts, RequestBody::full(Bytes::new()));
+    Refusal::new(d, Call { req, ctx })
+}
+
+/// The `price_unknown` refusal.
+pub fn unpriceable(e: Unpriceable) -> Denial {
+    Denial::new(Code::PriceUnknown, e.to_string())
+}
+
+/// Reads a whole request body of at most `limit` bytes; a client that
+/// sends nothing for `idle` is refused.
+async fn read_body(mut body: RequestBody, limit: u64, idle: Duration) -> Result<Bytes, Denial> {
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => {
+                return Err(Denial::new(
+                    Code::BadRequest,
+                    format!("the request body stalled for {idle:?}"),
+                ))
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Ok(Some(Err(e))) => {
+                return Err(Denial::new(
+                    Code::BadRequest,
+                    format!("the request body could not be read: {e}"),
+                ))
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Some(data) = frame.data_ref() {
+            if (buf.len() + data.len()) as u64 > limit {
+                return Err(Denial::new(
+                    Code::BodyTooLarge,
+                    format!("request body exceeds {limit} bytes"),
+                ));
+            }
+            buf.extend_from_slice(data);
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Keeping the snapshot current: load it from a [`SnapshotSource`], prime
+//! the budget counters it introduces, and swap in a new one whenever the
+//! source's version changes. The last good snapshot stays in use when a
+//! rebuild fails, and the `snapshot` health guard says whether it is
+//! confirmed current.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use caracal_config::AllowlistDefault;
+
+use super::{Snapshot, SnapshotCell, SnapshotSource, SourceError};
+use crate::budget::charge::Plan;
+use crate::budget::counters::Counters;
+use crate::store::Store;
+
+/// Where counters learn the spend recorded before they counted it.
+pub trait SpendHistory: Send + Sync + 'static {
+    /// The costs recorded for `principal` at or after `since_ms` (unix
+    /// milliseconds), with their times and currencies.
+    fn spend_since(
+        &self,
+        principal: &str,
+        since_ms: i64,
+    ) -> crate::budget::counters::BoxFuture<Result<Vec<crate::store::Spend>, SourceError>>;
+}
+
+impl SpendHistory for Store {
+    fn spend_since(
+        &self,
+        principal: &str,
+        since_ms: i64,
+    ) -> crate::budget::counters::BoxFuture<Result<Vec<crate::store::Spend>, SourceError>> {
+        let store = self.clone();
+        let principal = principal.to_string();
+        Box::pin(async move { Ok(Store::spend_since(&store, &principal, since_ms).await?) })
+    }
+}
+
+/// What the refresher needs.
+#[derive(Clone)]
+pub struct Refresher {
+    pub source: Arc<dyn SnapshotSource>,
+    pub counters: Arc<dyn Counters>,
+    pub history: Arc<dyn SpendHistory>,
+    pub allowlist_default: AllowlistDefault,
+}
+
+impl Refresher {
+    /// Loads a snapshot and primes the budget counters it introduces from
+    /// the recorded spend, before anything can reserve in them.
+    pub async fn load(&self) -> Result<Snapshot, SourceError> {
+        let rows = self.source.load().await?;
+        let (snapshot, warnings) = Snapshot::build(rows, self.allowlist_default);
+        for w in warnings {
+            tracing::warn!(version = snapshot.version, "{w}");
+        }
+        let primed = self
+            .prime(&snapshot.budgets, jiff::Timestamp::now())
+            .await?;
+        if primed > 0 {
+            tracing::info!(primed, "budget counters primed from the ledger");
+        }
+        Ok(snapshot)
+    }
+
+    /// Primes the counters of budgets not counted yet with the spend the
+    /// ledger recorded in their current windows (at start-up, and when a
+    /// budget is created or its window changed while running). Spend in
+    /// another currency than a budget's is not counted in it.
+    pub async fn prime(
+        &self,
+        plans: &HashMap<String, Arc<Plan>>,
+        now: jiff::Timestamp,
+    ) -> Result<usize, SourceError> {
+        let unavailable = |e: crate::budget::counters::CounterError| SourceError(e.to_string());
+        let mut primed = 0;
+        for (principal, plan) in plans {
+            for line in &plan.lines {
+                if self
+                    .counters
+                    .knows(principal, &line.id)
+                    .await
+                    .map_err(unavailable)?
+                {
+                    continue;
+                }
+                let since = line
+                    .spec
+                    .current(now)
+                    .start
+                    .checked_sub(line.spec.bucket_width())
+                    .unwrap_or(jiff::Timestamp::MIN);
+                let spend = self
+                    .history
+                    .spend_since(principal, since.as_millisecond())
+                    .await?;
+                let currency = line.currency.as_str();
+                let rows = spend
+                    .into_iter()
+                    .filter(|s| s.currency == currency)
+                    .filter_map(|s| {
+                        jiff::Timestamp::from_millisecond(s.ts_ms)
+                            .ok()
+                            .map(|t| (t, s.amount))
+                    })
+                    .collect();
+                if self
+                    .counters
+                    .prime(principal, &line.id, &line.spec, rows)
+                    .await
+                    .map_err(unavailable)?
+                {
+                    primed += 1;
+                }
+            }
+        }
+        Ok(primed)
+    }
+
+    /// Swaps in a new snapshot whenever the source's version changes, at
+    /// the latest every `interval`. `fresh` is false while the source
+    /// cannot be read.
+    pub fn spawn(
+        self,
+        cell: SnapshotCell,
+        interval: Duration,
+        fresh: Arc<AtomicBool>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                self.source.changed(interval).await;
+                match self.source.version().await {
+                    Ok(v) if v == cell.load().version => fresh.store(true, Ordering::Relaxed),
+                    Ok(_) => match self.load().await {
+                        Ok(s) => {
+                            tracing::info!(version = s.version, "snapshot refreshed");
+                            metrics::counter!("caracal_snapshot_reloads_total", "result" => "ok")
+                                .increment(1);
+                            metrics::gauge!("caracal_snapshot_version").set(s.version as f64);
+                            cell.store(Arc::new(s));
+                            fresh.store(true, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            metrics::counter!("caracal_snapshot_reloads_total", "result" => "error")
+                                .increment(1);
+                            tracing::error!(error = %e, "snapshot refresh failed; keeping the last good snapshot");
+                            fresh.store(false, Ordering::Relaxed);
+                        }
+                    },
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the state version");
+                        fresh.store(false, Ordering::Relaxed);
+                    }
+                }
+            }
+        })
+    }
+}
