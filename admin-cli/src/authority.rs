@@ -264,6 +264,7 @@ async fn enforce(
         principal_id: principal.as_deref(),
         resource: &args.resource,
         action: args.action,
+        explain: true,
     };
     let at = args.at.unwrap_or_else(now);
     let d = match &args.mandate {

@@ -116,7 +116,15 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
     let mut health = Health::default();
     health.guard("snapshot", fresh);
     health.guard("ledger", writer.healthy());
-    let tls_ok = Arc::new(AtomicBool::new(true));
+    let expiries = vec![
+        ("workspace CA", ca_not_after),
+        ("gateway certificate", server_not_after),
+    ];
+    let tls_ok = Arc::new(AtomicBool::new(crate::ops::health::certificates_ok(
+        &expiries,
+        config.tls_expiry_margin,
+        std::time::SystemTime::now(),
+    )));
     health.guard("tls", tls_ok.clone());
 
     let bind = |addr: SocketAddr| async move {
@@ -153,10 +161,6 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         force_close: CancellationToken::new(),
     });
     shared.install_stack();
-    let expiries = vec![
-        ("workspace CA", ca_not_after),
-        ("gateway certificate", server_not_after),
-    ];
     tokio::spawn(crate::ops::health::watch_expiry(
         expiries,
         shared.config.tls_expiry_margin,

@@ -505,6 +505,26 @@ async fn a_request_without_an_output_limit_gets_the_one_its_reservation_assumed(
     }
 }
 
+/// A call refused by its budget gives its rate-limit admission back: budget
+/// refusals do not use up the principal's requests per minute.
+#[tokio::test]
+async fn budget_refusals_do_not_use_up_the_rate_limit() {
+    let env = start().await;
+    dear_prices(&env).await;
+    let rate = RateLimit::new(Some(2), Some(1_000_000)).unwrap();
+    // Far too small for any call: every call is refused by the budget.
+    budget(&env, "0.001", Some(rate)).await;
+    let client = env.direct_client();
+    for i in 0..5 {
+        let (status, v, _) = call(&env, &client, &chat(4)).await;
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (402, Some("budget_exceeded")),
+            "call {i}: {v}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn calls_without_a_budget_are_priced_in_the_ledger_or_marked_unpriced() {
     let env = start().await;

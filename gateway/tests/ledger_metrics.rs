@@ -36,6 +36,9 @@ async fn every_call_and_denial_leaves_a_ledger_row() {
     assert_eq!(allow.resource.as_deref(), Some("models.list"));
     assert_eq!(allow.action.as_deref(), Some("read"));
     assert_eq!(allow.mode.as_str(), "proxy");
+    // Microsecond durations: a fast call is not recorded as taking 0.
+    assert!(allow.duration_us > 0, "{allow:?}");
+    assert_eq!(allow.duration_ms, allow.duration_us / 1000);
     let deny = events
         .iter()
         .find(|e| e.decision.as_str() == "deny")
@@ -88,6 +91,28 @@ async fn allowlist_changes_reach_the_running_gateway_within_a_second() {
     }
 }
 
+/// The `tls` guard means something: a certificate that expires within the
+/// configured margin makes `/health` fail and name it.
+#[tokio::test]
+async fn health_reports_certificates_expiring_within_the_margin() {
+    // The gateway certificate is valid for a year: a 400-day margin is
+    // already crossed.
+    let env = start_custom(Default::default(), |c| {
+        c.tls_expiry_margin = Duration::from_secs(400 * 24 * 3600)
+    })
+    .await;
+    let health = env
+        .direct_client()
+        .get(format!("https://127.0.0.1:{}/health", env.gw.addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 503);
+    let report: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(report["checks"]["tls"], false, "{report}");
+    assert_eq!(report["failing"], serde_json::json!(["tls"]), "{report}");
+}
+
 #[tokio::test]
 async fn metrics_and_health_are_served() {
     let env = start().await;
@@ -108,6 +133,7 @@ async fn metrics_and_health_are_served() {
     let report: serde_json::Value = health.json().await.unwrap();
     assert_eq!(report["status"], "ok");
     assert_eq!(report["checks"]["ledger"], true);
+    assert_eq!(report["checks"]["tls"], true);
     let metrics = reqwest::get(format!("http://{}/metrics", env.gw.metrics_addr))
         .await
         .unwrap()

@@ -78,6 +78,32 @@ pub struct Call<'a> {
     pub principal_id: Option<&'a str>,
     pub resource: &'a str,
     pub action: Action,
+    /// Record a line for every check that passed, not only the failing
+    /// one (`caracal authority enforce` explains; the gateway, which only
+    /// ever prints a refusal, does not pay for the text).
+    pub explain: bool,
+}
+
+/// The human lines of a decision: the passing checks' only when asked.
+struct Trace {
+    explain: bool,
+    lines: Vec<String>,
+}
+
+impl Trace {
+    fn new(call: &Call<'_>) -> Self {
+        Trace {
+            explain: call.explain,
+            lines: Vec::new(),
+        }
+    }
+
+    /// Notes a check that passed.
+    fn note(&mut self, line: impl FnOnce() -> String) {
+        if self.explain {
+            self.lines.push(line());
+        }
+    }
 }
 
 /// The outcome: allowed, or the reason it was not, and one human line per
@@ -160,10 +186,9 @@ pub fn decide(
         },
     };
     let claims = &verified.claims;
-    let reasons = vec![
-        format!("signature verified (kid {})", verified.kid),
-        window_reason(claims, now, skew),
-    ];
+    let mut trace = Trace::new(call);
+    trace.note(|| format!("signature verified (kid {})", verified.kid));
+    trace.note(|| window_reason(claims, now, skew));
     let held = view.mandate(&claims.jti);
     // The signed claims are what is judged; the record supplies the policy
     // and, when it agrees with the token, its compiled scope.
@@ -176,7 +201,7 @@ pub fn decide(
         }
     };
     let policy_id = held.map(|h| h.policy_id.as_str());
-    judge(claims.clone(), scope, policy_id, view, call, reasons)
+    judge(claims.clone(), scope, policy_id, view, call, trace)
 }
 
 /// Decides `call` for its principal without a presented token, over the
@@ -251,11 +276,10 @@ fn judge_held(
     if let Err(e) = mandate::check_window(c.nbf, c.exp, now, skew) {
         return with(Decision::deny(e.code_for_decision(), vec![], e.to_string()));
     }
-    let reasons = vec![
-        format!("mandate {} recorded for principal {}", c.jti, c.sub),
-        window_reason(c, now, skew),
-    ];
-    judge(c.clone(), &h.scope, Some(&h.policy_id), view, call, reasons)
+    let mut trace = Trace::new(call);
+    trace.note(|| format!("mandate {} recorded for principal {}", c.jti, c.sub));
+    trace.note(|| window_reason(c, now, skew));
+    judge(c.clone(), &h.scope, Some(&h.policy_id), view, call, trace)
 }
 
 /// Steps 3 to 6 over claims already known to be genuine and current.
@@ -266,22 +290,22 @@ fn judge(
     policy_id: Option<&str>,
     view: &AuthorityView,
     call: &Call<'_>,
-    mut reasons: Vec<String>,
+    mut trace: Trace,
 ) -> Decision {
-    let deny = |code, reasons, why| {
-        let mut d = Decision::deny(code, reasons, why);
+    let deny = |code, trace: Trace, why| {
+        let mut d = Decision::deny(code, trace.lines, why);
         d.claims = Some(claims.clone());
         d
     };
     if view.is_revoked(&claims.jti) {
         let why = format!("mandate {} is revoked", claims.jti);
-        return deny(Denied::MandateRevoked, reasons, why);
+        return deny(Denied::MandateRevoked, trace, why);
     }
     if let Some(ancestor) = claims.chain.iter().find(|a| view.is_revoked(a)) {
         let why = format!("ancestor mandate {ancestor} is revoked, so this one is too");
-        return deny(Denied::MandateRevoked, reasons, why);
+        return deny(Denied::MandateRevoked, trace, why);
     }
-    reasons.push(match claims.chain.len() {
+    trace.note(|| match claims.chain.len() {
         0 => "not revoked".to_string(),
         1 => "not revoked (nor its 1 ancestor)".to_string(),
         n => format!("not revoked (nor its {n} ancestors)"),
@@ -293,13 +317,15 @@ fn judge(
                 "mandate was issued to principal {}, but presented by principal {p}",
                 claims.sub
             );
-            return deny(Denied::MandateWrongPrincipal, reasons, why);
+            return deny(Denied::MandateWrongPrincipal, trace, why);
         }
-        Some(p) => reasons.push(format!("subject matches principal {p}")),
-        None => reasons.push(format!(
-            "subject is principal {} (no principal given to match)",
-            claims.sub
-        )),
+        Some(p) => trace.note(|| format!("subject matches principal {p}")),
+        None => trace.note(|| {
+            format!(
+                "subject is principal {} (no principal given to match)",
+                claims.sub
+            )
+        }),
     }
 
     let Some(policy_id) = policy_id else {
@@ -307,22 +333,20 @@ fn judge(
             "mandate {} is signed by this workspace's key but not recorded in its database",
             claims.jti
         );
-        return deny(Denied::MandateInvalid, reasons, why);
+        return deny(Denied::MandateInvalid, trace, why);
     };
     let Some(policy) = view.policy(policy_id) else {
         let why = format!("policy {policy_id}, under which it was issued, does not exist");
-        return deny(Denied::MandateInvalid, reasons, why);
+        return deny(Denied::MandateInvalid, trace, why);
     };
     let version = policy.policy.version;
     if !policy.policy.active {
         let why = format!(
             "policy {policy_id}, under which it was issued, is disabled (version {version})"
         );
-        return deny(Denied::PolicyDisabled, reasons, why);
+        return deny(Denied::PolicyDisabled, trace, why);
     }
-    reasons.push(format!(
-        "issued under policy {policy_id}, active at version {version}"
-    ));
+    trace.note(|| format!("issued under policy {policy_id}, active at version {version}"));
 
     let (resource, action) = (call.resource, call.action);
     let a = action.as_str();
@@ -331,26 +355,23 @@ fn judge(
             "scope does not cover {resource}:{a}: action {a} is not among {}",
             list(claims.scope.actions.iter().map(|a| a.as_str()))
         );
-        return deny(Denied::ScopeExceeded, reasons, why);
+        return deny(Denied::ScopeExceeded, trace, why);
     }
     let Some(entry) = scope.patterns().iter().find(|p| p.matches(resource)) else {
         let why = format!(
             "scope does not cover {resource}:{a}: no resource entry matches (entries: {})",
             list(claims.scope.resources.iter().map(String::as_str))
         );
-        return deny(Denied::ScopeExceeded, reasons, why);
+        return deny(Denied::ScopeExceeded, trace, why);
     };
-    reasons.push(format!(
-        "scope covers {resource}:{a} via entry {}",
-        entry.as_str()
-    ));
+    trace.note(|| format!("scope covers {resource}:{a} via entry {}", entry.as_str()));
     if !policy.scope.covers(resource, action) {
         let why = format!("policy {policy_id} (version {version}) no longer covers {resource}:{a}");
-        return deny(Denied::ScopeExceeded, reasons, why);
+        return deny(Denied::ScopeExceeded, trace, why);
     }
     Decision {
         outcome: Ok(()),
-        reasons,
+        reasons: trace.lines,
         claims: Some(claims),
     }
 }

@@ -94,6 +94,7 @@ fn call(principal: Option<&'static str>, resource: &'static str, action: Action)
         principal_id: principal,
         resource,
         action,
+        explain: true,
     }
 }
 
@@ -101,7 +102,43 @@ const OK_CALL: Call<'static> = Call {
     principal_id: Some("agent-1"),
     resource: "chat.completions",
     action: Action::Create,
+    explain: true,
 };
+
+#[test]
+fn a_decision_explains_its_passing_checks_only_when_asked() {
+    let f = Fixture::new(&[]);
+    let explained = f.decide_at(NBF, 0, &OK_CALL);
+    assert!(explained.allowed());
+    assert!(explained.reasons.len() >= 5, "{:?}", explained.reasons);
+    let quiet = f.decide_at(
+        NBF,
+        0,
+        &Call {
+            explain: false,
+            ..OK_CALL
+        },
+    );
+    assert_eq!(quiet.outcome, Ok(()));
+    assert!(quiet.reasons.is_empty(), "{:?}", quiet.reasons);
+    // A refusal always says why, explained or not.
+    let wrong = call(Some("agent-2"), "chat.completions", Action::Create);
+    let refused = f.decide_at(
+        NBF,
+        0,
+        &Call {
+            explain: false,
+            ..wrong
+        },
+    );
+    assert_eq!(refused.outcome, Err(Denied::MandateWrongPrincipal));
+    assert_eq!(refused.reasons.len(), 1, "{:?}", refused.reasons);
+    assert!(
+        refused.reasons[0].contains("agent-2"),
+        "{:?}",
+        refused.reasons
+    );
+}
 
 #[test]
 fn a_covering_mandate_is_allowed_with_every_check_explained() {

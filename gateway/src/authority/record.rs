@@ -126,3 +126,22 @@ impl MandateRecord {
         }
     }
 }
+
+impl MandateRecord {
+    /// The claims the mandate was signed with (`ws` is not recorded).
+    pub fn claims(&self) -> Claims {
+        Claims {
+            iss: self.issuer_id.clone(),
+            sub: self.subject_id.clone(),
+            jti: self.jti.clone(),
+            iat: self.iat,
+            nbf: self.nbf,
+            exp: self.exp,
+            scope: self.scope.clone(),
+            parent: self.parent_jti.clone(),
+            chain: self.chain.clone(),
+            depth: self.depth,
+            ws: None,
+        }
+    }
+}

@@ -44,7 +44,7 @@ pub struct AuthorityView {
     /// SHA-256, with their claims and kid. It lives and dies with the view
     /// (so with the keys); time, revocation and policy are still judged on
     /// every call.
-    verified: Mutex<HashMap<[u8; 32], Arc<Verified>>>,
+    verified: Mutex<Generations>,
 }
 
 /// A token whose signature verified.
@@ -54,8 +54,41 @@ pub(super) struct Verified {
     pub kid: String,
 }
 
-/// Most verified tokens remembered per view; the memory is cleared when full.
+/// Most verified tokens remembered per view.
 const VERIFIED_CAP: usize = 4096;
+
+/// A bounded memory in two generations: new entries go into the young
+/// one; when it is full, the old generation is forgotten and the young one
+/// becomes old. A token used again is promoted back into the young one, so
+/// tokens in use are never forgotten in bulk, and at most
+/// [`VERIFIED_CAP`] are held.
+#[derive(Debug, Default)]
+struct Generations {
+    young: HashMap<[u8; 32], Arc<Verified>>,
+    old: HashMap<[u8; 32], Arc<Verified>>,
+}
+
+impl Generations {
+    fn get(&mut self, key: &[u8; 32]) -> Option<Arc<Verified>> {
+        if let Some(v) = self.young.get(key) {
+            return Some(v.clone());
+        }
+        let v = self.old.remove(key)?;
+        self.insert(*key, v.clone());
+        Some(v)
+    }
+
+    fn insert(&mut self, key: [u8; 32], v: Arc<Verified>) {
+        if self.young.len() >= VERIFIED_CAP / 2 {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.young.insert(key, v);
+    }
+
+    fn len(&self) -> usize {
+        self.young.len() + self.old.len()
+    }
+}
 
 impl Default for AuthorityView {
     fn default() -> Self {
@@ -102,7 +135,7 @@ impl AuthorityView {
             mandates: by_jti,
             by_subject,
             policies,
-            verified: Mutex::new(HashMap::new()),
+            verified: Mutex::new(Generations::default()),
         }
     }
 
@@ -113,17 +146,21 @@ impl AuthorityView {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
-            .cloned()
     }
 
     /// Remembers that `token`'s signature verified.
     pub(super) fn remember(&self, token: &str, verified: Arc<Verified>) {
         let key = digest(token);
-        let mut map = self.verified.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= VERIFIED_CAP {
-            map.clear();
-        }
-        map.insert(key, verified);
+        let mut memory = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        memory.insert(key, verified);
+    }
+
+    /// Verified tokens remembered now.
+    pub fn remembered(&self) -> usize {
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// Builds the view from stored rows. Keys that cannot be used are left
@@ -172,25 +209,56 @@ impl AuthorityView {
     }
 }
 
-impl MandateRecord {
-    /// The claims the mandate was signed with (`ws` is not recorded).
-    pub fn claims(&self) -> Claims {
-        Claims {
-            iss: self.issuer_id.clone(),
-            sub: self.subject_id.clone(),
-            jti: self.jti.clone(),
-            iat: self.iat,
-            nbf: self.nbf,
-            exp: self.exp,
-            scope: self.scope.clone(),
-            parent: self.parent_jti.clone(),
-            chain: self.chain.clone(),
-            depth: self.depth,
-            ws: None,
-        }
-    }
-}
-
 fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verified(jti: &str) -> Arc<Verified> {
+        Arc::new(Verified {
+            claims: Arc::new(Claims {
+                iss: "i".into(),
+                sub: "s".into(),
+                jti: jti.into(),
+                iat: 0,
+                nbf: 0,
+                exp: 1,
+                scope: crate::authority::Scope {
+                    resources: vec![],
+                    actions: vec![],
+                },
+                parent: None,
+                chain: vec![],
+                depth: 0,
+                ws: None,
+            }),
+            kid: "k".into(),
+        })
+    }
+
+    #[test]
+    fn the_verified_memory_is_bounded_and_keeps_tokens_in_use() {
+        let view = AuthorityView::default();
+        view.remember("hot", verified("hot"));
+        for i in 0..VERIFIED_CAP * 3 {
+            view.remember(&format!("cold-{i}"), verified("cold"));
+            // The hot token is used all along: never forgotten.
+            if i % 100 == 0 {
+                assert!(
+                    view.verified("hot").is_some(),
+                    "forgot the hot token at {i}"
+                );
+            }
+            assert!(view.remembered() <= VERIFIED_CAP);
+        }
+        assert!(view.verified("hot").is_some());
+        // The newest cold ones are still there, the oldest are not.
+        assert!(view
+            .verified(&format!("cold-{}", VERIFIED_CAP * 3 - 1))
+            .is_some());
+        assert!(view.verified("cold-0").is_none());
+    }
 }

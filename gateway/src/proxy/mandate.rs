@@ -73,6 +73,8 @@ pub fn authorise(
         principal_id: Some(&principal.id),
         resource,
         action,
+        // Only a refusal is ever printed; its reason is always recorded.
+        explain: false,
     };
     let view = &snap.authority;
     let d = match mandate {

@@ -25,6 +25,9 @@ pub mod stack;
 pub mod step;
 pub mod upstream;
 
+#[cfg(test)]
+mod admission_tests;
+
 use std::sync::{Arc, Mutex};
 
 use caracal_certs::LeafMinter;

@@ -1,0 +1,120 @@
+//! The global in-flight limit: past `limits.max_in_flight` requests are
+//! shed at once with `503 overloaded` (JSON, `Retry-After`, a ledger row),
+//! a stream holds its place until it ends, and `/health` keeps answering.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures_util::future::join_all;
+
+fn chat() -> serde_json::Value {
+    serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+}
+
+async fn post(env: &Env, client: &reqwest::Client, latency_ms: u64) -> reqwest::Response {
+    client
+        .post(format!("{}/v1/chat/completions", env.base_url("openai")))
+        .bearer_auth(&env.token)
+        .header("x-mock-latency-ms", latency_ms.to_string())
+        .json(&chat())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn requests_past_the_in_flight_limit_are_shed_at_once() {
+    let env = start_custom(Default::default(), |c| c.limits.max_in_flight = 2).await;
+    let client = env.direct_client();
+    // Two slow calls take both places.
+    let slow = {
+        let (env, client) = (&env, &client);
+        join_all((0..2).map(|_| async move { post(env, client, 1500).await }))
+    };
+    let shed = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = Instant::now();
+        let r = post(&env, &client, 0).await;
+        let took = started.elapsed();
+        // /health answers while every place is taken.
+        env.assert_healthy().await;
+        (r, took)
+    };
+    let (slow, (r, took)) = tokio::join!(slow, shed);
+    assert_eq!(r.status(), 503);
+    assert!(took < Duration::from_millis(500), "shedding took {took:?}");
+    assert_eq!(r.headers()["retry-after"], "1");
+    let id = event_id(&r);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "overloaded", "{v}");
+    for r in slow {
+        assert_eq!(r.status(), 200);
+        let _ = r.bytes().await;
+    }
+    let e = env.event(&id).await;
+    assert_eq!(
+        (e.decision.as_str(), e.code.as_str()),
+        ("error", "overloaded")
+    );
+    assert_eq!(e.status, Some(503));
+    // The places are given back: calls go through again.
+    assert_eq!(post(&env, &client, 0).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_stream_holds_its_place_until_it_ends() {
+    let env = start_custom(Default::default(), |c| c.limits.max_in_flight = 1).await;
+    let client = env.direct_client();
+    let mut body = chat();
+    body["stream"] = true.into();
+    let stream = client
+        .post(format!("{}/v1/chat/completions", env.base_url("openai")))
+        .bearer_auth(&env.token)
+        .header("x-mock-chunks", "4")
+        .header("x-mock-chunk-delay-ms", "300")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    // The headers are back, the body still streams: the place is taken.
+    assert_eq!(post(&env, &client, 0).await.status(), 503);
+    let _ = stream.bytes().await.unwrap();
+    assert_eq!(post(&env, &client, 0).await.status(), 200);
+}
+
+/// Many more clients than places, against a slow provider: the excess is
+/// refused quickly (nothing queues), the admitted calls all succeed, and
+/// the gateway stays healthy.
+#[tokio::test]
+async fn a_burst_past_the_limit_is_refused_quickly_and_nothing_queues() {
+    let env = start_custom(Default::default(), |c| c.limits.max_in_flight = 8).await;
+    let client = env.direct_client();
+    let started = Instant::now();
+    let results = join_all((0..64).map(|_| {
+        let (env, client) = (&env, &client);
+        async move {
+            let t = Instant::now();
+            let r = post(env, client, 1000).await;
+            let status = r.status().as_u16();
+            let _ = r.bytes().await;
+            (status, t.elapsed())
+        }
+    }))
+    .await;
+    let ok = results.iter().filter(|(s, _)| *s == 200).count();
+    let shed: Vec<_> = results.iter().filter(|(s, _)| *s == 503).collect();
+    assert_eq!(ok + shed.len(), 64, "{results:?}");
+    assert!(ok >= 8, "{ok} admitted");
+    assert!(!shed.is_empty());
+    for (_, took) in &shed {
+        assert!(
+            *took < Duration::from_millis(900),
+            "a shed request waited {took:?}"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+    env.assert_healthy().await;
+}
