@@ -101,12 +101,7 @@ async fn health_reports_certificates_expiring_within_the_margin() {
         c.tls_expiry_margin = Duration::from_secs(400 * 24 * 3600)
     })
     .await;
-    let health = env
-        .direct_client()
-        .get(format!("https://127.0.0.1:{}/health", env.gw.addr.port()))
-        .send()
-        .await
-        .unwrap();
+    let health = env.health().await;
     assert_eq!(health.status(), 503);
     let report: serde_json::Value = health.json().await.unwrap();
     assert_eq!(report["checks"]["tls"], false, "{report}");
@@ -124,11 +119,7 @@ async fn metrics_and_health_are_served() {
         .send()
         .await
         .unwrap();
-    let health = client
-        .get(format!("https://127.0.0.1:{}/health", env.gw.addr.port()))
-        .send()
-        .await
-        .unwrap();
+    let health = env.health().await;
     assert_eq!(health.status(), 200);
     let report: serde_json::Value = health.json().await.unwrap();
     assert_eq!(report["status"], "ok");

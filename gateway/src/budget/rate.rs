@@ -368,33 +368,34 @@ impl InProcessRateLimiter {
     /// admission does). A ticket whose bucket has already left changes
     /// nothing.
     pub fn settle(&self, ticket: RateTicket, actual_tokens: u64, now: Timestamp) {
-        let now_second = second_of(now);
-        let mut state = self.lock(&ticket.principal);
-        state.sweep_if_due(now_second);
-        let Some(buckets) = state.principals.get_mut(&ticket.principal) else {
-            return;
-        };
-        if let Some(bucket) = buckets.iter_mut().find(|b| b.second == ticket.second) {
+        self.with_bucket(&ticket, now, |bucket| {
             bucket.tokens = bucket
                 .tokens
                 .saturating_sub(ticket.estimate)
                 .saturating_add(actual_tokens);
-        }
+        });
     }
 
     /// Takes an admission back: its request and its token estimate leave
     /// the window at once (a later step refused the call). A ticket whose
     /// bucket has already left changes nothing.
     pub fn release(&self, ticket: RateTicket, now: Timestamp) {
-        let now_second = second_of(now);
-        let mut state = self.lock(&ticket.principal);
-        state.sweep_if_due(now_second);
-        let Some(buckets) = state.principals.get_mut(&ticket.principal) else {
-            return;
-        };
-        if let Some(bucket) = buckets.iter_mut().find(|b| b.second == ticket.second) {
+        self.with_bucket(&ticket, now, |bucket| {
             bucket.requests = bucket.requests.saturating_sub(1);
             bucket.tokens = bucket.tokens.saturating_sub(ticket.estimate);
+        });
+    }
+
+    /// Changes the bucket `ticket` was admitted in, if it still counts.
+    fn with_bucket(&self, ticket: &RateTicket, now: Timestamp, change: impl FnOnce(&mut Bucket)) {
+        let mut state = self.lock(&ticket.principal);
+        state.sweep_if_due(second_of(now));
+        let bucket = state
+            .principals
+            .get_mut(&ticket.principal)
+            .and_then(|buckets| buckets.iter_mut().find(|b| b.second == ticket.second));
+        if let Some(bucket) = bucket {
+            change(bucket);
         }
     }
 

@@ -4,15 +4,11 @@
 //! reservation travels with the call and is settled with its ledger row.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use futures_util::future::{BoxFuture, Either};
-use http::Response;
-use tower::{Layer, Service};
+use futures_util::future::BoxFuture;
 
 use super::call::{Call, Refusal};
-use super::respond::Body;
-use super::step::{take_ready, Answer};
+use super::step::{AsyncStep, AsyncStepLayer};
 use crate::budget::charge::Reservation;
 use crate::budget::counters::{Counters, Exceeded, NotReserved, ReservationId};
 use crate::error::{Code, Denial};
@@ -67,60 +63,33 @@ pub fn exceeded(e: &Exceeded) -> Denial {
     d
 }
 
-#[derive(Clone)]
-pub struct BudgetLayer {
+/// The budget step.
+pub struct Budget {
     counters: Arc<dyn Counters>,
 }
 
-pub fn layer(counters: Arc<dyn Counters>) -> BudgetLayer {
-    BudgetLayer { counters }
+pub fn layer(counters: Arc<dyn Counters>) -> AsyncStepLayer<Budget> {
+    AsyncStepLayer::new(Budget { counters })
 }
 
-impl<I> Layer<I> for BudgetLayer {
-    type Service = Budget<I>;
-
-    fn layer(&self, inner: I) -> Self::Service {
-        Budget {
-            counters: self.counters.clone(),
-            inner,
-        }
-    }
+/// The budgets of the call's principal, if it has any.
+fn budgets(call: &Call) -> Option<Arc<crate::budget::charge::Plan>> {
+    let principal = call.ctx.principal().ok()?;
+    let plan = call.ctx.snapshot.budgets.get(&principal.id)?;
+    (!plan.lines.is_empty()).then(|| plan.clone())
 }
 
-#[derive(Clone)]
-pub struct Budget<I> {
-    counters: Arc<dyn Counters>,
-    inner: I,
-}
-
-impl<I> Service<Call> for Budget<I>
-where
-    I: Service<Call, Response = Response<Body>, Error = Refusal> + Clone + Send + 'static,
-    I::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = Refusal;
-    type Future = Either<I::Future, BoxFuture<'static, Answer>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Refusal>> {
-        self.inner.poll_ready(cx)
+impl AsyncStep for Budget {
+    fn applies(&self, call: &Call) -> bool {
+        budgets(call).is_some()
     }
 
-    fn call(&mut self, call: Call) -> Self::Future {
-        let Ok(principal) = call.ctx.principal() else {
-            return Either::Left(self.inner.call(call));
-        };
-        let Some(plan) = call.ctx.snapshot.budgets.get(&principal.id).cloned() else {
-            return Either::Left(self.inner.call(call));
-        };
-        if plan.lines.is_empty() {
-            return Either::Left(self.inner.call(call));
-        }
-        let principal = principal.id.clone();
-        let counters = self.counters.clone();
-        let mut inner = take_ready(&mut self.inner);
-        Either::Right(Box::pin(async move {
-            let mut call = call;
+    fn run(self: Arc<Self>, mut call: Call) -> BoxFuture<'static, Result<Call, Refusal>> {
+        Box::pin(async move {
+            let (Some(plan), Ok(principal)) = (budgets(&call), call.ctx.principal()) else {
+                return Ok(call);
+            };
+            let principal = principal.id.clone();
             let Some(amount) = call.ctx.charge.as_ref().map(|c| c.priced.estimate.amount) else {
                 let d = Denial::new(
                     Code::Internal,
@@ -130,18 +99,19 @@ where
             };
             let now = jiff::Timestamp::now();
             let id = ReservationId::new();
-            match counters
+            match self
+                .counters
                 .reserve(&principal, id, &plan.lines, amount, now)
                 .await
             {
                 Ok(hold) => {
                     if let Some(charge) = call.ctx.charge.as_mut() {
-                        charge.reservation = Some(Reservation::new(hold, counters));
+                        charge.reservation = Some(Reservation::new(hold, self.counters.clone()));
                     }
-                    inner.call(call).await
+                    Ok(call)
                 }
                 Err(e) => Err(Refusal::new(denial(e), call)),
             }
-        }))
+        })
     }
 }

@@ -8,18 +8,14 @@
 //! such call has tokens and a cost in the ledger whatever its principal.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::{BoxFuture, Either};
-use http::Response;
+use futures_util::future::BoxFuture;
 use http_body_util::BodyExt;
-use tower::{Layer, Service};
 
 use super::call::{Call, Refusal, RequestBody};
-use super::respond::Body;
-use super::step::{take_ready, Answer};
+use super::step::{AsyncStep, AsyncStepLayer};
 use crate::budget::charge::{self, Charge, Plan, Unpriceable};
 use crate::error::{Code, Denial};
 use crate::usage::request::{self, RequestError, RequestFacts};
@@ -104,85 +100,53 @@ pub fn judge(
     })
 }
 
-/// The price step's layer.
-#[derive(Clone)]
-pub struct PriceLayer {
-    limits: Arc<Limits>,
+/// The price step: reads a body within `max_body` bytes, giving up on a
+/// client that sends nothing for `idle`.
+pub struct Price {
+    max_body: u64,
+    idle: Duration,
 }
 
-/// The bounds of reading a body.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_body: u64,
-    pub idle: Duration,
+pub fn layer(max_body: u64, idle: Duration) -> AsyncStepLayer<Price> {
+    AsyncStepLayer::new(Price { max_body, idle })
 }
 
-pub fn layer(max_body: u64, idle: Duration) -> PriceLayer {
-    PriceLayer {
-        limits: Arc::new(Limits { max_body, idle }),
-    }
+/// The plan (budgets and rate limits) of the call's principal, and whether
+/// its body must be read at all.
+fn plan(call: &Call) -> (Option<Arc<Plan>>, bool) {
+    let (Ok(principal), Ok((provider, operation))) = (call.ctx.principal(), call.ctx.route())
+    else {
+        return (None, false);
+    };
+    let plan = call.ctx.snapshot.budgets.get(&principal.id).cloned();
+    let read = plan.is_some() || usage_on_request(provider.dialect(), &operation.resource);
+    (plan, read)
 }
 
-impl<I> Layer<I> for PriceLayer {
-    type Service = Price<I>;
-
-    fn layer(&self, inner: I) -> Self::Service {
-        Price {
-            limits: self.limits.clone(),
-            inner,
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Price<I> {
-    limits: Arc<Limits>,
-    inner: I,
-}
-
-impl<I> Service<Call> for Price<I>
-where
-    I: Service<Call, Response = Response<Body>, Error = Refusal> + Clone + Send + 'static,
-    I::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = Refusal;
-    type Future = Either<I::Future, BoxFuture<'static, Answer>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Refusal>> {
-        self.inner.poll_ready(cx)
+impl AsyncStep for Price {
+    fn applies(&self, call: &Call) -> bool {
+        plan(call).1
     }
 
-    fn call(&mut self, call: Call) -> Self::Future {
-        let (Ok(principal), Ok((provider, operation))) = (call.ctx.principal(), call.ctx.route())
-        else {
-            return Either::Left(self.inner.call(call));
-        };
-        let plan = call.ctx.snapshot.budgets.get(&principal.id).cloned();
-        let dialect = provider.dialect();
-        if plan.is_none() && !usage_on_request(dialect, &operation.resource) {
-            return Either::Left(self.inner.call(call));
-        }
-        let limits = *self.limits;
-        let mut inner = take_ready(&mut self.inner);
-        Either::Right(Box::pin(async move {
+    fn run(self: Arc<Self>, call: Call) -> BoxFuture<'static, Result<Call, Refusal>> {
+        Box::pin(async move {
+            let (plan, _) = plan(&call);
             let Call { req, mut ctx } = call;
             let (mut parts, body) = req.into_parts();
-            let bytes = match read_body(body, limits.max_body, limits.idle).await {
+            let bytes = match read_body(body, self.max_body, self.idle).await {
                 Ok(b) => b,
-                Err(d) => {
-                    let call = Call {
-                        req: http::Request::from_parts(parts, RequestBody::full(Bytes::new())),
-                        ctx,
-                    };
-                    return Err(Refusal::new(d, call));
-                }
+                Err(d) => return Err(refuse(d, parts, ctx)),
             };
             let (provider, operation) = match ctx.route() {
                 Ok((p, o)) => (p.clone(), o.clone()),
                 Err(d) => return Err(refuse(d, parts, ctx)),
             };
-            let judged = match judge(dialect, &operation.resource, bytes, plan.as_deref()) {
+            let judged = match judge(
+                provider.dialect(),
+                &operation.resource,
+                bytes,
+                plan.as_deref(),
+            ) {
                 Ok(j) => j,
                 Err(d) => return Err(refuse(d, parts, ctx)),
             };
@@ -219,8 +183,8 @@ where
                 .headers
                 .insert(http::header::CONTENT_LENGTH, judged.body.len().into());
             let req = http::Request::from_parts(parts, RequestBody::full(judged.body));
-            inner.call(Call { req, ctx }).await
-        }))
+            Ok(Call { req, ctx })
+        })
     }
 }
 

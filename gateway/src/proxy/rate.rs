@@ -5,15 +5,11 @@
 //! dropping the ticket takes the admission back.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use futures_util::future::{BoxFuture, Either};
-use http::Response;
-use tower::{Layer, Service};
+use futures_util::future::BoxFuture;
 
 use super::call::{Call, Refusal};
-use super::respond::Body;
-use super::step::{take_ready, Answer};
+use super::step::{AsyncStep, AsyncStepLayer};
 use crate::budget::charge::Ticket;
 use crate::budget::rate::{NotAdmitted, RateLimited, RateLimiter};
 use crate::error::{Code, Denial};
@@ -36,65 +32,42 @@ fn limited(r: RateLimited) -> Denial {
     d
 }
 
-#[derive(Clone)]
-pub struct RateLayer {
+/// The rate-limit step.
+pub struct Rate {
     limiter: Arc<dyn RateLimiter>,
 }
 
-pub fn layer(limiter: Arc<dyn RateLimiter>) -> RateLayer {
-    RateLayer { limiter }
+pub fn layer(limiter: Arc<dyn RateLimiter>) -> AsyncStepLayer<Rate> {
+    AsyncStepLayer::new(Rate { limiter })
 }
 
-impl<I> Layer<I> for RateLayer {
-    type Service = Rate<I>;
-
-    fn layer(&self, inner: I) -> Self::Service {
-        Rate {
-            limiter: self.limiter.clone(),
-            inner,
-        }
-    }
+/// The rate limits of the call's principal, if it has any.
+fn rates(call: &Call) -> Option<Arc<crate::budget::charge::Plan>> {
+    let principal = call.ctx.principal().ok()?;
+    let plan = call.ctx.snapshot.budgets.get(&principal.id)?;
+    (!plan.rates.is_empty()).then(|| plan.clone())
 }
 
-#[derive(Clone)]
-pub struct Rate<I> {
-    limiter: Arc<dyn RateLimiter>,
-    inner: I,
-}
-
-impl<I> Service<Call> for Rate<I>
-where
-    I: Service<Call, Response = Response<Body>, Error = Refusal> + Clone + Send + 'static,
-    I::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = Refusal;
-    type Future = Either<I::Future, BoxFuture<'static, Answer>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Refusal>> {
-        self.inner.poll_ready(cx)
+impl AsyncStep for Rate {
+    fn applies(&self, call: &Call) -> bool {
+        rates(call).is_some()
     }
 
-    fn call(&mut self, call: Call) -> Self::Future {
-        let Ok(principal) = call.ctx.principal() else {
-            return Either::Left(self.inner.call(call));
-        };
-        let Some(plan) = call.ctx.snapshot.budgets.get(&principal.id).cloned() else {
-            return Either::Left(self.inner.call(call));
-        };
-        if plan.rates.is_empty() {
-            return Either::Left(self.inner.call(call));
-        }
-        let principal = principal.id.clone();
-        let limiter = self.limiter.clone();
-        let mut inner = take_ready(&mut self.inner);
-        Either::Right(Box::pin(async move {
-            let mut call = call;
+    fn run(self: Arc<Self>, mut call: Call) -> BoxFuture<'static, Result<Call, Refusal>> {
+        Box::pin(async move {
+            let (Some(plan), Ok(principal)) = (rates(&call), call.ctx.principal()) else {
+                return Ok(call);
+            };
+            let principal = principal.id.clone();
             let tokens = call.ctx.charge.as_ref().map_or(0, |c| c.priced.tokens);
             let now = jiff::Timestamp::now();
-            match limiter.admit(&principal, &plan.rates, tokens, now).await {
+            match self
+                .limiter
+                .admit(&principal, &plan.rates, tokens, now)
+                .await
+            {
                 Ok(ticket) => {
-                    let ticket = Ticket::new(ticket, limiter);
+                    let ticket = Ticket::new(ticket, self.limiter.clone());
                     match call.ctx.charge.as_mut() {
                         Some(charge) => charge.ticket = Some(ticket),
                         // Unreachable: the price step charges every call of
@@ -102,10 +75,10 @@ where
                         // ticket is released at once.
                         None => drop(ticket),
                     }
-                    inner.call(call).await
+                    Ok(call)
                 }
                 Err(e) => Err(Refusal::new(denial(e), call)),
             }
-        }))
+        })
     }
 }

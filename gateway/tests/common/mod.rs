@@ -360,13 +360,16 @@ impl Env {
     }
 
     pub async fn assert_healthy(&self) {
-        let r = self
-            .direct_client()
+        assert_eq!(self.health().await.status(), 200, "gateway stopped serving");
+    }
+
+    /// `GET /health` on the gateway port.
+    pub async fn health(&self) -> reqwest::Response {
+        self.direct_client()
             .get(format!("https://127.0.0.1:{}/health", self.gw.addr.port()))
             .send()
             .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "gateway stopped serving");
+            .unwrap()
     }
 }
 
