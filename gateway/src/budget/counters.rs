@@ -9,7 +9,8 @@
 //!   cells the reservation was taken in (a call is charged to the window it
 //!   started in);
 //! - every operation is idempotent by [`ReservationId`]: a retried reserve
-//!   holds once, a second settle or release changes nothing;
+//!   holds once, a second settle or release (within
+//!   [`FINISHED_MEMORY`]) changes nothing;
 //! - a hold that is neither settled nor released expires after the
 //!   implementation's time to live (a replica that died cannot keep
 //!   budget held); settling an expired hold still charges its actual cost.
@@ -250,13 +251,49 @@ impl Counter {
     }
 }
 
+/// How long a settled or released id is remembered, so a retried settle or
+/// release changes nothing: any retry comes within it.
+pub const FINISHED_MEMORY: SignedDuration = SignedDuration::from_mins(5);
+
+/// Most finished ids a shard remembers (the oldest are forgotten first),
+/// so memory stays bounded whatever the call rate.
+pub(crate) const FINISHED_CAP: usize = 4096;
+
+/// The ids finished in the last [`FINISHED_MEMORY`], at most
+/// [`FINISHED_CAP`] of them.
+#[derive(Debug, Default)]
+struct Finished {
+    ids: std::collections::HashSet<ReservationId>,
+    order: std::collections::VecDeque<(Timestamp, ReservationId)>,
+}
+
+impl Finished {
+    fn contains(&self, id: &ReservationId) -> bool {
+        self.ids.contains(id)
+    }
+
+    fn insert(&mut self, id: ReservationId, now: Timestamp) {
+        if self.ids.insert(id) {
+            self.order.push_back((now, id));
+        }
+        let forget_before = now.checked_sub(FINISHED_MEMORY).unwrap_or(Timestamp::MIN);
+        while let Some(&(at, old)) = self.order.front() {
+            if at >= forget_before && self.order.len() <= FINISHED_CAP {
+                break;
+            }
+            self.order.pop_front();
+            self.ids.remove(&old);
+        }
+    }
+}
+
 /// The counters, holds and finished ids of the principals of one shard.
 #[derive(Debug, Default)]
 struct Shard {
     counters: HashMap<CounterId, Counter>,
     held: HashMap<ReservationId, Hold>,
-    /// Settled or released ids, and when (forgotten after two TTLs).
-    done: HashMap<ReservationId, Timestamp>,
+    /// Ids settled or released recently (see [`Finished`]).
+    done: Finished,
     /// No hold expires before this instant.
     next_expiry: Option<Timestamp>,
 }
@@ -281,8 +318,8 @@ impl Shard {
         }
     }
 
-    /// Releases holds past their expiry and forgets old finished ids.
-    fn expire(&mut self, now: Timestamp, ttl: SignedDuration) {
+    /// Releases holds past their expiry.
+    fn expire(&mut self, now: Timestamp) {
         if self.next_expiry.is_none_or(|t| now < t) {
             return;
         }
@@ -297,8 +334,6 @@ impl Shard {
                 self.take_reserved(&h);
             }
         }
-        let forget_before = now.checked_sub(ttl * 2).unwrap_or(Timestamp::MIN);
-        self.done.retain(|_, at| *at >= forget_before);
         self.next_expiry = self.held.values().map(|h| h.expires_at).min();
     }
 }
@@ -363,11 +398,11 @@ impl InProcessCounters {
         let at: Vec<_> = lines.iter().map(|l| cells_at(&l.spec, now)).collect();
         let refused = {
             let mut shard = self.shard(principal);
-            shard.expire(now, self.ttl);
+            shard.expire(now);
             if let Some(h) = shard.held.get(&id) {
                 return Ok(h.clone());
             }
-            if shard.done.contains_key(&id) {
+            if shard.done.contains(&id) {
                 return Err(NotReserved::Finished(id));
             }
             let over = lines.iter().zip(&at).find_map(|(line, (_, range))| {
@@ -425,7 +460,7 @@ impl InProcessCounters {
 
     fn finish_now(&self, hold: &Hold, actual: Option<Decimal>, now: Timestamp) {
         let mut shard = self.shard(&hold.principal);
-        if shard.done.contains_key(&hold.id) {
+        if shard.done.contains(&hold.id) {
             return;
         }
         shard.done.insert(hold.id, now);
@@ -477,7 +512,7 @@ impl Counters for InProcessCounters {
         let (_, range) = cells_at(&line.spec, now);
         let sums = {
             let mut shard = self.shard(principal);
-            shard.expire(now, self.ttl);
+            shard.expire(now);
             shard
                 .counters
                 .get(&line.id)
