@@ -66,7 +66,8 @@ for target in $targets; do
   fi
   if [ "$crashes" -gt 0 ]; then
     crashed+=("$target")
-    grep -E 'Test unit written to|panicked at' "$log" | sed 's/^/    /' || true
+    grep -E -A1 'panicked at' "$log" | sed 's/^/    /' || true
+    grep -E 'Test unit written to' "$log" | sed 's/^/    /' || true
     echo "    $target: $execs executions, CRASHED (log: $log)"
   else
     echo "    $target: $execs executions, no crash"
