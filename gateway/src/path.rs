@@ -38,6 +38,10 @@ pub fn check(path: &str) -> Result<(), PathError> {
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = path.get(i + 1..i + 3).ok_or(PathError::BadEscape)?;
+            // `from_str_radix` alone would also take a sign (`%+b`).
+            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(PathError::BadEscape);
+            }
             let value = u8::from_str_radix(hex, 16).map_err(|_| PathError::BadEscape)?;
             if matches!(value, b'/' | b'\\' | b'.' | 0) {
                 return Err(PathError::EncodedSeparator(format!("%{hex}")));
@@ -108,6 +112,15 @@ mod tests {
             ("/v1/%", PathError::BadEscape),
         ] {
             assert_eq!(check(p), Err(e), "{p:?}");
+        }
+    }
+
+    /// Found by the `path` fuzz target: `u8::from_str_radix` accepts a
+    /// leading '+', so `%+b` passed as an escape.
+    #[test]
+    fn a_sign_is_not_a_hex_digit() {
+        for p in ["/%+b", "/v1/%+0", "/v1/%+"] {
+            assert_eq!(check(p), Err(PathError::BadEscape), "{p:?}");
         }
     }
 }

@@ -25,7 +25,10 @@ pub(super) struct Sse {
 impl Sse {
     pub(super) fn observe(&mut self, mut chunk: &[u8], cap: usize, dialect: Dialect) {
         loop {
-            if std::mem::take(&mut self.after_cr) {
+            // A CR that ended the chunk waits for the next byte, whichever
+            // chunk brings it.
+            if self.after_cr && !chunk.is_empty() {
+                self.after_cr = false;
                 chunk = chunk.strip_prefix(b"\n").unwrap_or(chunk);
             }
             let Some(i) = chunk.iter().position(|&b| b == b'\n' || b == b'\r') else {

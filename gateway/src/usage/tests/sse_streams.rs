@@ -157,3 +157,33 @@ fn sse_line_longer_than_cap_is_skipped_in_bounded_memory() {
         UsageOutcome::TooLarge
     );
 }
+
+/// Found by the `usage_sse` fuzz target: a chunk ending in the CR of a CRLF
+/// lost the CR, so the LF opening the next chunk read as a blank line and
+/// ended the event early.
+#[test]
+fn a_crlf_split_between_its_cr_and_lf_is_one_line_end() {
+    let body = b"data: {\"usage\":\r\ndata: {\"prompt_tokens\":3,\"completion_tokens\":2}}\r\n\r\n";
+    let at = body.iter().position(|&b| b == b'\r').unwrap() + 1;
+    let (a, b) = body.split_at(at);
+    let want = UsageOutcome::Found(Usage {
+        input_tokens: 3,
+        output_tokens: 2,
+        ..Usage::default()
+    });
+    assert_eq!(
+        run(BodyKind::Sse, Dialect::OpenAi, CAP, &[body], true),
+        want
+    );
+    assert_eq!(
+        run(BodyKind::Sse, Dialect::OpenAi, CAP, &[a, b], true),
+        want
+    );
+    // The fuzzer's input: an oversized line, cut off after its CRLF.
+    let chunks: [&[u8]; 3] = [b"", b"\xff\xff\xff\r", b"\n"];
+    let whole = chunks.concat();
+    assert_eq!(
+        run(BodyKind::Sse, Dialect::OpenAi, 2, &chunks, false),
+        run(BodyKind::Sse, Dialect::OpenAi, 2, &[&whole], false),
+    );
+}

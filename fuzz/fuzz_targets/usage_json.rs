@@ -1,0 +1,96 @@
+//! Fuzzes `usage::UsageObserver` over JSON bodies for each dialect, split into chunks at fuzzer-chosen points, and `BodyKind::from_content_type`; asserts the outcome does not depend on the split, a body over the cap is `TooLarge` and only then, a body that is not JSON is `Malformed`, and content types ignore case and parameters.
+#![no_main]
+
+use caracal_gateway::usage::{BodyKind, Dialect, UsageObserver, UsageOutcome};
+use libfuzzer_sys::fuzz_target;
+use serde::de::IgnoredAny;
+
+/// The cap of the unit tests; odd cap bytes choose a small cap instead.
+const CAP: usize = 64 * 1024;
+
+// Input: a dialect byte (% 3: OpenAI, Anthropic, Unknown), a cap byte (even:
+// CAP, odd: twice its value), a split-count byte (% 8), that many split-point
+// bytes (p / 256 of the way into the body), then the body.
+fuzz_target!(|data: &[u8]| {
+    let [flags, cap, rest @ ..] = data else {
+        return;
+    };
+    let (body, chunks) = split(rest);
+    let dialect = [Dialect::OpenAi, Dialect::Anthropic, Dialect::Unknown][usize::from(flags % 3)];
+    let cap = match cap & 1 {
+        0 => CAP,
+        _ => usize::from(*cap) * 2,
+    };
+    for complete in [true, false] {
+        let whole = observe(dialect, cap, &[body], complete);
+        let split = observe(dialect, cap, &chunks, complete);
+        assert_eq!(split, whole, "split {:?}", lens(&chunks));
+        // Beyond the cap the body is dropped: `TooLarge`, and only then.
+        assert_eq!(
+            whole == UsageOutcome::TooLarge,
+            body.len() > cap,
+            "{} bytes, cap {cap}: {whole:?}",
+            body.len()
+        );
+        // A JSON body that is not valid JSON is `Malformed`.
+        let text = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+        if body.len() <= cap
+            && !text.trim_ascii().is_empty()
+            && serde_json::from_slice::<IgnoredAny>(text).is_err()
+        {
+            assert!(matches!(whole, UsageOutcome::Malformed(_)), "{whole:?}");
+        }
+    }
+    if let Ok(ct) = std::str::from_utf8(body) {
+        content_type(ct);
+    }
+});
+
+fn observe(dialect: Dialect, cap: usize, chunks: &[&[u8]], complete: bool) -> UsageOutcome {
+    let mut obs = UsageObserver::new(BodyKind::Json, dialect, cap);
+    for chunk in chunks {
+        obs.observe(chunk);
+    }
+    obs.finish(complete)
+}
+
+/// `from_content_type` ignores case and parameters.
+fn content_type(ct: &str) {
+    let kind = BodyKind::from_content_type(Some(ct));
+    assert_eq!(
+        BodyKind::from_content_type(Some(&ct.to_ascii_uppercase())),
+        kind
+    );
+    let with_params = format!("{ct}; charset=utf-8");
+    assert_eq!(
+        BodyKind::from_content_type(Some(&with_params)),
+        kind,
+        "{ct:?}"
+    );
+}
+
+/// The body after up to 7 split-point bytes (the first byte counts them),
+/// and the body cut at those points; equal points give empty chunks.
+fn split(rest: &[u8]) -> (&[u8], Vec<&[u8]>) {
+    let Some((&n, rest)) = rest.split_first() else {
+        return (rest, vec![rest]);
+    };
+    let n = usize::from(n % 8).min(rest.len());
+    let (points, body) = rest.split_at(n);
+    let mut cuts: Vec<usize> = points
+        .iter()
+        .map(|&p| usize::from(p) * (body.len() + 1) / 256)
+        .collect();
+    cuts.sort_unstable();
+    let mut chunks = Vec::with_capacity(n + 1);
+    let mut at = 0;
+    for cut in cuts.into_iter().chain([body.len()]) {
+        chunks.push(&body[at..cut]);
+        at = cut;
+    }
+    (body, chunks)
+}
+
+fn lens(chunks: &[&[u8]]) -> Vec<usize> {
+    chunks.iter().map(|c| c.len()).collect()
+}
