@@ -249,6 +249,8 @@ pub fn canonical_url(raw: &str) -> anyhow::Result<String> {
         Host::Name(n) => n,
         Host::Ip(ip) => ip.to_string(),
     };
+    // As the gateway writes it: an IPv6 address in brackets.
+    let host = caracal_gateway::proxy::route::url_host(&host);
     let host = match uri.port_u16() {
         Some(p) if p != default_port => format!("{host}:{p}"),
         _ => host,
@@ -277,6 +279,15 @@ mod tests {
             "https://api.openai.com/v1"
         );
         assert_eq!(c("http://h.example:8080"), "http://h.example:8080/");
+        // IPv6 stays bracketed: with a port it cannot read as a longer address.
+        assert_eq!(
+            c("https://[2606:4700::1111]:8443/v1"),
+            "https://[2606:4700::1111]:8443/v1"
+        );
+        assert_eq!(
+            c("https://[2606:4700::1111]/v1"),
+            "https://[2606:4700::1111]/v1"
+        );
         for bad in [
             "api.openai.com/v1",
             "ftp://x/",

@@ -5,7 +5,6 @@ use std::sync::LazyLock;
 
 use caracal_config::AllowlistDefault;
 use caracal_gateway::allowlist::{validate_pattern, Allowlists, CompiledAllowlist};
-use caracal_gateway::error::Code;
 use caracal_gateway::model::{AllowlistEntry, PatternType};
 use libfuzzer_sys::fuzz_target;
 
@@ -97,22 +96,19 @@ fn fixed_patterns(url: &str) {
         (anthropic, "anthropic"),
     ]
     .into_iter()
-    .find_map(|(hit, id)| hit.then(|| id.to_string()));
+    .find_map(|(hit, id)| hit.then_some(id));
     for lists in LISTS.iter() {
         match lists.check("agent", url) {
             Ok(id) => assert_eq!(id, want, "{url:?}"),
             Err(d) => {
                 assert_eq!(want, None, "{url:?}: {d:?}");
-                assert_eq!(d.code, Code::ResourceNotAllowed);
+                assert!(d.0.contains(url), "the refusal names the URL: {d:?}");
             }
         }
     }
     // Without entries of its own, a principal gets the default.
     let [deny, allow] = &*LISTS;
-    assert_eq!(
-        deny.check("nobody", url).map_err(|d| d.code),
-        Err(Code::ResourceNotAllowed)
-    );
+    assert!(deny.check("nobody", url).is_err());
     assert_eq!(allow.check("nobody", url), Ok(None));
 }
 

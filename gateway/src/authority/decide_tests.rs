@@ -1,8 +1,8 @@
 use super::*;
 use crate::authority::keys::{Keyring, Verifier};
+use crate::authority::record::MandateRecord;
 use crate::authority::Scope;
 use crate::policy::{Policy, PolicyDefinition};
-use crate::store::MandateRecord;
 
 const T0: i64 = 1_700_000_000;
 const NBF: i64 = T0 + 100;

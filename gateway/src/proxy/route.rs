@@ -31,7 +31,10 @@ pub fn resolve_provider(
                     format!("no provider named {name:?} in this workspace"),
                 )
             })?;
-            Ok((p.clone(), format!("https://{}", p.canonical_host)))
+            Ok((
+                p.clone(),
+                format!("https://{}", url_host(&p.canonical_host)),
+            ))
         }
         Target::Host { host, https, port } => {
             let host = normalise_host(snap, host)?;
@@ -43,11 +46,21 @@ pub fn resolve_provider(
             })?;
             let (scheme, default_port) = if *https { ("https", 443) } else { ("http", 80) };
             let authority = match port {
-                Some(port) if *port != default_port => format!("{host}:{port}"),
-                _ => host,
+                Some(port) if *port != default_port => format!("{}:{port}", url_host(&host)),
+                _ => url_host(&host),
             };
             Ok((p.clone(), format!("{scheme}://{authority}")))
         }
+    }
+}
+
+/// A host as it stands in a URL: an IPv6 address in brackets, so that
+/// `[2606:4700::1111]:8443` and `2606:4700::1111:8443` stay two URLs.
+pub fn url_host(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
     }
 }
 
@@ -202,6 +215,13 @@ pub fn layer() -> StepLayer<Route> {
 #[cfg(test)]
 mod tests {
     use super::strip_port;
+
+    #[test]
+    fn ipv6_hosts_are_bracketed_in_urls() {
+        assert_eq!(super::url_host("2606:4700::1111"), "[2606:4700::1111]");
+        assert_eq!(super::url_host("api.openai.com"), "api.openai.com");
+        assert_eq!(super::url_host("10.0.0.1"), "10.0.0.1");
+    }
 
     #[test]
     fn ports_are_stripped_from_host_headers() {
