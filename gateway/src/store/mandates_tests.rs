@@ -1,6 +1,7 @@
 use super::*;
 use crate::authority::mandate::Claims;
 use crate::model::Action;
+use crate::store::prelude::*;
 
 use crate::store::test_fixture::Fixture;
 

@@ -2,6 +2,7 @@ use super::*;
 use crate::authority::mandate::Claims;
 use crate::authority::Scope;
 use crate::model::Action;
+use crate::store::prelude::*;
 use crate::store::MandateState;
 
 use crate::store::test_fixture::Fixture;

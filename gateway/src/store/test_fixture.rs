@@ -1,14 +1,15 @@
 //! Test fixture shared by the store's tests: a store with a user `boss`,
 //! an agent `bot`, and a policy of boss over `chat.*` (create).
 
-use super::{Change, NewPrincipal, Store};
+use super::prelude::*;
+use super::{Change, NewPrincipal, SqliteStore};
 use crate::authority::Scope;
 use crate::model::{Action, PrincipalKind};
 use crate::policy::PolicyDefinition;
 
 pub(crate) struct Fixture {
     pub _dir: tempfile::TempDir,
-    pub store: Store,
+    pub store: SqliteStore,
     pub boss: String,
     pub bot: String,
     pub policy: (String, u32),
@@ -16,7 +17,7 @@ pub(crate) struct Fixture {
 
 pub(crate) async fn fixture(allow_delegation: bool, max_delegation_depth: u32) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("c.db")).await.unwrap();
+    let store = SqliteStore::open(&dir.path().join("c.db")).await.unwrap();
     let mut ids = Vec::new();
     for (name, kind) in [("boss", PrincipalKind::User), ("bot", PrincipalKind::Agent)] {
         let (p, _) = store
