@@ -8,6 +8,8 @@
 //! embedded one: one SQLite file per workspace, reached through sqlx.
 
 mod allowlists;
+#[cfg(test)]
+mod conformance_tests;
 mod ledger;
 mod mandates;
 mod policies;

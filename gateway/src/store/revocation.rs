@@ -210,7 +210,3 @@ async fn finish(
     }
     Ok(())
 }
-
-#[cfg(test)]
-#[path = "revocation_tests.rs"]
-mod tests;
