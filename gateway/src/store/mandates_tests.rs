@@ -4,12 +4,56 @@
 
 use super::*;
 use crate::authority::mandate::Claims;
-use crate::model::Action;
+use crate::model::{Action, PrincipalKind};
+use crate::policy::PolicyDefinition;
+use crate::store::prelude::*;
+use crate::store::{Change, NewPrincipal};
 
-use crate::store::test_fixture::Fixture;
+/// A store with a user `boss`, an agent `bot`, and a policy of boss over
+/// `chat.*` (create).
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: SqliteStore,
+    boss: String,
+    bot: String,
+    policy: (String, u32),
+}
 
 async fn fixture() -> Fixture {
-    crate::store::test_fixture::fixture(false, 0).await
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("c.db")).await.unwrap();
+    let mut ids = Vec::new();
+    for (name, kind) in [("boss", PrincipalKind::User), ("bot", PrincipalKind::Agent)] {
+        let (p, _) = store
+            .register_principal(NewPrincipal {
+                kind,
+                name: name.into(),
+                email: String::new(),
+            })
+            .await
+            .unwrap();
+        ids.push(p.id);
+    }
+    let def = PolicyDefinition {
+        scope: Scope::new(vec!["chat.*".into()], vec![Action::Create]),
+        max_validity_secs: 3600,
+        allow_delegation: false,
+        max_delegation_depth: 0,
+        budget: None,
+        rate: None,
+    };
+    let change = Change {
+        changed_by: "t".into(),
+        reason: "t".into(),
+    };
+    let policy = store.create_policy(&ids[0], &def, &change).await.unwrap();
+    Fixture {
+        _dir: dir,
+        store,
+        bot: ids.pop().unwrap(),
+        boss: ids.pop().unwrap(),
+        policy: (policy.id, policy.version),
+    }
 }
 
 fn claims(f: &Fixture, jti: &str) -> Claims {

@@ -17,8 +17,6 @@ mod pricebook;
 mod principals;
 mod providers;
 mod revocation;
-#[cfg(test)]
-mod test_fixture;
 
 use std::path::Path;
 use std::str::FromStr;
