@@ -9,6 +9,7 @@ use caracal_gateway::allowlist::validate_pattern;
 use caracal_gateway::destination::{self, Host};
 use caracal_gateway::model::{AllowlistEntry, PatternType};
 use caracal_gateway::snapshot::Snapshot;
+use caracal_gateway::store::prelude::*;
 use clap::{ArgGroup, Subcommand, ValueEnum};
 use serde::Serialize;
 

@@ -123,7 +123,7 @@ fn fmt_time(secs: i64) -> String {
 
 /// The workspace keyring (created on first use) with its public keys
 /// published to the store, where gateways read them.
-async fn keyring(ws: &Workspace, store: &Store) -> anyhow::Result<Keyring> {
+async fn keyring(ws: &Workspace, store: &dyn Store) -> anyhow::Result<Keyring> {
     let path = &ws.config.keyring;
     let (keyring, created) = Keyring::load_or_create(path, now())?;
     if created {
@@ -134,7 +134,7 @@ async fn keyring(ws: &Workspace, store: &Store) -> anyhow::Result<Keyring> {
 }
 
 /// Makes the store's public keys exactly the keyring's.
-async fn publish(keyring: &Keyring, store: &Store) -> anyhow::Result<()> {
+async fn publish(keyring: &Keyring, store: &dyn Store) -> anyhow::Result<()> {
     let rows = SigningKeyRow::of_keyring(keyring);
     store
         .sync_signing_keys(&rows)
@@ -146,7 +146,7 @@ async fn publish(keyring: &Keyring, store: &Store) -> anyhow::Result<()> {
 async fn issue_mandate(
     args: MandateArgs,
     ws: &Workspace,
-    store: &Store,
+    store: &dyn Store,
     io: &mut Io<'_>,
 ) -> anyhow::Result<Exit> {
     let issuer = context::principal(store, &args.issuer).await?;
@@ -242,7 +242,7 @@ fn print_issued(
 async fn enforce(
     args: EnforceArgs,
     ws: &Workspace,
-    store: &Store,
+    store: &dyn Store,
     io: &mut Io<'_>,
 ) -> anyhow::Result<Exit> {
     let principal = match &args.principal {

@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 use caracal_config::{CaracalHome, Config, WorkspaceName, WorkspacePaths};
 use caracal_gateway::model::Principal;
-use caracal_gateway::store::Store;
+use caracal_gateway::store::{SqliteStore, Store};
 
 /// The Caracal home and the workspace named on the command line, if any.
 pub struct Context {
@@ -48,24 +48,26 @@ impl Context {
 
 impl Workspace {
     /// Opens (creating and migrating if needed) the workspace database.
-    pub async fn store(&self) -> anyhow::Result<Store> {
-        Store::open(&self.config.database).await.with_context(|| {
-            format!(
-                "cannot open the workspace database {}",
-                self.config.database.display()
-            )
-        })
+    pub async fn store(&self) -> anyhow::Result<SqliteStore> {
+        SqliteStore::open(&self.config.database)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot open the workspace database {}",
+                    self.config.database.display()
+                )
+            })
     }
 }
 
 /// Finds a principal by id or name (the `--agent-id` flags accept both).
-pub async fn principal(store: &Store, id_or_name: &str) -> anyhow::Result<Principal> {
+pub async fn principal(store: &dyn Store, id_or_name: &str) -> anyhow::Result<Principal> {
     Ok(store.find_principal(id_or_name).await?)
 }
 
 /// Principal names by id, for tables that show who did what.
 pub async fn principal_names(
-    store: &Store,
+    store: &dyn Store,
 ) -> anyhow::Result<std::collections::HashMap<String, String>> {
     Ok(store
         .list_principals()

@@ -8,6 +8,7 @@ use std::io::Write;
 use anyhow::{anyhow, bail};
 use caracal_gateway::budget::window::Period;
 use caracal_gateway::ledger::{EventKind, LedgerEvent};
+use caracal_gateway::store::prelude::*;
 use caracal_gateway::store::LedgerFilter;
 use clap::Subcommand;
 use jiff::Timestamp;

@@ -11,6 +11,7 @@ use caracal_gateway::money::{parse_amount, Currency, Decimal, Money};
 use caracal_gateway::policy::{
     validate_reason, Budget, Policy, PolicyDefinition, DEFAULT_MAX_OUTPUT_TOKENS,
 };
+use caracal_gateway::store::prelude::*;
 use caracal_gateway::store::{Change, Store};
 use clap::{Args, Subcommand};
 
@@ -196,7 +197,7 @@ fn change(reason: String) -> anyhow::Result<Change> {
 }
 
 /// Every (resource, action) the workspace's providers offer.
-async fn catalog(store: &Store) -> anyhow::Result<Vec<(String, Action)>> {
+async fn catalog(store: &dyn Store) -> anyhow::Result<Vec<(String, Action)>> {
     let rows = store.load_state().await?;
     let (snapshot, _) = caracal_gateway::snapshot::Snapshot::build(rows, Default::default());
     let mut ops: Vec<(String, Action)> = snapshot
@@ -368,7 +369,7 @@ pub async fn run(cmd: PolicyCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Resu
     Ok(Exit::Success)
 }
 
-async fn current(store: &Store, id: &str) -> anyhow::Result<Policy> {
+async fn current(store: &dyn Store, id: &str) -> anyhow::Result<Policy> {
     store
         .policy_history(id)
         .await?

@@ -14,6 +14,7 @@ use caracal_gateway::money::{fmt_amount, parse_amount, Currency, Decimal};
 use caracal_gateway::pricing::{
     default_rows, valid_model, PriceKind, PriceRow, PriceSource, Pricebook, ANY_MODEL,
 };
+use caracal_gateway::store::prelude::*;
 use clap::{ArgGroup, Args, Subcommand};
 use serde::Serialize;
 

@@ -3,6 +3,7 @@
 
 use anyhow::bail;
 use caracal_gateway::model::{Principal, PrincipalKind};
+use caracal_gateway::store::prelude::*;
 use caracal_gateway::store::{NewPrincipal, Store};
 use clap::{Subcommand, ValueEnum};
 use serde::Serialize;
@@ -158,7 +159,7 @@ pub async fn run_agent(cmd: AgentCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow:
 }
 
 async fn register(
-    store: &Store,
+    store: &dyn Store,
     kind: PrincipalKind,
     name: String,
     email: String,

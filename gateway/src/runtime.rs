@@ -22,7 +22,7 @@ use crate::ops::{health::Health, metrics};
 use crate::proxy::{self, Shared, Upstream};
 use crate::snapshot::refresh::Refresher;
 use crate::snapshot::{SnapshotSource, StoreSource};
-use crate::store::Store;
+use crate::store::{SqliteStore, Store};
 
 /// How often the refresher looks for changes (bounds how long a change
 /// takes to reach a running gateway).
@@ -61,17 +61,19 @@ pub struct RunningGateway {
     shared: Arc<Shared>,
     writer: LedgerWriter,
     refresher: tokio::task::JoinHandle<()>,
-    store: Store,
+    /// The embedded store, kept to close its pool once the ledger is written.
+    sqlite: SqliteStore,
 }
 
 /// Starts a gateway with `config`; returns once both listeners are bound.
 pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
-    let store = Store::open(&config.database)
+    let sqlite = SqliteStore::open(&config.database)
         .await
         .map_err(|source| StartError::Store {
             path: config.database.display().to_string(),
             source,
         })?;
+    let store: Arc<dyn Store> = Arc::new(sqlite.clone());
     let ca_name = format!(
         "Caracal workspace CA ({})",
         config
@@ -187,7 +189,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         shared,
         writer,
         refresher,
-        store,
+        sqlite,
     })
 }
 
@@ -214,7 +216,7 @@ impl RunningGateway {
             shared,
             writer,
             refresher,
-            store,
+            sqlite,
             ..
         } = self;
         shared.shutdown.cancel();
@@ -233,7 +235,7 @@ impl RunningGateway {
         if tokio::time::timeout(DRAIN, writer.finish()).await.is_err() {
             tracing::error!("ledger writer did not drain within {DRAIN:?}");
         }
-        store.close().await;
+        sqlite.close().await;
         tracing::info!("caracal gateway stopped");
     }
 }

@@ -37,7 +37,7 @@ pub struct DelegateArgs {
 pub async fn run(
     args: DelegateArgs,
     ws: &Workspace,
-    store: &Store,
+    store: &dyn Store,
     io: &mut Io<'_>,
 ) -> anyhow::Result<Exit> {
     let parent = store.get_mandate(&args.from).await?;
@@ -77,7 +77,10 @@ pub async fn run(
 }
 
 /// The parent's jti when it is revoked, else its first revoked ancestor's.
-async fn revoked_in_chain(store: &Store, parent: &MandateRecord) -> anyhow::Result<Option<String>> {
+async fn revoked_in_chain(
+    store: &dyn Store,
+    parent: &MandateRecord,
+) -> anyhow::Result<Option<String>> {
     if parent.revoked_at.is_some() {
         return Ok(Some(parent.jti.clone()));
     }

@@ -42,7 +42,7 @@ fn states(records: &[MandateRecord], revoked: &HashSet<String>, now: i64) -> Vec
         .collect()
 }
 
-async fn revoked_set(store: &Store) -> anyhow::Result<HashSet<String>> {
+async fn revoked_set(store: &dyn Store) -> anyhow::Result<HashSet<String>> {
     Ok(store.load_state().await?.revoked.into_iter().collect())
 }
 
@@ -70,7 +70,7 @@ fn node(m: &MandateRecord, state: &str, names: &HashMap<String, String>) -> Valu
     })
 }
 
-pub async fn graph(args: GraphArgs, store: &Store, io: &mut Io<'_>) -> anyhow::Result<Exit> {
+pub async fn graph(args: GraphArgs, store: &dyn Store, io: &mut Io<'_>) -> anyhow::Result<Exit> {
     let tree = store.mandate_tree(&args.mandate_id).await?;
     let names = context::principal_names(store).await?;
     let revoked = revoked_set(store).await?;
@@ -148,7 +148,7 @@ impl Tree<'_> {
     }
 }
 
-pub async fn list(args: ListArgs, store: &Store, io: &mut Io<'_>) -> anyhow::Result<Exit> {
+pub async fn list(args: ListArgs, store: &dyn Store, io: &mut Io<'_>) -> anyhow::Result<Exit> {
     let filter = MandateFilter {
         subject_id: match &args.subject {
             Some(p) => Some(context::principal(store, p).await?.id),

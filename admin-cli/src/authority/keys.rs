@@ -33,7 +33,7 @@ pub enum KeysCmd {
 pub async fn run(
     cmd: KeysCmd,
     ws: &Workspace,
-    store: &Store,
+    store: &dyn Store,
     io: &mut Io<'_>,
 ) -> anyhow::Result<Exit> {
     match cmd {
@@ -44,7 +44,7 @@ pub async fn run(
 
 async fn rotate(
     ws: &Workspace,
-    store: &Store,
+    store: &dyn Store,
     io: &mut Io<'_>,
     json: bool,
 ) -> anyhow::Result<Exit> {
@@ -77,7 +77,7 @@ async fn rotate(
 /// How long a retired key must keep verifying: the longest validity any
 /// mandate may have had (any policy's maximum, any recorded mandate's)
 /// plus the clock skew.
-async fn keep_retired_for(ws: &Workspace, store: &Store) -> anyhow::Result<Duration> {
+async fn keep_retired_for(ws: &Workspace, store: &dyn Store) -> anyhow::Result<Duration> {
     let policies = store.list_policies(None).await?;
     let by_policy = policies
         .iter()
@@ -90,7 +90,12 @@ async fn keep_retired_for(ws: &Workspace, store: &Store) -> anyhow::Result<Durat
     Ok(Duration::from_secs(longest.unsigned_abs()) + ws.config.clock_skew)
 }
 
-async fn list(ws: &Workspace, store: &Store, io: &mut Io<'_>, json: bool) -> anyhow::Result<Exit> {
+async fn list(
+    ws: &Workspace,
+    store: &dyn Store,
+    io: &mut Io<'_>,
+    json: bool,
+) -> anyhow::Result<Exit> {
     // Publish an existing keyring first, so the list is what gateways see;
     // listing never creates one.
     if ws.config.keyring.exists() {

@@ -59,7 +59,7 @@ pub struct RevokeArgs {
     json: bool,
 }
 
-pub async fn run(args: RevokeArgs, store: &Store, io: &mut Io<'_>) -> anyhow::Result<Exit> {
+pub async fn run(args: RevokeArgs, store: &dyn Store, io: &mut Io<'_>) -> anyhow::Result<Exit> {
     validate_reason(&args.reason)?;
     let now = now();
     let revocation = Revocation {
@@ -93,7 +93,7 @@ pub async fn run(args: RevokeArgs, store: &Store, io: &mut Io<'_>) -> anyhow::Re
     Ok(Exit::Success)
 }
 
-async fn selector(args: &RevokeArgs, store: &Store, now: i64) -> anyhow::Result<Selector> {
+async fn selector(args: &RevokeArgs, store: &dyn Store, now: i64) -> anyhow::Result<Selector> {
     Ok(if let Some(p) = &args.issuer {
         Selector::Issuer(context::principal(store, p).await?.id)
     } else if let Some(p) = &args.subject {

@@ -9,6 +9,7 @@ use caracal_gateway::budget::window::{Period, WindowSpec, WindowType};
 use caracal_gateway::model::Principal;
 use caracal_gateway::money::{fmt_amount, parse_amount, Decimal};
 use caracal_gateway::policy::{Budget, Policy};
+use caracal_gateway::store::prelude::*;
 use caracal_gateway::store::Spend;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};

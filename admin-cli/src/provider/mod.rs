@@ -10,6 +10,7 @@ use std::io::Write;
 use anyhow::anyhow;
 use caracal_gateway::model::{Action, ProviderDef};
 use caracal_gateway::provider::Provider;
+use caracal_gateway::store::prelude::*;
 use clap::Subcommand;
 use serde::Serialize;
 

@@ -69,8 +69,11 @@ fn export_ca_creates_the_ca_once() {
 /// workspace database as the gateway would.
 async fn record_costs(home: &Home, principal_id: &str, costs: &[(jiff::Timestamp, &str, &str)]) {
     use caracal_gateway::ledger::{Decision, EventCode, EventKind, LedgerEvent, Mode};
+    use caracal_gateway::store::prelude::*;
     let path = home.workspace_dir("demo").join("caracal.db");
-    let store = caracal_gateway::store::Store::open(&path).await.unwrap();
+    let store = caracal_gateway::store::SqliteStore::open(&path)
+        .await
+        .unwrap();
     let events: Vec<LedgerEvent> = costs
         .iter()
         .map(|(at, cost, currency)| {

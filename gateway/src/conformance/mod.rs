@@ -14,3 +14,4 @@ pub mod counters;
 pub mod event_sink;
 pub mod rate;
 pub mod snapshot_source;
+pub mod store;

@@ -100,14 +100,14 @@ pub struct LedgerWriter {
 }
 
 impl LedgerWriter {
-    /// Starts the writer with the default limits. Stop it with
-    /// [`Self::finish`].
-    pub fn start(store: Store) -> (Self, EmbeddedSink) {
+    /// Starts the writer over `store` with the default limits. Stop it
+    /// with [`Self::finish`].
+    pub fn start(store: Arc<dyn Store>) -> (Self, EmbeddedSink) {
         Self::start_with(store, Limits::default())
     }
 
     /// Starts the writer with `limits`.
-    pub fn start_with(store: Store, limits: Limits) -> (Self, EmbeddedSink) {
+    pub fn start_with(store: Arc<dyn Store>, limits: Limits) -> (Self, EmbeddedSink) {
         let (tx, rx) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters {
             healthy: AtomicBool::new(true),
@@ -157,7 +157,7 @@ impl LedgerWriter {
 }
 
 async fn run(
-    store: Store,
+    store: Arc<dyn Store>,
     mut rx: mpsc::UnboundedReceiver<LedgerEvent>,
     counters: Arc<Counters>,
     healthy: Arc<AtomicBool>,
@@ -210,12 +210,12 @@ mod tests {
     use super::*;
     use crate::budget::counters::BoxFuture;
     use crate::ledger::{Decision, EventKind, Mode};
-    use crate::store::LedgerFilter;
+    use crate::store::{LedgerFilter, LedgerStore, SqliteStore};
 
     /// The embedded sink over a fresh SQLite store.
     struct Embedded {
         _dir: tempfile::TempDir,
-        store: Store,
+        store: SqliteStore,
         sink: Arc<EmbeddedSink>,
         _writer: LedgerWriter,
     }
@@ -238,10 +238,10 @@ mod tests {
 
     async fn embedded() -> Embedded {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("ledger.db"))
+        let store = SqliteStore::open(&dir.path().join("ledger.db"))
             .await
             .expect("store");
-        let (writer, sink) = LedgerWriter::start(store.clone());
+        let (writer, sink) = LedgerWriter::start(Arc::new(store.clone()));
         Embedded {
             _dir: dir,
             store,
@@ -266,13 +266,13 @@ mod tests {
     #[tokio::test]
     async fn past_the_hard_limit_refusals_are_shed_and_forwarded_calls_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("ledger.db"))
+        let store = SqliteStore::open(&dir.path().join("ledger.db"))
             .await
             .expect("store");
         // A closed store fails every batch: nothing drains, the backlog grows.
         store.close().await;
         let limits = Limits { soft: 5, hard: 10 };
-        let (writer, sink) = LedgerWriter::start_with(store, limits);
+        let (writer, sink) = LedgerWriter::start_with(Arc::new(store), limits);
         for _ in 0..100 {
             sink.emit(refusal(), Retention::Shed);
         }

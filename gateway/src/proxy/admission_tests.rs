@@ -20,7 +20,8 @@ use crate::catalog::template_catalog;
 use crate::model::{Action, Credential, Mode, PatternType, PrincipalKind, ProviderDef, Template};
 use crate::policy::PolicyDefinition;
 use crate::snapshot::Snapshot;
-use crate::store::{Change, NewPrincipal, Store};
+use crate::store::prelude::*;
+use crate::store::{Change, NewPrincipal, SqliteStore};
 
 /// Stands in for the rest of the stack: answers 200 naming the resource
 /// and mandate the call was admitted with.
@@ -62,7 +63,7 @@ struct World {
 /// intruder with the same allowlist and no mandate.
 async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("w.db")).await.unwrap();
+    let store = SqliteStore::open(&dir.path().join("w.db")).await.unwrap();
     let mut principals = Vec::new();
     for (name, kind) in [
         ("ops", PrincipalKind::User),

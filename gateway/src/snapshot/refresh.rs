@@ -14,7 +14,7 @@ use caracal_config::AllowlistDefault;
 use super::{Snapshot, SnapshotCell, SnapshotSource, SourceError};
 use crate::budget::charge::Plan;
 use crate::budget::counters::Counters;
-use crate::store::Store;
+use crate::store::{LedgerStore, Store};
 
 /// Where counters learn the spend recorded before they counted it.
 pub trait SpendHistory: Send + Sync + 'static {
@@ -27,7 +27,8 @@ pub trait SpendHistory: Send + Sync + 'static {
     ) -> crate::budget::counters::BoxFuture<Result<Vec<crate::store::Spend>, SourceError>>;
 }
 
-impl SpendHistory for Store {
+/// A store is a spend history: the costs its ledger recorded.
+impl SpendHistory for Arc<dyn Store> {
     fn spend_since(
         &self,
         principal: &str,
@@ -35,7 +36,7 @@ impl SpendHistory for Store {
     ) -> crate::budget::counters::BoxFuture<Result<Vec<crate::store::Spend>, SourceError>> {
         let store = self.clone();
         let principal = principal.to_string();
-        Box::pin(async move { Ok(Store::spend_since(&store, &principal, since_ms).await?) })
+        Box::pin(async move { Ok(LedgerStore::spend_since(&*store, &principal, since_ms).await?) })
     }
 }
 

@@ -5,6 +5,7 @@
 //! implementation passes the conformance suite in
 //! `crate::conformance::snapshot_source`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::budget::counters::BoxFuture;
@@ -36,14 +37,15 @@ pub trait SnapshotSource: Send + Sync + 'static {
     fn changed(&self, max_wait: Duration) -> BoxFuture<()>;
 }
 
-/// The embedded source: the workspace's SQLite store, polled.
-#[derive(Debug, Clone)]
+/// The embedded source: the workspace's store, polled (SQLite cannot
+/// notify another process).
+#[derive(Clone)]
 pub struct StoreSource {
-    store: Store,
+    store: Arc<dyn Store>,
 }
 
 impl StoreSource {
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: Arc<dyn Store>) -> Self {
         Self { store }
     }
 }
@@ -69,11 +71,11 @@ impl SnapshotSource for StoreSource {
 mod tests {
     use super::*;
     use crate::model::PrincipalKind;
-    use crate::store::NewPrincipal;
+    use crate::store::{NewPrincipal, PrincipalStore, SqliteStore};
 
     struct Embedded {
         _dir: tempfile::TempDir,
-        store: Store,
+        store: SqliteStore,
         source: StoreSource,
     }
 
@@ -100,11 +102,11 @@ mod tests {
 
     async fn embedded() -> Embedded {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("state.db"))
+        let store = SqliteStore::open(&dir.path().join("state.db"))
             .await
             .expect("store");
         Embedded {
-            source: StoreSource::new(store.clone()),
+            source: StoreSource::new(Arc::new(store.clone())),
             store,
             _dir: dir,
         }

@@ -1,8 +1,9 @@
 //! Allowlist entries of principals.
 
+use async_trait::async_trait;
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{now, Store, StoreError};
+use super::{now, SqliteStore, StoreError};
 use crate::model::{AllowlistEntry, PatternType};
 
 fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AllowlistEntry, StoreError> {
@@ -28,10 +29,31 @@ pub(super) async fn all(
     rows.iter().map(from_row).collect()
 }
 
-impl Store {
+/// The allowlist entries of principals.
+#[async_trait]
+pub trait AllowlistStore: Send + Sync {
     /// Adds an entry for an existing principal. The caller validates the
     /// pattern (see `allowlist::validate_pattern`).
-    pub async fn add_allowlist(
+    async fn add_allowlist(
+        &self,
+        principal_id: &str,
+        pattern: &str,
+        pattern_type: PatternType,
+    ) -> Result<AllowlistEntry, StoreError>;
+
+    /// Entries, of one principal or of all.
+    async fn list_allowlists(
+        &self,
+        principal_id: Option<&str>,
+    ) -> Result<Vec<AllowlistEntry>, StoreError>;
+
+    /// Removes entry `id`; an unknown id is `NotFound`.
+    async fn delete_allowlist(&self, id: &str) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+impl AllowlistStore for SqliteStore {
+    async fn add_allowlist(
         &self,
         principal_id: &str,
         pattern: &str,
@@ -59,8 +81,7 @@ impl Store {
         Ok(entry)
     }
 
-    /// Entries, of one principal or of all.
-    pub async fn list_allowlists(
+    async fn list_allowlists(
         &self,
         principal_id: Option<&str>,
     ) -> Result<Vec<AllowlistEntry>, StoreError> {
@@ -73,7 +94,7 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
-    pub async fn delete_allowlist(&self, id: &str) -> Result<(), StoreError> {
+    async fn delete_allowlist(&self, id: &str) -> Result<(), StoreError> {
         let mut tx = self.begin_change().await?;
         let n = sqlx::query("DELETE FROM allowlists WHERE id = ?")
             .bind(id)

@@ -1,8 +1,9 @@
 //! Ledger rows: idempotent batch inserts and filtered queries.
 
+use async_trait::async_trait;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::{Store, StoreError};
+use super::{SqliteStore, StoreError};
 use crate::ledger::LedgerEvent;
 
 /// Which events a query returns.
@@ -103,21 +104,43 @@ fn i(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-impl Store {
+/// One recorded cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spend {
+    pub ts_ms: i64,
+    pub amount: crate::money::Decimal,
+    pub currency: String,
+}
+
+/// The ledger: appended events, queried back.
+#[async_trait]
+pub trait LedgerStore: Send + Sync {
     /// Inserts events in one transaction. Re-inserting an event id is a
     /// no-op, so a retried batch never double counts.
-    pub async fn insert_ledger_events(&self, events: &[LedgerEvent]) -> Result<(), StoreError> {
+    async fn insert_ledger_events(&self, events: &[LedgerEvent]) -> Result<(), StoreError>;
+
+    /// Events matching `filter`, oldest first.
+    async fn query_ledger(&self, filter: &LedgerFilter) -> Result<Vec<LedgerEvent>, StoreError>;
+
+    /// The costs recorded for `principal_id` at or after `since_ms`,
+    /// oldest first (call events only).
+    async fn spend_since(
+        &self,
+        principal_id: &str,
+        since_ms: i64,
+    ) -> Result<Vec<Spend>, StoreError>;
+}
+
+#[async_trait]
+impl LedgerStore for SqliteStore {
+    async fn insert_ledger_events(&self, events: &[LedgerEvent]) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         insert_events(&mut tx, events).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Events matching `filter`, oldest first.
-    pub async fn query_ledger(
-        &self,
-        filter: &LedgerFilter,
-    ) -> Result<Vec<LedgerEvent>, StoreError> {
+    async fn query_ledger(&self, filter: &LedgerFilter) -> Result<Vec<LedgerEvent>, StoreError> {
         let mut q: QueryBuilder<Sqlite> =
             QueryBuilder::new("SELECT * FROM ledger_events WHERE 1 = 1");
         if let Some(p) = &filter.principal_id {
@@ -142,20 +165,8 @@ impl Store {
         let rows = q.build().fetch_all(self.pool()).await?;
         rows.iter().map(from_row).collect()
     }
-}
 
-/// One recorded cost.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Spend {
-    pub ts_ms: i64,
-    pub amount: crate::money::Decimal,
-    pub currency: String,
-}
-
-impl Store {
-    /// The costs recorded for `principal_id` at or after `since_ms`,
-    /// oldest first (call events only).
-    pub async fn spend_since(
+    async fn spend_since(
         &self,
         principal_id: &str,
         since_ms: i64,

@@ -3,13 +3,14 @@
 //! is never stored. Revocation marks a row; the set of revoked jtis is part
 //! of the enforcement state.
 
+use async_trait::async_trait;
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{Store, StoreError};
+use super::{SqliteStore, StoreError};
 pub use crate::authority::record::{MandateRecord, MandateState, SigningKeyRow};
 use crate::authority::Scope;
 
-/// Which mandates [`Store::list_mandates`] returns.
+/// Which mandates [`MandateStore::list_mandates`] returns.
 #[derive(Debug, Clone, Default)]
 pub struct MandateFilter {
     pub subject_id: Option<String>,
@@ -116,14 +117,41 @@ pub(super) async fn current(
 /// How long an expired mandate stays in the enforcement state.
 pub const KEEP_EXPIRED_SECS: i64 = 24 * 3600;
 
-impl Store {
+/// Issued mandates and the public signing keys that verify them.
+#[async_trait]
+pub trait MandateStore: Send + Sync {
     /// Makes the stored public keys exactly `keys` (the keyring's): new
     /// keys are added, changed retirement times updated, keys no longer in
     /// the keyring (pruned) removed, so mandates they signed stop verifying.
     /// A public key never changes under a kid: that is refused as a
     /// conflict. Returns whether anything changed (the state version is
     /// bumped only then).
-    pub async fn sync_signing_keys(&self, keys: &[SigningKeyRow]) -> Result<bool, StoreError> {
+    async fn sync_signing_keys(&self, keys: &[SigningKeyRow]) -> Result<bool, StoreError>;
+
+    /// The stored public signing keys, oldest first.
+    async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRow>, StoreError>;
+
+    /// Records an issued mandate. Its issuer, subject, parent and policy
+    /// version must exist (else `NotFound`); a repeated jti is a conflict.
+    /// Its authority ledger row (`mandate_issued`, or `mandate_delegated`
+    /// when it has a parent) is written in the same change.
+    async fn insert_mandate(&self, record: &MandateRecord) -> Result<(), StoreError>;
+
+    /// The longest validity (`exp - iat`, seconds) of any recorded mandate;
+    /// 0 when there is none. Key pruning keeps retired keys at least this long.
+    async fn longest_mandate_validity(&self) -> Result<i64, StoreError>;
+
+    /// The mandate with id `jti`, or `NotFound`.
+    async fn get_mandate(&self, jti: &str) -> Result<MandateRecord, StoreError>;
+
+    /// Mandates matching `filter`, oldest first.
+    async fn list_mandates(&self, filter: &MandateFilter)
+        -> Result<Vec<MandateRecord>, StoreError>;
+}
+
+#[async_trait]
+impl MandateStore for SqliteStore {
+    async fn sync_signing_keys(&self, keys: &[SigningKeyRow]) -> Result<bool, StoreError> {
         let mut tx = self.begin_change().await?;
         let stored = signing_keys(&mut tx).await?;
         let mut changed = false;
@@ -173,17 +201,14 @@ impl Store {
         Ok(changed)
     }
 
-    /// The stored public signing keys, oldest first.
-    pub async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRow>, StoreError> {
+    async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRow>, StoreError> {
         let mut tx = self.pool().begin().await?;
         let keys = signing_keys(&mut tx).await?;
         tx.commit().await?;
         Ok(keys)
     }
 
-    /// Records an issued mandate. Its issuer, subject, parent and policy
-    /// version must exist; a repeated jti is a conflict.
-    pub async fn insert_mandate(&self, record: &MandateRecord) -> Result<(), StoreError> {
+    async fn insert_mandate(&self, record: &MandateRecord) -> Result<(), StoreError> {
         let encode = |what: &str, v: serde_json::Result<String>| {
             v.map_err(|e| corrupt("mandates", format!("mandate {}: {what}: {e}", record.jti)))
         };
@@ -259,17 +284,14 @@ impl Store {
         Ok(())
     }
 
-    /// The longest validity (`exp - iat`, seconds) of any recorded mandate;
-    /// 0 when there is none. Key pruning keeps retired keys at least this long.
-    pub async fn longest_mandate_validity(&self) -> Result<i64, StoreError> {
+    async fn longest_mandate_validity(&self) -> Result<i64, StoreError> {
         let longest: Option<i64> = sqlx::query_scalar("SELECT MAX(exp - iat) FROM mandates")
             .fetch_one(self.pool())
             .await?;
         Ok(longest.unwrap_or(0).max(0))
     }
 
-    /// The mandate with id `jti`.
-    pub async fn get_mandate(&self, jti: &str) -> Result<MandateRecord, StoreError> {
+    async fn get_mandate(&self, jti: &str) -> Result<MandateRecord, StoreError> {
         let row = sqlx::query("SELECT * FROM mandates WHERE jti = ?")
             .bind(jti)
             .fetch_optional(self.pool())
@@ -280,8 +302,7 @@ impl Store {
         }
     }
 
-    /// Mandates matching `filter`, oldest first.
-    pub async fn list_mandates(
+    async fn list_mandates(
         &self,
         filter: &MandateFilter,
     ) -> Result<Vec<MandateRecord>, StoreError> {

@@ -1,11 +1,59 @@
+//! SQLite-specific mandate tests: rows corrupted behind the store's back
+//! and the schema's own checks (the contract is tested in
+//! `crate::conformance::store`); and how a record ranks its states.
+
 use super::*;
 use crate::authority::mandate::Claims;
-use crate::model::Action;
+use crate::model::{Action, PrincipalKind};
+use crate::policy::PolicyDefinition;
+use crate::store::prelude::*;
+use crate::store::{Change, NewPrincipal};
 
-use crate::store::test_fixture::Fixture;
+/// A store with a user `boss`, an agent `bot`, and a policy of boss over
+/// `chat.*` (create).
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: SqliteStore,
+    boss: String,
+    bot: String,
+    policy: (String, u32),
+}
 
 async fn fixture() -> Fixture {
-    crate::store::test_fixture::fixture(false, 0).await
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("c.db")).await.unwrap();
+    let mut ids = Vec::new();
+    for (name, kind) in [("boss", PrincipalKind::User), ("bot", PrincipalKind::Agent)] {
+        let (p, _) = store
+            .register_principal(NewPrincipal {
+                kind,
+                name: name.into(),
+                email: String::new(),
+            })
+            .await
+            .unwrap();
+        ids.push(p.id);
+    }
+    let def = PolicyDefinition {
+        scope: Scope::new(vec!["chat.*".into()], vec![Action::Create]),
+        max_validity_secs: 3600,
+        allow_delegation: false,
+        max_delegation_depth: 0,
+        budget: None,
+        rate: None,
+    };
+    let change = Change {
+        changed_by: "t".into(),
+        reason: "t".into(),
+    };
+    let policy = store.create_policy(&ids[0], &def, &change).await.unwrap();
+    Fixture {
+        _dir: dir,
+        store,
+        bot: ids.pop().unwrap(),
+        boss: ids.pop().unwrap(),
+        policy: (policy.id, policy.version),
+    }
 }
 
 fn claims(f: &Fixture, jti: &str) -> Claims {
@@ -22,98 +70,6 @@ fn claims(f: &Fixture, jti: &str) -> Claims {
         depth: 0,
         ws: None,
     }
-}
-
-fn key(kid: &str, byte: u8, retired_at: Option<i64>) -> SigningKeyRow {
-    SigningKeyRow {
-        kid: kid.into(),
-        public_key: [byte; 32],
-        created_at: 10,
-        retired_at,
-    }
-}
-
-#[tokio::test]
-async fn mandates_are_recorded_listed_and_bump_the_state_version() {
-    let f = fixture().await;
-    let before = f.store.state_version().await.unwrap();
-    let record = MandateRecord::issued(&claims(&f, "m-1"), &f.policy.0, f.policy.1);
-    f.store.insert_mandate(&record).await.unwrap();
-    assert!(f.store.state_version().await.unwrap() > before);
-    assert_eq!(f.store.get_mandate("m-1").await.unwrap(), record);
-
-    let err = f.store.insert_mandate(&record).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
-    let err = f.store.get_mandate("m-2").await.unwrap_err();
-    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
-
-    let mut other = MandateRecord::issued(&claims(&f, "m-2"), &f.policy.0, f.policy.1);
-    other.subject_id = "nobody".into();
-    let err = f.store.insert_mandate(&other).await.unwrap_err();
-    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
-
-    let by_subject = MandateFilter {
-        subject_id: Some(f.bot.clone()),
-        issuer_id: None,
-    };
-    assert_eq!(f.store.list_mandates(&by_subject).await.unwrap().len(), 1);
-    let by_issuer = MandateFilter {
-        subject_id: None,
-        issuer_id: Some(f.bot.clone()),
-    };
-    assert!(f.store.list_mandates(&by_issuer).await.unwrap().is_empty());
-    let all = f.store.list_mandates(&MandateFilter::default()).await;
-    assert_eq!(all.unwrap(), vec![record]);
-}
-
-#[tokio::test]
-async fn revoked_jtis_and_keys_are_part_of_the_state() {
-    let f = fixture().await;
-    for jti in ["m-1", "m-2"] {
-        let record = MandateRecord::issued(&claims(&f, jti), &f.policy.0, f.policy.1);
-        f.store.insert_mandate(&record).await.unwrap();
-    }
-    sqlx::query("UPDATE mandates SET revoked_at = 5, revoked_by = 'op' WHERE jti = 'm-2'")
-        .execute(f.store.pool())
-        .await
-        .unwrap();
-    let keys = vec![key("k-a", 1, Some(50)), key("k-b", 2, None)];
-    assert!(f.store.sync_signing_keys(&keys).await.unwrap());
-    let rows = f.store.load_state().await.unwrap();
-    assert_eq!(rows.revoked, vec!["m-2".to_string()]);
-    assert_eq!(rows.signing_keys, keys);
-}
-
-#[tokio::test]
-async fn key_sync_mirrors_the_keyring_and_only_bumps_on_change() {
-    let f = fixture().await;
-    let keys = vec![key("k-a", 1, None)];
-    assert!(f.store.sync_signing_keys(&keys).await.unwrap());
-    let v = f.store.state_version().await.unwrap();
-    assert!(!f.store.sync_signing_keys(&keys).await.unwrap());
-    assert_eq!(
-        f.store.state_version().await.unwrap(),
-        v,
-        "no change, no bump"
-    );
-
-    // Rotation retires k-a and adds k-b; pruning later drops k-a.
-    let rotated = vec![key("k-a", 1, Some(20)), key("k-b", 2, None)];
-    assert!(f.store.sync_signing_keys(&rotated).await.unwrap());
-    assert_eq!(f.store.list_signing_keys().await.unwrap(), rotated);
-    assert!(f.store.state_version().await.unwrap() > v);
-    let pruned = vec![key("k-b", 2, None)];
-    assert!(f.store.sync_signing_keys(&pruned).await.unwrap());
-    assert_eq!(f.store.list_signing_keys().await.unwrap(), pruned);
-
-    // A kid never changes its public key.
-    let err = f
-        .store
-        .sync_signing_keys(&[key("k-b", 9, None)])
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
-    assert_eq!(f.store.list_signing_keys().await.unwrap(), pruned);
 }
 
 #[tokio::test]

@@ -1,9 +1,15 @@
-//! The embedded system of record: one SQLite file per workspace, reached
-//! through sqlx. The CLI writes it; the gateway reads its enforcement state
-//! into snapshots and appends ledger events. Every change to enforcement
-//! state bumps `state.version` in the same transaction.
+//! The system of record. The CLI writes it; the gateway reads its
+//! enforcement state into snapshots and appends ledger events. Every change
+//! to enforcement state bumps the state version in the same transaction.
+//!
+//! The seam is [`Store`]: one trait per concern, each in its concern's file
+//! with its SQLite implementation, and every implementation passes the
+//! conformance suite in `crate::conformance::store`. [`SqliteStore`] is the
+//! embedded one: one SQLite file per workspace, reached through sqlx.
 
 mod allowlists;
+#[cfg(test)]
+mod conformance_tests;
 mod ledger;
 mod mandates;
 mod policies;
@@ -11,21 +17,34 @@ mod pricebook;
 mod principals;
 mod providers;
 mod revocation;
-#[cfg(test)]
-mod test_fixture;
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
-pub use ledger::{LedgerFilter, Spend};
-pub use mandates::{MandateFilter, MandateRecord, MandateState, SigningKeyRow, KEEP_EXPIRED_SECS};
-pub use policies::Change;
-pub use principals::NewPrincipal;
-pub use revocation::{Revocation, Revoked, Selector};
+pub use allowlists::AllowlistStore;
+pub use ledger::{LedgerFilter, LedgerStore, Spend};
+pub use mandates::{
+    MandateFilter, MandateRecord, MandateState, MandateStore, SigningKeyRow, KEEP_EXPIRED_SECS,
+};
+pub use policies::{Change, PolicyStore};
+pub use pricebook::PricebookStore;
+pub use principals::{NewPrincipal, PrincipalStore};
+pub use providers::ProviderStore;
+pub use revocation::{Revocation, RevocationStore, Revoked, Selector};
+
+/// The store's traits, for callers that hold a `dyn Store`:
+/// `use caracal_gateway::store::prelude::*;`.
+pub mod prelude {
+    pub use super::{
+        AllowlistStore, LedgerStore, MandateStore, PolicyStore, PricebookStore, PrincipalStore,
+        ProviderStore, RevocationStore, StateStore, Store,
+    };
+}
 
 use crate::model::{AllowlistEntry, Principal, ProviderDef};
 use crate::policy::Policy;
@@ -70,15 +89,66 @@ pub struct StateRows {
     pub rejected: Vec<String>,
 }
 
-/// A handle on the workspace database (cheap to clone).
+/// The enforcement state as a whole: its version and a consistent read.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// The enforcement state's version; changes whenever anything the
+    /// snapshot holds changes.
+    async fn state_version(&self) -> Result<i64, StoreError>;
+
+    /// Reads the whole enforcement state consistently.
+    async fn load_state(&self) -> Result<StateRows, StoreError>;
+
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The system of record: every concern's trait. Implemented by
+/// [`SqliteStore`]; every implementation passes the conformance suite in
+/// `crate::conformance::store`. Callers hold an `Arc<dyn Store>` and bring
+/// the methods into scope with [`prelude`].
+pub trait Store:
+    StateStore
+    + PrincipalStore
+    + ProviderStore
+    + AllowlistStore
+    + PolicyStore
+    + MandateStore
+    + RevocationStore
+    + PricebookStore
+    + LedgerStore
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Store for T where
+    T: StateStore
+        + PrincipalStore
+        + ProviderStore
+        + AllowlistStore
+        + PolicyStore
+        + MandateStore
+        + RevocationStore
+        + PricebookStore
+        + LedgerStore
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// The embedded store: a handle on the workspace's SQLite file (cheap to
+/// clone).
 #[derive(Debug, Clone)]
-pub struct Store {
+pub struct SqliteStore {
     pool: SqlitePool,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
     /// WAL mode lets the CLI and a running gateway use it at once.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
@@ -100,16 +170,25 @@ impl Store {
         Ok(Self { pool })
     }
 
-    /// The enforcement state's version; changes whenever anything the
-    /// snapshot holds changes.
-    pub async fn state_version(&self) -> Result<i64, StoreError> {
+    /// Closes the pool: every later call fails.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl StateStore for SqliteStore {
+    async fn state_version(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar("SELECT version FROM state WHERE id = 1")
             .fetch_one(&self.pool)
             .await?)
     }
 
-    /// Reads the whole enforcement state consistently.
-    pub async fn load_state(&self) -> Result<StateRows, StoreError> {
+    async fn load_state(&self) -> Result<StateRows, StoreError> {
         let mut tx = self.pool.begin().await?;
         let version = sqlx::query_scalar("SELECT version FROM state WHERE id = 1")
             .fetch_one(&mut *tx)
@@ -138,22 +217,13 @@ impl Store {
         })
     }
 
-    /// Whether the database answers.
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
-
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
-
-    pub(crate) fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
 }
 
-impl Store {
+impl SqliteStore {
     /// Begins a transaction that changes the enforcement state. Its first
     /// statement bumps the state version, which takes SQLite's write lock
     /// at once: a deferred transaction that read first could not upgrade

@@ -1,9 +1,10 @@
 //! Policies and their versions. A change inserts a new version; nothing
 //! is updated in place, so `history` shows every earlier state.
 
+use async_trait::async_trait;
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{now, Store, StoreError};
+use super::{now, SqliteStore, StoreError};
 use crate::policy::{Policy, PolicyDefinition};
 
 fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Policy, StoreError> {
@@ -49,9 +50,37 @@ pub struct Change {
     pub reason: String,
 }
 
-impl Store {
+/// Policies and their versions: a change stores a new version.
+#[async_trait]
+pub trait PolicyStore: Send + Sync {
     /// Creates a policy (version 1) for an existing principal.
-    pub async fn create_policy(
+    async fn create_policy(
+        &self,
+        principal_id: &str,
+        definition: &PolicyDefinition,
+        change: &Change,
+    ) -> Result<Policy, StoreError>;
+
+    /// Stores a new version of an existing policy with `definition` (or the
+    /// current one when None) and `active`.
+    async fn change_policy(
+        &self,
+        id: &str,
+        definition: Option<&PolicyDefinition>,
+        active: bool,
+        change: &Change,
+    ) -> Result<Policy, StoreError>;
+
+    /// The latest version of each policy, of one principal or all.
+    async fn list_policies(&self, principal_id: Option<&str>) -> Result<Vec<Policy>, StoreError>;
+
+    /// Every version of a policy, oldest first.
+    async fn policy_history(&self, id: &str) -> Result<Vec<Policy>, StoreError>;
+}
+
+#[async_trait]
+impl PolicyStore for SqliteStore {
+    async fn create_policy(
         &self,
         principal_id: &str,
         definition: &PolicyDefinition,
@@ -72,9 +101,7 @@ impl Store {
         Ok(policy)
     }
 
-    /// Stores a new version of an existing policy with `definition` (or the
-    /// current one when None) and `active`.
-    pub async fn change_policy(
+    async fn change_policy(
         &self,
         id: &str,
         definition: Option<&PolicyDefinition>,
@@ -109,11 +136,7 @@ impl Store {
         Ok(policy)
     }
 
-    /// The latest version of each policy, of one principal or all.
-    pub async fn list_policies(
-        &self,
-        principal_id: Option<&str>,
-    ) -> Result<Vec<Policy>, StoreError> {
+    async fn list_policies(&self, principal_id: Option<&str>) -> Result<Vec<Policy>, StoreError> {
         let mut tx = self.pool().begin().await?;
         let all = latest(&mut tx).await?;
         tx.commit().await?;
@@ -123,8 +146,7 @@ impl Store {
             .collect())
     }
 
-    /// Every version of a policy, oldest first.
-    pub async fn policy_history(&self, id: &str) -> Result<Vec<Policy>, StoreError> {
+    async fn policy_history(&self, id: &str) -> Result<Vec<Policy>, StoreError> {
         let rows = sqlx::query("SELECT * FROM policies WHERE id = ? ORDER BY version")
             .bind(id)
             .fetch_all(self.pool())

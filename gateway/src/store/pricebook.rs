@@ -1,9 +1,10 @@
 //! The pricebook's stored rows: prices operators set or imported. Built-in
 //! defaults are not stored; `Pricebook::build` lays these rows over them.
 
+use async_trait::async_trait;
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{now, Store, StoreError};
+use super::{now, SqliteStore, StoreError};
 use crate::money::{parse_amount, Decimal};
 use crate::pricing::{PriceKind, PriceRow, PriceSource};
 
@@ -66,13 +67,33 @@ pub(super) async fn all(tx: &mut Transaction<'_, Sqlite>) -> Result<Vec<PriceRow
     rows.iter().map(from_row).collect()
 }
 
-impl Store {
+/// The stored prices of the pricebook.
+#[async_trait]
+pub trait PricebookStore: Send + Sync {
     /// Stores `prices` (replacing rows with the same provider, kind and
     /// name) in one transaction: all of them or, on any error, none.
     /// Every row must pass `PriceRow::validate`, come from `set` or
     /// `import`, and appear once. Returns the rows as stored (with
     /// `updated_at`).
-    pub async fn put_prices(&self, prices: &[PriceRow]) -> Result<Vec<PriceRow>, StoreError> {
+    async fn put_prices(&self, prices: &[PriceRow]) -> Result<Vec<PriceRow>, StoreError>;
+
+    /// Removes a stored price; a built-in default it replaced applies
+    /// again.
+    async fn delete_price(
+        &self,
+        provider: &str,
+        kind: PriceKind,
+        name: &str,
+    ) -> Result<(), StoreError>;
+
+    /// The stored prices (not the built-in defaults), sorted by provider,
+    /// kind and name.
+    async fn list_prices(&self) -> Result<Vec<PriceRow>, StoreError>;
+}
+
+#[async_trait]
+impl PricebookStore for SqliteStore {
+    async fn put_prices(&self, prices: &[PriceRow]) -> Result<Vec<PriceRow>, StoreError> {
         let ts = now();
         let mut stored = Vec::with_capacity(prices.len());
         for p in prices {
@@ -132,9 +153,7 @@ impl Store {
         Ok(stored)
     }
 
-    /// Removes a stored price; a built-in default it replaced applies
-    /// again.
-    pub async fn delete_price(
+    async fn delete_price(
         &self,
         provider: &str,
         kind: PriceKind,
@@ -159,9 +178,7 @@ impl Store {
         Ok(())
     }
 
-    /// The stored prices (not the built-in defaults), sorted by provider,
-    /// kind and name.
-    pub async fn list_prices(&self) -> Result<Vec<PriceRow>, StoreError> {
+    async fn list_prices(&self) -> Result<Vec<PriceRow>, StoreError> {
         let mut tx = self.pool().begin().await?;
         let all = all(&mut tx).await?;
         tx.commit().await?;
@@ -173,10 +190,11 @@ impl Store {
 mod tests {
     use super::*;
     use crate::money::Currency;
+    use crate::store::prelude::*;
 
-    async fn store() -> (tempfile::TempDir, Store) {
+    async fn store() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("c.db")).await.unwrap();
+        let store = SqliteStore::open(&dir.path().join("c.db")).await.unwrap();
         (dir, store)
     }
 
@@ -193,71 +211,6 @@ mod tests {
         );
         row.updated_at = None;
         row
-    }
-
-    #[tokio::test]
-    async fn pricebook_rows_round_trip_and_bump_the_state_version() {
-        let (_dir, store) = store().await;
-        let v0 = store.state_version().await.unwrap();
-        let image = PriceRow::resource(
-            "openai",
-            "images.generations",
-            "EUR".parse().unwrap(),
-            parse_amount("0.040").unwrap(),
-            PriceSource::Import,
-        );
-        let stored = store
-            .put_prices(&[model("gpt-4o", "2.50"), image])
-            .await
-            .unwrap();
-        assert!(store.state_version().await.unwrap() > v0);
-        let listed = store.list_prices().await.unwrap();
-        assert_eq!(listed, stored);
-        assert_eq!(listed[0].name, "gpt-4o");
-        assert_eq!(listed[0].input_per_mtok.to_string(), "2.50");
-        assert_eq!(listed[0].cache_write_per_mtok, None);
-        assert_eq!(listed[1].per_request.unwrap().to_string(), "0.040");
-        assert_eq!(listed[1].currency.as_str(), "EUR");
-        assert_eq!(store.load_state().await.unwrap().prices, listed);
-
-        // Upsert replaces; delete removes; deleting again is NotFound.
-        store.put_prices(&[model("gpt-4o", "1")]).await.unwrap();
-        let listed = store.list_prices().await.unwrap();
-        assert_eq!(listed.len(), 2);
-        assert_eq!(listed[0].input_per_mtok.to_string(), "1");
-        store
-            .delete_price("openai", PriceKind::Model, "gpt-4o")
-            .await
-            .unwrap();
-        let err = store
-            .delete_price("openai", PriceKind::Model, "gpt-4o")
-            .await
-            .unwrap_err();
-        assert!(matches!(err, StoreError::NotFound(_)), "{err}");
-    }
-
-    #[tokio::test]
-    async fn pricebook_writes_are_all_or_nothing() {
-        let (_dir, store) = store().await;
-        store.put_prices(&[model("gpt-4o", "2")]).await.unwrap();
-        let v = store.state_version().await.unwrap();
-        let mut bad = model("o3", "1");
-        bad.name = "o 3".into();
-        for batch in [
-            vec![model("gpt-4o", "9"), bad],
-            vec![model("o3", "1"), model("o3", "2")],
-            vec![PriceRow {
-                source: PriceSource::Default,
-                ..model("o3", "1")
-            }],
-        ] {
-            let err = store.put_prices(&batch).await.unwrap_err();
-            assert!(matches!(err, StoreError::Conflict(_)), "{err}");
-        }
-        let listed = store.list_prices().await.unwrap();
-        assert_eq!(listed.len(), 1);
-        assert_eq!(listed[0].input_per_mtok.to_string(), "2");
-        assert_eq!(store.state_version().await.unwrap(), v);
     }
 
     #[tokio::test]

@@ -1,8 +1,9 @@
 //! Principals: registration (the token is returned once, stored hashed).
 
+use async_trait::async_trait;
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{is_unique_violation, now, Store, StoreError};
+use super::{is_unique_violation, now, SqliteStore, StoreError};
 use crate::authn::{hash_token, new_token};
 use crate::model::{Principal, PrincipalKind};
 
@@ -39,10 +40,26 @@ pub(super) async fn all_with_hashes(
         .collect()
 }
 
-impl Store {
+/// Principals: registration and look-up.
+#[async_trait]
+pub trait PrincipalStore: Send + Sync {
     /// Registers a principal and returns it with its token, which is not
-    /// stored and cannot be shown again.
-    pub async fn register_principal(
+    /// stored and cannot be shown again. A taken name is a `Conflict`.
+    async fn register_principal(
+        &self,
+        new: NewPrincipal,
+    ) -> Result<(Principal, String), StoreError>;
+
+    /// Every principal.
+    async fn list_principals(&self) -> Result<Vec<Principal>, StoreError>;
+
+    /// Finds a principal by id or by name; neither is `NotFound`.
+    async fn find_principal(&self, id_or_name: &str) -> Result<Principal, StoreError>;
+}
+
+#[async_trait]
+impl PrincipalStore for SqliteStore {
+    async fn register_principal(
         &self,
         new: NewPrincipal,
     ) -> Result<(Principal, String), StoreError> {
@@ -77,15 +94,14 @@ impl Store {
         Ok((principal, token))
     }
 
-    pub async fn list_principals(&self) -> Result<Vec<Principal>, StoreError> {
+    async fn list_principals(&self) -> Result<Vec<Principal>, StoreError> {
         let mut tx = self.pool().begin().await?;
         let all = all_with_hashes(&mut tx).await?;
         tx.commit().await?;
         Ok(all.into_iter().map(|(p, _)| p).collect())
     }
 
-    /// Finds a principal by id or by name.
-    pub async fn find_principal(&self, id_or_name: &str) -> Result<Principal, StoreError> {
+    async fn find_principal(&self, id_or_name: &str) -> Result<Principal, StoreError> {
         let row = sqlx::query("SELECT * FROM principals WHERE id = ? OR name = ? LIMIT 1")
             .bind(id_or_name)
             .bind(id_or_name)

@@ -1,8 +1,9 @@
 //! Providers: stored as their JSON definition, keyed by name.
 
+use async_trait::async_trait;
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{now, Store, StoreError};
+use super::{now, SqliteStore, StoreError};
 use crate::model::ProviderDef;
 
 fn decode(name: &str, json: &str) -> Result<ProviderDef, StoreError> {
@@ -26,9 +27,26 @@ pub(super) async fn all(tx: &mut Transaction<'_, Sqlite>) -> Result<Vec<Provider
         .collect()
 }
 
-impl Store {
-    /// Adds a provider, or replaces it when `replace` is set.
-    pub async fn put_provider(&self, def: &ProviderDef, replace: bool) -> Result<(), StoreError> {
+/// Provider definitions, keyed by name.
+#[async_trait]
+pub trait ProviderStore: Send + Sync {
+    /// Adds a provider, or replaces it when `replace` is set (an existing
+    /// name without `replace` is a `Conflict`).
+    async fn put_provider(&self, def: &ProviderDef, replace: bool) -> Result<(), StoreError>;
+
+    /// Every provider, sorted by name.
+    async fn list_providers(&self) -> Result<Vec<ProviderDef>, StoreError>;
+
+    /// The provider named `name`, or `NotFound`.
+    async fn get_provider(&self, name: &str) -> Result<ProviderDef, StoreError>;
+
+    /// Removes the provider named `name`; an unknown name is `NotFound`.
+    async fn remove_provider(&self, name: &str) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+impl ProviderStore for SqliteStore {
+    async fn put_provider(&self, def: &ProviderDef, replace: bool) -> Result<(), StoreError> {
         let json = serde_json::to_string(def).map_err(|e| StoreError::Corrupt {
             table: "providers",
             message: e.to_string(),
@@ -60,14 +78,14 @@ impl Store {
         Ok(())
     }
 
-    pub async fn list_providers(&self) -> Result<Vec<ProviderDef>, StoreError> {
+    async fn list_providers(&self) -> Result<Vec<ProviderDef>, StoreError> {
         let mut tx = self.pool().begin().await?;
         let all = all(&mut tx).await?;
         tx.commit().await?;
         Ok(all)
     }
 
-    pub async fn get_provider(&self, name: &str) -> Result<ProviderDef, StoreError> {
+    async fn get_provider(&self, name: &str) -> Result<ProviderDef, StoreError> {
         let json: Option<String> =
             sqlx::query_scalar("SELECT definition FROM providers WHERE name = ?")
                 .bind(name)
@@ -81,7 +99,7 @@ impl Store {
         }
     }
 
-    pub async fn remove_provider(&self, name: &str) -> Result<(), StoreError> {
+    async fn remove_provider(&self, name: &str) -> Result<(), StoreError> {
         let mut tx = self.begin_change().await?;
         let n = sqlx::query("DELETE FROM providers WHERE name = ?")
             .bind(name)

@@ -5,10 +5,11 @@
 //! The mandate decision already treats a revoked ancestor as revoking its
 //! descendants; cascading only makes that explicit in their records.
 
+use async_trait::async_trait;
 use sqlx::{Sqlite, Transaction};
 
 use super::mandates::{mandate_from_row, MandateRecord};
-use super::{Store, StoreError};
+use super::{MandateStore, SqliteStore, StoreError};
 use crate::authority::scope::ResourcePattern;
 
 /// Who revokes, when (unix seconds) and why.
@@ -70,11 +71,39 @@ async fn all(tx: &mut Transaction<'_, Sqlite>) -> Result<Vec<MandateRecord>, Sto
     rows.iter().map(mandate_from_row).collect()
 }
 
-impl Store {
+/// Revoking mandates, and the delegation trees they form.
+#[async_trait]
+pub trait RevocationStore: Send + Sync {
     /// Revokes mandate `jti` and, with `cascade`, every mandate whose
     /// chain contains it. An unknown jti is `NotFound`; an already revoked
-    /// mandate is reported in `already`, not an error.
-    pub async fn revoke_mandate(
+    /// mandate is reported in `already`, not an error. Each newly revoked
+    /// mandate gets a `mandate_revoked` authority ledger row; when nothing
+    /// is newly revoked the state version stays.
+    async fn revoke_mandate(
+        &self,
+        jti: &str,
+        cascade: bool,
+        revocation: &Revocation,
+    ) -> Result<Revoked, StoreError>;
+
+    /// Revokes every mandate `selector` selects, as [`Self::revoke_mandate`]
+    /// does; with `dry_run` nothing changes and the result says what would
+    /// have been revoked.
+    async fn revoke_matching(
+        &self,
+        selector: &Selector,
+        revocation: &Revocation,
+        dry_run: bool,
+    ) -> Result<Revoked, StoreError>;
+
+    /// The delegation tree containing mandate `jti`: its root and every
+    /// descendant of the root, oldest first.
+    async fn mandate_tree(&self, jti: &str) -> Result<Vec<MandateRecord>, StoreError>;
+}
+
+#[async_trait]
+impl RevocationStore for SqliteStore {
+    async fn revoke_mandate(
         &self,
         jti: &str,
         cascade: bool,
@@ -95,9 +124,7 @@ impl Store {
         Ok(result)
     }
 
-    /// Revokes every mandate `selector` selects; with `dry_run` nothing
-    /// changes and the result says what would have been revoked.
-    pub async fn revoke_matching(
+    async fn revoke_matching(
         &self,
         selector: &Selector,
         revocation: &Revocation,
@@ -113,9 +140,7 @@ impl Store {
         Ok(result)
     }
 
-    /// The delegation tree containing mandate `jti`: its root and every
-    /// descendant of the root, oldest first.
-    pub async fn mandate_tree(&self, jti: &str) -> Result<Vec<MandateRecord>, StoreError> {
+    async fn mandate_tree(&self, jti: &str) -> Result<Vec<MandateRecord>, StoreError> {
         let m = self.get_mandate(jti).await?;
         let root = m.chain.first().cloned().unwrap_or(m.jti);
         let rows = sqlx::query(
@@ -185,7 +210,3 @@ async fn finish(
     }
     Ok(())
 }
-
-#[cfg(test)]
-#[path = "revocation_tests.rs"]
-mod tests;

@@ -44,7 +44,7 @@ pub struct Authority {
 }
 
 impl Authority {
-    pub async fn create(store: &Store) -> Authority {
+    pub async fn create(store: &dyn Store) -> Authority {
         let (ops, _) = store
             .register_principal(NewPrincipal {
                 kind: PrincipalKind::User,
@@ -192,7 +192,7 @@ impl Env {
             })
             .await
             .unwrap();
-        super::allow_usual(&self.store, &p.id).await;
+        super::allow_usual(&*self.store, &p.id).await;
         (p.id, token)
     }
 

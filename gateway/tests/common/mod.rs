@@ -5,13 +5,14 @@
 pub mod authority;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use caracal_config::Config;
 use caracal_gateway::catalog::template_catalog;
 use caracal_gateway::ledger::LedgerEvent;
 use caracal_gateway::model::{Credential, PatternType, PrincipalKind, ProviderDef, Template};
-use caracal_gateway::store::{LedgerFilter, NewPrincipal, Store};
+use caracal_gateway::store::{LedgerFilter, NewPrincipal, SqliteStore, Store};
 use caracal_gateway::RunningGateway;
 use caracal_load_tests::mock::{self, MockConfig, MockHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,7 +24,7 @@ pub struct Env {
     pub dir: tempfile::TempDir,
     pub gw: RunningGateway,
     pub mock: MockHandle,
-    pub store: Store,
+    pub store: Arc<dyn Store>,
     pub agent_id: String,
     pub token: String,
     pub ca_pem: String,
@@ -103,7 +104,7 @@ async fn boot(mock_config: MockConfig, adjust: impl FnOnce(&mut Config), grant: 
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path());
     adjust(&mut config);
-    let store = Store::open(&config.database).await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.database).await.unwrap());
     let mock = mock::start("127.0.0.1:0".parse().unwrap(), mock_config)
         .await
         .unwrap();
@@ -139,8 +140,8 @@ async fn boot(mock_config: MockConfig, adjust: impl FnOnce(&mut Config), grant: 
         })
         .await
         .unwrap();
-    allow_usual(&store, &agent.id).await;
-    let authority = authority::Authority::create(&store).await;
+    allow_usual(&*store, &agent.id).await;
+    let authority = authority::Authority::create(&*store).await;
     let gw = caracal_gateway::start(config.clone()).await.unwrap();
     let ca_pem = gw.ca_pem();
     let mut env = Env {
@@ -166,7 +167,7 @@ async fn boot(mock_config: MockConfig, adjust: impl FnOnce(&mut Config), grant: 
 
 /// The allowlist every test principal gets: chat completions, model
 /// listing and Anthropic messages.
-pub async fn allow_usual(store: &Store, principal_id: &str) {
+pub async fn allow_usual(store: &dyn Store, principal_id: &str) {
     for (pattern, kind) in [
         (
             "https://api.openai.com/v1/chat/completions",

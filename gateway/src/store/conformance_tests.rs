@@ -1,0 +1,25 @@
+//! The store conformance suite run against [`SqliteStore`], each case over
+//! a fresh database file in a temporary directory.
+
+use super::{SqliteStore, Store};
+
+struct Sqlite {
+    _dir: tempfile::TempDir,
+    store: SqliteStore,
+}
+
+impl crate::conformance::store::Harness for Sqlite {
+    fn store(&self) -> &dyn Store {
+        &self.store
+    }
+}
+
+async fn sqlite() -> Sqlite {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&dir.path().join("caracal.db"))
+        .await
+        .expect("open");
+    Sqlite { _dir: dir, store }
+}
+
+crate::store_conformance!(sqlite);
