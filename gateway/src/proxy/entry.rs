@@ -18,7 +18,6 @@ use tower::{Layer, Service};
 use super::call::{Call, Caller, Ctx, Refusal, RequestBody, Target};
 use super::refuse::refuse;
 use super::respond::Body;
-use super::step::take_ready;
 use super::{ConnInfo, Shared};
 use crate::authn;
 use crate::error::{Code, Denial};
@@ -59,9 +58,13 @@ where
     type Error = Infallible;
     type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // Every layer below is always ready: limits refuse, never wait.
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Every layer below is always ready (limits refuse, never wait):
+        // this polls them once, for the contract.
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(_) => Poll::Ready(Ok(())),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
@@ -75,10 +78,9 @@ where
             let resp = shared.health.response();
             return Box::pin(std::future::ready(Ok(resp)));
         }
-        let call = enter(&shared, conn, req);
-        let mut inner = take_ready(&mut self.inner);
+        let answer = self.inner.call(enter(&shared, conn, req));
         Box::pin(async move {
-            Ok(match inner.call(call).await {
+            Ok(match answer.await {
                 Ok(resp) => resp,
                 Err(refusal) => refuse(shared.sink.as_ref(), refusal).await,
             })

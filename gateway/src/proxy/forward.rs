@@ -51,14 +51,14 @@ pub struct Outbound {
 /// reached or did not answer in time.
 #[derive(Clone)]
 pub struct Forward {
-    upstream: Upstream,
+    upstream: Arc<Upstream>,
     limits: Arc<Limits>,
 }
 
 impl Forward {
     pub fn new(upstream: Upstream, limits: Limits) -> Self {
         Self {
-            upstream,
+            upstream: Arc::new(upstream),
             limits: Arc::new(limits),
         }
     }
@@ -74,29 +74,39 @@ impl tower::Service<Outbound> for Forward {
     }
 
     fn call(&mut self, out: Outbound) -> Self::Future {
-        let upstream = self.upstream.clone();
         let limits = self.limits.clone();
-        Box::pin(send(upstream, limits, out))
+        let Outbound {
+            req,
+            path,
+            provider,
+            progress,
+        } = out;
+        let uri = match provider.upstream_uri(&path) {
+            Ok(uri) => uri,
+            Err(e) => {
+                let d = Denial::new(
+                    Code::BadRequest,
+                    format!("cannot build the upstream URL: {e}"),
+                );
+                return Box::pin(std::future::ready(Err(d)));
+            }
+        };
+        // The request is sent from here; its future owns what it needs.
+        let client = self.upstream.client(provider.def.allow_private_network);
+        let sent = client.request(upstream_request(req, uri, &provider, &progress, &limits));
+        Box::pin(answer(sent, limits, provider, progress))
     }
 }
 
-async fn send(
-    upstream: Upstream,
-    limits: Arc<Limits>,
-    out: Outbound,
-) -> Result<Response<Incoming>, Denial> {
-    let Outbound {
-        req,
-        path,
-        provider,
-        progress,
-    } = out;
-    let uri = provider.upstream_uri(&path).map_err(|e| {
-        Denial::new(
-            Code::BadRequest,
-            format!("cannot build the upstream URL: {e}"),
-        )
-    })?;
+/// The request as the provider gets it: the agent's method, body (counted
+/// and capped) and headers, rewritten (see [`request_headers`]).
+fn upstream_request(
+    req: Request<RequestBody>,
+    uri: http::Uri,
+    provider: &Provider,
+    progress: &Arc<RequestProgress>,
+    limits: &Limits,
+) -> Request<super::respond::Body> {
     let (parts, body) = req.into_parts();
     let body = Counted::new(
         body,
@@ -115,12 +125,17 @@ async fn send(
         &provider.credentials,
         &provider.default_headers,
     );
-    let client = upstream.client(provider.def.allow_private_network);
-    let response = tokio::time::timeout(
-        limits.upstream_response_timeout,
-        client.request(upstream_req),
-    )
-    .await;
+    upstream_req
+}
+
+/// The provider's answer within `upstream_response_timeout`, or why not.
+async fn answer(
+    sent: hyper_util::client::legacy::ResponseFuture,
+    limits: Arc<Limits>,
+    provider: Arc<Provider>,
+    progress: Arc<RequestProgress>,
+) -> Result<Response<Incoming>, Denial> {
+    let response = tokio::time::timeout(limits.upstream_response_timeout, sent).await;
     match response {
         Ok(Ok(r)) => Ok(r),
         Ok(Err(e)) => Err(if progress.too_large.load(Ordering::Relaxed) {

@@ -201,23 +201,31 @@ pub fn unpriceable(e: Unpriceable) -> Denial {
 /// Reads a whole request body of at most `limit` bytes; a client that
 /// sends nothing for `idle` is refused.
 async fn read_body(mut body: RequestBody, limit: u64, idle: Duration) -> Result<Bytes, Denial> {
-    let mut buf = bytes::BytesMut::new();
+    // Room for a declared length up front (within the limit).
+    let exact = http_body::Body::size_hint(&body).exact();
+    let mut buf = bytes::BytesMut::with_capacity(exact.map_or(0, |n| n.min(limit) as usize));
+    let stall = tokio::time::sleep(idle);
+    tokio::pin!(stall);
     loop {
-        let frame = match tokio::time::timeout(idle, body.frame()).await {
-            Err(_) => {
+        let frame = tokio::select! {
+            biased;
+            frame = body.frame() => frame,
+            _ = &mut stall => {
                 return Err(Denial::new(
                     Code::BadRequest,
                     format!("the request body stalled for {idle:?}"),
                 ))
             }
-            Ok(None) => return Ok(buf.freeze()),
-            Ok(Some(Err(e))) => {
+        };
+        let frame = match frame {
+            None => return Ok(buf.freeze()),
+            Some(Err(e)) => {
                 return Err(Denial::new(
                     Code::BadRequest,
                     format!("the request body could not be read: {e}"),
                 ))
             }
-            Ok(Some(Ok(frame))) => frame,
+            Some(Ok(frame)) => frame,
         };
         if let Some(data) = frame.data_ref() {
             if (buf.len() + data.len()) as u64 > limit {
@@ -228,5 +236,7 @@ async fn read_body(mut body: RequestBody, limit: u64, idle: Duration) -> Result<
             }
             buf.extend_from_slice(data);
         }
+        // Progress: the wait starts again.
+        stall.as_mut().reset(tokio::time::Instant::now() + idle);
     }
 }
