@@ -16,7 +16,14 @@ if [[ -x "$venv/bin/python" && -f "$stamp" ]] && cmp -s "$requirements" "$stamp"
   echo "$venv/bin/python"
   exit 0
 fi
-command -v python3 >/dev/null || { echo "python3 is required (apt-get install python3 python3-venv)" >&2; exit 1; }
+if ! command -v python3 >/dev/null; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    apt-get update -qq >&2 && apt-get install -y -qq python3 python3-venv >&2
+  else
+    echo "python3 is required (apt-get install python3 python3-venv)" >&2
+    exit 1
+  fi
+fi
 # Several test processes may ask at once: one installs, the others wait.
 mkdir -p "$(dirname "$venv")"
 exec 9>"$venv.lock"

@@ -3,8 +3,10 @@
 # integration test of the workspace (the integration tests boot the real
 # gateway and the mock provider on ephemeral ports).
 #
-# The embedded deployment needs no external service. When the distributed
-# deployment's tests land, this script also starts PostgreSQL, Redis and the
+# The embedded deployment needs no external service. The client tests drive
+# the gateway with the official provider SDKs, installed (pinned) once into
+# target/sdk-venv by scripts/sdk-venv.sh. When the distributed deployment's
+# tests land, this script also starts PostgreSQL, Redis and the
 # Kafka-compatible broker they need (see scripts/services.sh once it exists).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +21,9 @@ cargo fmt --all -- --check
 
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "==> official SDKs for the client tests (scripts/sdk-venv.sh, once)"
+./scripts/sdk-venv.sh >/dev/null
 
 echo "==> tests"
 if cargo nextest --version >/dev/null 2>&1; then
