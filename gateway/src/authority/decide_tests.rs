@@ -111,6 +111,16 @@ fn a_decision_explains_its_passing_checks_only_when_asked() {
     let explained = f.decide_at(NBF, 0, &OK_CALL);
     assert!(explained.allowed());
     assert!(explained.reasons.len() >= 5, "{:?}", explained.reasons);
+    // Times are written as RFC 3339 instants.
+    let nbf = jiff::Timestamp::from_second(NBF).unwrap().to_string();
+    assert!(
+        explained
+            .reasons
+            .iter()
+            .any(|r| r.contains(&format!("valid from {nbf}"))),
+        "{:?}",
+        explained.reasons
+    );
     let quiet = f.decide_at(
         NBF,
         0,
@@ -132,6 +142,9 @@ fn a_decision_explains_its_passing_checks_only_when_asked() {
         },
     );
     assert_eq!(refused.outcome, Err(Denied::MandateWrongPrincipal));
+    assert!(!refused.allowed());
+    assert_eq!(refused.code(), "mandate_wrong_principal");
+    assert_eq!(quiet.code(), "allow");
     assert_eq!(refused.reasons.len(), 1, "{:?}", refused.reasons);
     assert!(
         refused.reasons[0].contains("agent-2"),
@@ -536,4 +549,16 @@ fn a_remembered_verification_does_not_outlive_a_revocation() {
         decide(Some(&f.token), &revoked, NBF, 0, &OK_CALL).outcome,
         Err(Denied::MandateRevoked)
     );
+}
+
+#[test]
+fn among_equally_close_denials_the_mandate_held_longest_is_named() {
+    // Both mandates are current and neither covers the call: the one that
+    // expires last (first in the principal's list) is the one reported.
+    let short = held("m-short", &["embeddings"], NBF, EXP - 10);
+    let long = held("m-long", &["files"], NBF, EXP);
+    let view = held_view(vec![short, long], &[]);
+    let d = decide_held(&view, NBF, 0, &OK_CALL);
+    assert_eq!(d.outcome, Err(Denied::ScopeExceeded));
+    assert_eq!(d.mandate_id(), Some("m-long"));
 }
