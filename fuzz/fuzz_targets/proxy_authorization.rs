@@ -3,8 +3,8 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use caracal_gateway::authn::{from_proxy_headers, from_request_headers, Presented};
 use caracal_gateway::authn::BadCredentials;
+use caracal_gateway::authn::{from_proxy_headers, from_request_headers, Presented};
 use http::header::{AUTHORIZATION, PROXY_AUTHORIZATION};
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;

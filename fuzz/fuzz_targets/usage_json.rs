@@ -1,6 +1,10 @@
 //! Fuzzes `usage::UsageObserver` over JSON bodies for each dialect, split into chunks at fuzzer-chosen points, and `BodyKind::from_content_type`; asserts the outcome does not depend on the split, a body over the cap is `TooLarge` and only then, a body that is not JSON is `Malformed`, and content types ignore case and parameters.
 #![no_main]
 
+#[path = "chunks.rs"]
+mod chunks;
+use chunks::{lens, split};
+
 use caracal_gateway::usage::{BodyKind, Dialect, UsageObserver, UsageOutcome};
 use libfuzzer_sys::fuzz_target;
 use serde::de::IgnoredAny;
@@ -67,30 +71,4 @@ fn content_type(ct: &str) {
         kind,
         "{ct:?}"
     );
-}
-
-/// The body after up to 7 split-point bytes (the first byte counts them),
-/// and the body cut at those points; equal points give empty chunks.
-fn split(rest: &[u8]) -> (&[u8], Vec<&[u8]>) {
-    let Some((&n, rest)) = rest.split_first() else {
-        return (rest, vec![rest]);
-    };
-    let n = usize::from(n % 8).min(rest.len());
-    let (points, body) = rest.split_at(n);
-    let mut cuts: Vec<usize> = points
-        .iter()
-        .map(|&p| usize::from(p) * (body.len() + 1) / 256)
-        .collect();
-    cuts.sort_unstable();
-    let mut chunks = Vec::with_capacity(n + 1);
-    let mut at = 0;
-    for cut in cuts.into_iter().chain([body.len()]) {
-        chunks.push(&body[at..cut]);
-        at = cut;
-    }
-    (body, chunks)
-}
-
-fn lens(chunks: &[&[u8]]) -> Vec<usize> {
-    chunks.iter().map(|c| c.len()).collect()
 }

@@ -1,6 +1,10 @@
 //! Fuzzes `usage::UsageObserver` over SSE bodies for each dialect and `usage::request::UsageChunkStripper`, both fed chunks cut at fuzzer-chosen points; asserts neither depends on the split, LF, CRLF and CR framing read alike, the stripper only removes bytes, and a stream that cannot hold a usage member passes through it unchanged.
 #![no_main]
 
+#[path = "chunks.rs"]
+mod chunks;
+use chunks::{lens, split};
+
 use caracal_gateway::usage::request::UsageChunkStripper;
 use caracal_gateway::usage::{BodyKind, Dialect, UsageObserver, UsageOutcome};
 use libfuzzer_sys::fuzz_target;
@@ -92,30 +96,4 @@ fn is_subsequence(short: &[u8], long: &[u8]) -> bool {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// The body after up to 7 split-point bytes (the first byte counts them),
-/// and the body cut at those points; equal points give empty chunks.
-fn split(rest: &[u8]) -> (&[u8], Vec<&[u8]>) {
-    let Some((&n, rest)) = rest.split_first() else {
-        return (rest, vec![rest]);
-    };
-    let n = usize::from(n % 8).min(rest.len());
-    let (points, body) = rest.split_at(n);
-    let mut cuts: Vec<usize> = points
-        .iter()
-        .map(|&p| usize::from(p) * (body.len() + 1) / 256)
-        .collect();
-    cuts.sort_unstable();
-    let mut chunks = Vec::with_capacity(n + 1);
-    let mut at = 0;
-    for cut in cuts.into_iter().chain([body.len()]) {
-        chunks.push(&body[at..cut]);
-        at = cut;
-    }
-    (body, chunks)
-}
-
-fn lens(chunks: &[&[u8]]) -> Vec<usize> {
-    chunks.iter().map(|c| c.len()).collect()
 }
