@@ -187,7 +187,9 @@ fn print_events(
             or_dash(e.status),
             format!("{}/{}", or_dash(e.input_tokens), or_dash(e.output_tokens)),
             format!("{}/{}", e.request_bytes, e.response_bytes),
-            e.duration_ms.to_string(),
+            // Microsecond resolution: most calls take well under a millisecond
+            // of the gateway's own time on a fast provider.
+            format!("{:.3}", e.duration_us as f64 / 1000.0),
             or_dash(e.mandate_id.as_deref()),
         ]);
     }
