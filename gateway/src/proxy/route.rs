@@ -37,20 +37,27 @@ pub fn resolve_provider(
             ))
         }
         Target::Host { host, https, port } => {
-            let host = normalise_host(snap, host)?;
-            let p = snap.provider_for_host(&host).ok_or_else(|| {
-                Denial::new(
-                    Code::ProviderUnknown,
-                    format!("host {host} belongs to no provider of this workspace"),
-                )
-            })?;
+            let (host, p) = provider_of_host(snap, host)?;
             let (scheme, default_port) = if *https { ("https", 443) } else { ("http", 80) };
             let authority = match port {
                 Some(port) if *port != default_port => format!("{}:{port}", url_host(&host)),
                 _ => url_host(&host),
             };
-            Ok((p.clone(), format!("{scheme}://{authority}")))
+            Ok((p, format!("{scheme}://{authority}")))
         }
+    }
+}
+
+/// The normalised form of a host an agent named, and the provider it
+/// belongs to (see [`normalise_host`]).
+pub fn provider_of_host(snap: &Snapshot, raw: &str) -> Result<(String, Arc<Provider>), Denial> {
+    let host = normalise_host(snap, raw)?;
+    match snap.provider_for_host(&host) {
+        Some(p) => Ok((host, p.clone())),
+        None => Err(Denial::new(
+            Code::ProviderUnknown,
+            format!("host {host} belongs to no provider of this workspace"),
+        )),
     }
 }
 
@@ -174,17 +181,7 @@ impl Step for Route {
             let Target::Host { host, https, port } = target else {
                 return Err(Denial::new(Code::BadRequest, "CONNECT names no host"));
             };
-            let host = normalise_host(&ctx.snapshot, &host)?;
-            let provider = ctx
-                .snapshot
-                .provider_for_host(&host)
-                .cloned()
-                .ok_or_else(|| {
-                    Denial::new(
-                        Code::ProviderUnknown,
-                        format!("host {host} belongs to no provider of this workspace"),
-                    )
-                })?;
+            let (host, provider) = provider_of_host(&ctx.snapshot, &host)?;
             ctx.record.provider = Some(provider.name().to_string());
             ctx.target = Some(Target::Host { host, https, port });
             ctx.provider = Some(provider);
