@@ -3,27 +3,22 @@
 
 #[path = "chunks.rs"]
 mod chunks;
-use chunks::{lens, split};
+use chunks::{lens, Input};
 
 use caracal_gateway::usage::request::UsageChunkStripper;
 use caracal_gateway::usage::{BodyKind, Dialect, UsageObserver, UsageOutcome};
 use libfuzzer_sys::fuzz_target;
 
-/// The cap of the unit tests; odd cap bytes choose a small cap instead.
-const CAP: usize = 64 * 1024;
-
-// Input: a dialect byte (% 3: OpenAI, Anthropic, Unknown), a cap byte (even:
-// CAP, odd: twice its value), a split-count byte (% 8), that many split-point
-// bytes (p / 256 of the way into the body), then the body.
+// Input: see `chunks::Input`.
 fuzz_target!(|data: &[u8]| {
-    let [flags, cap, rest @ ..] = data else {
+    let Some(Input {
+        dialect,
+        cap,
+        body,
+        chunks,
+    }) = Input::read(data)
+    else {
         return;
-    };
-    let (body, chunks) = split(rest);
-    let dialect = [Dialect::OpenAi, Dialect::Anthropic, Dialect::Unknown][usize::from(flags % 3)];
-    let cap = match cap & 1 {
-        0 => CAP,
-        _ => usize::from(*cap) * 2,
     };
     // Line ends, for bodies that have no CR of their own.
     let reframed =
