@@ -4,6 +4,12 @@
 
 use clap::Parser;
 
+/// mimalloc: per-thread free lists instead of glibc's arenas, whose
+/// consolidation showed in the request path's profile (see
+/// load-tests/results/2026-11-30-lifecycle-ab.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     caracal_cli::main(caracal_cli::Cli::parse())
 }

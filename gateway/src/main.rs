@@ -6,6 +6,12 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+/// mimalloc: per-thread free lists instead of glibc's arenas, whose
+/// consolidation showed in the request path's profile (see
+/// load-tests/results/2026-11-30-lifecycle-ab.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Caracal gateway: authenticates, enforces and meters AI agents' outbound calls.
 #[derive(Parser)]
 #[command(version, about)]

@@ -23,6 +23,11 @@ use super::{EventSink, LedgerEvent, Retention};
 use crate::store::Store;
 
 const BATCH: usize = 512;
+/// How long a batch that is not full waits for more events before it is
+/// written: one transaction per few milliseconds instead of one per call
+/// under load (each is a hand-off to SQLite's thread and a WAL commit).
+/// Rows are durable at most this much later; none is lost meanwhile.
+const LINGER: Duration = Duration::from_millis(2);
 /// Queued events above which new calls are refused.
 pub const SOFT_LIMIT: u64 = 50_000;
 /// Queued events above which refusal rows are dropped.
@@ -175,6 +180,17 @@ async fn run(
         };
         if received == 0 {
             return;
+        }
+        if batch.len() < BATCH && !stop.is_cancelled() {
+            let _ = tokio::time::timeout(LINGER, async {
+                while batch.len() < BATCH {
+                    let room = BATCH - batch.len();
+                    if rx.recv_many(&mut batch, room).await == 0 {
+                        break;
+                    }
+                }
+            })
+            .await;
         }
         let mut delay = Duration::from_millis(50);
         loop {
