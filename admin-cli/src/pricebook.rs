@@ -1,6 +1,8 @@
 //! `caracal pricebook`: what calls cost. Lists the effective prices (the
 //! templates' built-in list prices and those set here), sets, imports and
-//! removes prices. Import files are JSON (`{"price": [{...}, ...]}`), the
+//! removes prices: per million tokens for models (with their context
+//! window), per request for catalog resources, per use for the tools the
+//! provider runs. Import files are JSON (`{"price": [{...}, ...]}`), the
 //! same fields as `set`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -12,7 +14,8 @@ use caracal_gateway::catalog::valid_resource;
 use caracal_gateway::model::ProviderDef;
 use caracal_gateway::money::{fmt_amount, parse_amount, Currency, Decimal};
 use caracal_gateway::pricing::{
-    default_rows, valid_model, PriceKind, PriceRow, PriceSource, Pricebook, ANY_MODEL,
+    default_rows, valid_model, valid_tool, PriceKind, PriceRow, PriceSource, Pricebook, ANY_MODEL,
+    MAX_CONTEXT_WINDOW,
 };
 use caracal_gateway::store::prelude::*;
 use clap::{ArgGroup, Args, Subcommand};
@@ -34,21 +37,23 @@ pub enum PricebookCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Set the price of a model (per million tokens) or of a catalog resource
-    /// (per request). Replaces a built-in default or an earlier price; running
-    /// gateways use it within a second.
+    /// Set the price of a model (per million tokens, and its context window), of
+    /// a catalog resource (per request) or of a tool the provider runs (per use).
+    /// Replaces a built-in default or an earlier price; running gateways use it
+    /// within a second.
     Set(SetArgs),
     /// Set many prices from a JSON file, all of them or none: {"price": [{"provider":
     /// "openai", "model": "gpt-4o", "input": "2.50", "output": "10.00"}, {"provider":
     /// "openai", "resource": "images.generations", "per_request": "0.04"}]}. Fields are
-    /// those of `set` (cached_input, cache_write, currency too); amounts are strings.
+    /// those of `set` (cached_input, cache_write, context_window, tool, per_use,
+    /// currency too); amounts and the context window are strings.
     Import {
         /// The JSON file.
         file: PathBuf,
     },
     /// Remove a price that was set or imported; a built-in default for the same
     /// model applies again.
-    #[command(group(ArgGroup::new("what").required(true).args(["model", "resource"])))]
+    #[command(group(ArgGroup::new("what").required(true).args(["model", "resource", "tool"])))]
     Remove {
         /// The provider's name.
         #[arg(long, value_name = "NAME")]
@@ -59,11 +64,14 @@ pub enum PricebookCmd {
         /// The catalog resource.
         #[arg(long)]
         resource: Option<String>,
+        /// The provider-run tool.
+        #[arg(long)]
+        tool: Option<String>,
     },
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("what").required(true).args(["model", "resource"])))]
+#[command(group(ArgGroup::new("what").required(true).args(["model", "resource", "tool"])))]
 pub struct SetArgs {
     /// The provider's name (`caracal provider list`).
     #[arg(long, value_name = "NAME")]
@@ -107,6 +115,12 @@ pub struct SetArgs {
         allow_negative_numbers = true
     )]
     cache_write: Option<String>,
+    /// The most input tokens the model reads in one call. A budgeted request
+    /// that brings in input its body does not carry (a previous response, a
+    /// file, an image or a URL, results of provider-run tools) is priced with
+    /// this many input tokens, and refused (`input_unbounded`) without it.
+    #[arg(long, value_name = "TOKENS", requires = "model")]
+    context_window: Option<String>,
     /// A resource of the provider's catalog priced per request, e.g.
     /// images.generations.
     #[arg(long, requires = "per_request")]
@@ -119,6 +133,20 @@ pub struct SetArgs {
         allow_negative_numbers = true
     )]
     per_request: Option<String>,
+    /// A tool the provider runs, billed per use, named by its `type` without
+    /// a version date: web_search, file_search, code_interpreter, web_fetch,
+    /// code_execution, mcp. A budgeted request enabling a tool without a
+    /// price is refused (`price_unknown`).
+    #[arg(long, requires = "per_use")]
+    tool: Option<String>,
+    /// Price of one use of --tool.
+    #[arg(
+        long,
+        value_name = "AMOUNT",
+        requires = "tool",
+        allow_negative_numbers = true
+    )]
+    per_use: Option<String>,
     /// ISO 4217 currency code of the amounts.
     #[arg(long, default_value = "USD")]
     currency: String,
@@ -138,20 +166,26 @@ struct Entry {
     output: Option<String>,
     cached_input: Option<String>,
     cache_write: Option<String>,
+    context_window: Option<String>,
     per_request: Option<String>,
+    tool: Option<String>,
+    per_use: Option<String>,
     currency: Option<String>,
 }
 
 /// The fields of an entry, as import files name them.
-const FIELDS: [&str; 9] = [
+const FIELDS: [&str; 12] = [
     "provider",
     "model",
     "resource",
+    "tool",
     "input",
     "output",
     "cached_input",
     "cache_write",
+    "context_window",
     "per_request",
+    "per_use",
     "currency",
 ];
 
@@ -178,7 +212,10 @@ impl Entry {
             "output" => &mut self.output,
             "cached_input" => &mut self.cached_input,
             "cache_write" => &mut self.cache_write,
+            "context_window" => &mut self.context_window,
             "per_request" => &mut self.per_request,
+            "tool" => &mut self.tool,
+            "per_use" => &mut self.per_use,
             "currency" => &mut self.currency,
             _ => return None,
         })
@@ -212,8 +249,36 @@ impl Entry {
             Some((f, _)) => Err(field_error(f, why.to_string())),
             None => Ok(()),
         };
-        let row = match (&self.model, &self.resource) {
-            (Some(model), None) => {
+        let named = [
+            ("model", &self.model),
+            ("resource", &self.resource),
+            ("tool", &self.tool),
+        ];
+        let mut given = named.iter().filter(|(_, v)| v.is_some());
+        let (what, _) = match (given.next(), given.next()) {
+            (Some(first), None) => *first,
+            (Some(_), Some((second, _))) => {
+                return Err(field_error(
+                    second,
+                    "give one of a model, a resource or a tool",
+                ))
+            }
+            (None, _) => {
+                return Err(EntryError {
+                    field: None,
+                    message: "give a model, a resource or a tool".into(),
+                })
+            }
+        };
+        let tokens = [
+            ("input", &self.input),
+            ("output", &self.output),
+            ("cached_input", &self.cached_input),
+            ("cache_write", &self.cache_write),
+            ("context_window", &self.context_window),
+        ];
+        let row = match (what, &self.model, &self.resource, &self.tool) {
+            ("model", Some(model), _, _) => {
                 if model != ANY_MODEL && !valid_model(model) {
                     return Err(field_error(
                         "model",
@@ -221,10 +286,13 @@ impl Entry {
                     ));
                 }
                 refuse(
-                    &[("per_request", &self.per_request)],
-                    "only resources are priced per request",
+                    &[
+                        ("per_request", &self.per_request),
+                        ("per_use", &self.per_use),
+                    ],
+                    "a model is priced per token",
                 )?;
-                PriceRow::model(
+                let row = PriceRow::model(
                     provider,
                     model,
                     currency,
@@ -233,9 +301,25 @@ impl Entry {
                     amount("cached_input", &self.cached_input)?,
                     amount("cache_write", &self.cache_write)?,
                     source,
-                )
+                );
+                match &self.context_window {
+                    None => row,
+                    Some(w) => match w.trim().parse::<u64>() {
+                        Ok(w) if (1..=MAX_CONTEXT_WINDOW).contains(&w) => {
+                            row.with_context_window(w)
+                        }
+                        _ => {
+                            return Err(field_error(
+                                "context_window",
+                                format!(
+                                    "{w:?} is not a number of tokens from 1 to {MAX_CONTEXT_WINDOW}"
+                                ),
+                            ))
+                        }
+                    },
+                }
             }
-            (None, Some(resource)) => {
+            ("resource", _, Some(resource), _) => {
                 if !valid_resource(resource) {
                     return Err(field_error(
                         "resource",
@@ -244,30 +328,30 @@ impl Entry {
                         ),
                     ));
                 }
+                refuse(&tokens, "resources are priced per request, not per token")?;
                 refuse(
-                    &[
-                        ("input", &self.input),
-                        ("output", &self.output),
-                        ("cached_input", &self.cached_input),
-                        ("cache_write", &self.cache_write),
-                    ],
-                    "resources are priced per request, not per token",
+                    &[("per_use", &self.per_use)],
+                    "resources are priced per request",
                 )?;
                 let per_request = required("per_request", &self.per_request)?;
                 PriceRow::resource(provider, resource, currency, per_request, source)
             }
-            (Some(_), Some(_)) => {
-                return Err(field_error(
-                    "resource",
-                    "give a model or a resource, not both",
-                ))
+            (_, _, _, Some(tool)) => {
+                if !valid_tool(tool) {
+                    return Err(field_error(
+                        "tool",
+                        format!("{tool:?} is not a tool name (1-64 characters of [a-z0-9_], e.g. web_search)"),
+                    ));
+                }
+                refuse(&tokens, "tools are priced per use, not per token")?;
+                refuse(
+                    &[("per_request", &self.per_request)],
+                    "tools are priced per use",
+                )?;
+                let per_use = required("per_use", &self.per_use)?;
+                PriceRow::tool(provider, tool, currency, per_use, source)
             }
-            (None, None) => {
-                return Err(EntryError {
-                    field: None,
-                    message: "give a model or a resource".into(),
-                })
-            }
+            _ => unreachable!("exactly one of model, resource and tool is given"),
         };
         row.validate().map_err(|e| EntryError {
             field: None,
@@ -361,7 +445,10 @@ pub async fn run(cmd: PricebookCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::R
                 output: args.output,
                 cached_input: args.cached_input,
                 cache_write: args.cache_write,
+                context_window: args.context_window,
                 per_request: args.per_request,
+                tool: args.tool,
+                per_use: args.per_use,
                 currency: Some(args.currency),
             };
             let flag = |e: EntryError| match e.field {
@@ -395,11 +482,13 @@ pub async fn run(cmd: PricebookCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::R
             provider,
             model,
             resource,
+            tool,
         } => {
-            let (kind, name) = match (model, resource) {
-                (Some(m), None) => (PriceKind::Model, m),
-                (None, Some(r)) => (PriceKind::Resource, r),
-                _ => bail!("give --model or --resource"),
+            let (kind, name) = match (model, resource, tool) {
+                (Some(m), None, None) => (PriceKind::Model, m),
+                (None, Some(r), None) => (PriceKind::Resource, r),
+                (None, None, Some(t)) => (PriceKind::Tool, t),
+                _ => bail!("give one of --model, --resource or --tool"),
             };
             store.delete_price(&provider, kind, &name).await?;
             let default = providers.get(&provider).and_then(|d| {
@@ -530,7 +619,11 @@ struct PriceView<'a> {
     cached_input_per_mtok: Option<String>,
     cache_write_per_mtok: Option<String>,
     output_per_mtok: Option<String>,
+    /// Models: the most input tokens one call reads, if known.
+    context_window: Option<u64>,
     per_request: Option<String>,
+    /// Tools: the price of one use.
+    per_use: Option<String>,
     source: PriceSource,
     updated_at: Option<&'a str>,
 }
@@ -547,7 +640,15 @@ impl<'a> PriceView<'a> {
             cached_input_per_mtok: token(r.cached_input_per_mtok.unwrap_or(r.input_per_mtok)),
             cache_write_per_mtok: token(r.cache_write_per_mtok.unwrap_or(r.input_per_mtok)),
             output_per_mtok: token(r.output_per_mtok),
-            per_request: r.per_request.map(|d| d.to_string()),
+            context_window: r.context_window,
+            per_request: r
+                .per_request
+                .filter(|_| r.kind == PriceKind::Resource)
+                .map(|d| d.to_string()),
+            per_use: r
+                .per_request
+                .filter(|_| r.kind == PriceKind::Tool)
+                .map(|d| d.to_string()),
             source: r.source,
             updated_at: r.updated_at.as_deref(),
         }
@@ -558,13 +659,23 @@ impl<'a> PriceView<'a> {
 fn describe(r: &PriceRow) -> String {
     match r.kind {
         PriceKind::Model => format!(
-            "{} model {}: input {}, cached input {}, cache write {}, output {} {} per million tokens",
+            "{} model {}: input {}, cached input {}, cache write {}, output {} {} per million tokens{}",
             r.provider,
             r.name,
             fmt_amount(r.input_per_mtok),
             fmt_amount(r.cached_input_per_mtok.unwrap_or(r.input_per_mtok)),
             fmt_amount(r.cache_write_per_mtok.unwrap_or(r.input_per_mtok)),
             fmt_amount(r.output_per_mtok),
+            r.currency,
+            r.context_window
+                .map(|w| format!("; context window {w} tokens"))
+                .unwrap_or_default()
+        ),
+        PriceKind::Tool => format!(
+            "{} tool {}: {} {} per use",
+            r.provider,
+            r.name,
+            output::or_dash(r.per_request.map(fmt_amount)),
             r.currency
         ),
         PriceKind::Resource => format!(
@@ -587,14 +698,15 @@ fn print_rows(out: &mut dyn Write, rows: &[&PriceRow]) -> anyhow::Result<()> {
         "CACHED/MTOK",
         "CACHE WRITE/MTOK",
         "OUTPUT/MTOK",
-        "PER REQUEST",
+        "CONTEXT",
+        "PER REQUEST/USE",
         "SOURCE",
         "UPDATED",
     ]);
     for r in rows {
         let token = |d: Decimal| match r.kind {
             PriceKind::Model => fmt_amount(d),
-            PriceKind::Resource => "-".to_string(),
+            PriceKind::Resource | PriceKind::Tool => "-".to_string(),
         };
         t.add_row([
             r.provider.as_str(),
@@ -605,6 +717,7 @@ fn print_rows(out: &mut dyn Write, rows: &[&PriceRow]) -> anyhow::Result<()> {
             &token(r.cached_input_per_mtok.unwrap_or(r.input_per_mtok)),
             &token(r.cache_write_per_mtok.unwrap_or(r.input_per_mtok)),
             &token(r.output_per_mtok),
+            &output::or_dash(r.context_window.map(|w| w.to_string())),
             &output::or_dash(r.per_request.map(fmt_amount)),
             r.source.as_str(),
             &output::or_dash(r.updated_at.as_deref()),

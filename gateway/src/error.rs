@@ -47,6 +47,14 @@ crate::wire_enum! {
         /// The call cannot be priced (unknown model, no price for the
         /// resource, or a price in another currency than the budget's).
         PriceUnknown => "price_unknown",
+        /// The request names a model, but the gateway cannot bound the
+        /// output its operation generates (no output limit it knows).
+        OutputUnbounded => "output_unbounded",
+        /// The request brings in input its body does not carry, and the
+        /// model has no context window in the pricebook to bound it.
+        InputUnbounded => "input_unbounded",
+        /// The request enables a provider-run tool without a bound on its uses.
+        ToolUnbounded => "tool_unbounded",
         /// A rate limit of the principal is reached; retry after `Retry-After`.
         RateLimited => "rate_limited",
         /// The Host of a request inside a tunnel differs from the tunnel's host.
@@ -94,7 +102,10 @@ impl Code {
             | Self::PolicyDisabled
             | Self::ScopeExceeded => S::FORBIDDEN,
             Self::BudgetExceeded => S::PAYMENT_REQUIRED,
-            Self::PriceUnknown => S::FORBIDDEN,
+            Self::PriceUnknown
+            | Self::OutputUnbounded
+            | Self::InputUnbounded
+            | Self::ToolUnbounded => S::FORBIDDEN,
             Self::RateLimited => S::TOO_MANY_REQUESTS,
             Self::HostMismatch => S::MISDIRECTED_REQUEST,
             Self::UpstreamUnavailable => S::BAD_GATEWAY,
@@ -129,6 +140,9 @@ impl Code {
             | Self::ScopeExceeded
             | Self::BudgetExceeded
             | Self::PriceUnknown
+            | Self::OutputUnbounded
+            | Self::InputUnbounded
+            | Self::ToolUnbounded
             | Self::RateLimited => Decision::Deny,
             Self::UpstreamUnavailable
             | Self::UpstreamTimeout

@@ -31,6 +31,8 @@ pub enum PriceKind {
     Model,
     /// Calls of a catalog resource, priced per request.
     Resource,
+    /// Uses of a tool the provider runs (web search…), priced per use.
+    Tool,
 }
 
 impl PriceKind {
@@ -38,6 +40,7 @@ impl PriceKind {
         match self {
             Self::Model => "model",
             Self::Resource => "resource",
+            Self::Tool => "tool",
         }
     }
 
@@ -45,6 +48,7 @@ impl PriceKind {
         match s {
             "model" => Some(Self::Model),
             "resource" => Some(Self::Resource),
+            "tool" => Some(Self::Tool),
             _ => None,
         }
     }
@@ -83,9 +87,10 @@ impl PriceSource {
 
 /// One price as stored, keyed by (`provider`, `kind`, `name`).
 ///
-/// A `Model` row uses the per-million-token amounts and has no
-/// `per_request`; a `Resource` row has `per_request` and its token amounts
-/// are zero and unused. [`PriceRow::validate`] checks this.
+/// A `Model` row uses the per-million-token amounts, may have a
+/// `context_window` and has no `per_request`; a `Resource` row has
+/// `per_request` (per request) and a `Tool` row `per_request` (per use),
+/// their token amounts zero and unused. [`PriceRow::validate`] checks this.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PriceRow {
     /// The provider's name (not its template).
@@ -105,9 +110,13 @@ pub struct PriceRow {
     /// Input written to the prompt cache; `None` = the input price.
     #[serde(with = "rust_decimal::serde::str_option")]
     pub cache_write_per_mtok: Option<Decimal>,
-    /// The price of one request (`Resource` rows only).
+    /// The price of one request (`Resource` rows) or one use (`Tool` rows).
     #[serde(with = "rust_decimal::serde::str_option")]
     pub per_request: Option<Decimal>,
+    /// The most input tokens the model reads in one call (`Model` rows):
+    /// the bound for a request whose input the body does not carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_window: Option<u64>,
     pub source: PriceSource,
     /// When it was stored (RFC 3339); `None` for built-in defaults.
     pub updated_at: Option<String>,
@@ -136,8 +145,29 @@ impl PriceRow {
             cached_input_per_mtok: cached_input,
             cache_write_per_mtok: cache_write,
             per_request: None,
+            context_window: None,
             source,
             updated_at: None,
+        }
+    }
+
+    /// The same row with a context window.
+    pub fn with_context_window(mut self, tokens: u64) -> Self {
+        self.context_window = Some(tokens);
+        self
+    }
+
+    /// A per-use price for a tool the provider runs (e.g. `web_search`).
+    pub fn tool(
+        provider: &str,
+        tool: &str,
+        currency: Currency,
+        per_use: Decimal,
+        source: PriceSource,
+    ) -> Self {
+        Self {
+            kind: PriceKind::Tool,
+            ..Self::resource(provider, tool, currency, per_use, source)
         }
     }
 
@@ -159,6 +189,7 @@ impl PriceRow {
             cached_input_per_mtok: None,
             cache_write_per_mtok: None,
             per_request: Some(per_request),
+            context_window: None,
             source,
             updated_at: None,
         }
@@ -203,6 +234,24 @@ impl PriceRow {
                     return Err(invalid("a resource needs a per-request price".into()));
                 }
             }
+            PriceKind::Tool => {
+                if !valid_tool(&self.name) {
+                    return Err(invalid("a tool is 1-64 characters of [a-z0-9_]".into()));
+                }
+                if self.per_request.is_none() {
+                    return Err(invalid("a tool needs a per-use price".into()));
+                }
+            }
+        }
+        match (self.kind, self.context_window) {
+            (_, None) => {}
+            (PriceKind::Model, Some(w)) if (1..=MAX_CONTEXT_WINDOW).contains(&w) => {}
+            (PriceKind::Model, Some(_)) => {
+                return Err(invalid(format!(
+                    "a context window is 1 to {MAX_CONTEXT_WINDOW} tokens"
+                )))
+            }
+            (_, Some(_)) => return Err(invalid("only a model has a context window".into())),
         }
         let amounts = [
             ("input", Some(self.input_per_mtok)),
@@ -220,6 +269,17 @@ impl PriceRow {
         }
         Ok(())
     }
+}
+
+/// The largest context window accepted, in tokens.
+pub const MAX_CONTEXT_WINDOW: u64 = 100_000_000;
+
+/// Tool names, as the pricebook keys them: a tool `type` without its
+/// version date (`web_search`, `code_execution`).
+pub fn valid_tool(t: &str) -> bool {
+    (1..=64).contains(&t.len())
+        && t.bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
 }
 
 /// Model ids: what providers use, including `vendor/model` and
@@ -268,6 +328,8 @@ pub struct ModelPrice {
     pub output_per_mtok: Decimal,
     pub cached_input_per_mtok: Decimal,
     pub cache_write_per_mtok: Decimal,
+    /// The most input tokens one call reads, if known.
+    pub context_window: Option<u64>,
     pub source: PriceSource,
 }
 
@@ -280,6 +342,7 @@ impl ModelPrice {
             output_per_mtok: row.output_per_mtok,
             cached_input_per_mtok: row.cached_input_per_mtok.unwrap_or(row.input_per_mtok),
             cache_write_per_mtok: row.cache_write_per_mtok.unwrap_or(row.input_per_mtok),
+            context_window: row.context_window,
             source: row.source,
         }
     }
@@ -339,6 +402,7 @@ struct ProviderPrices {
     models: HashMap<String, ModelPrice>,
     any_model: Option<ModelPrice>,
     resources: HashMap<String, Money>,
+    tools: HashMap<String, Money>,
 }
 
 /// Every effective price of a snapshot: template defaults overridden by
@@ -382,6 +446,12 @@ impl Pricebook {
                 PriceKind::Resource => {
                     if let Some(amount) = row.per_request {
                         p.resources
+                            .insert(row.name.clone(), Money::new(amount, row.currency));
+                    }
+                }
+                PriceKind::Tool => {
+                    if let Some(amount) = row.per_request {
+                        p.tools
                             .insert(row.name.clone(), Money::new(amount, row.currency));
                     }
                 }
@@ -437,6 +507,17 @@ impl Pricebook {
             .ok_or_else(|| overflow(provider, model))
     }
 
+    /// The price of one use of `tool`: its own, else that of the longest
+    /// listed tool it extends with `_…` (`web_search_preview` is priced as
+    /// `web_search` unless listed itself).
+    pub fn tool_price(&self, provider: &str, tool: &str) -> Option<Money> {
+        let tools = &self.providers.get(provider)?.tools;
+        tools.get(tool).copied().or_else(|| {
+            tool.rmatch_indices('_')
+                .find_map(|(i, _)| tools.get(&tool[..i]).copied())
+        })
+    }
+
     /// The price of one request of `resource`, if it has one.
     pub fn request_price(&self, provider: &str, resource: &str) -> Option<Money> {
         self.providers
@@ -454,27 +535,39 @@ fn overflow(provider: &str, model: &str) -> PriceError {
     }
 }
 
-/// (model, input, cached input, cache write, output), USD per million tokens.
+/// (model, input, cached input, cache write, output, context window): USD
+/// per million tokens, and tokens.
 type ListPrice = (
     &'static str,
     &'static str,
     Option<&'static str>,
     Option<&'static str>,
     &'static str,
+    Option<u64>,
 );
 
 /// OpenAI list prices. Cache writes cost the input price. The `-pro`,
 /// `-deep-research` and `-realtime-preview` variants are listed because
 /// the prefix rule would otherwise price them as their cheaper base model.
+/// Embeddings have no context window: their requests never refer to input
+/// elsewhere, and several inputs of a request are read separately.
 const OPENAI: &[ListPrice] = &[
-    ("gpt-4o", "2.50", Some("1.25"), None, "10.00"),
-    ("gpt-4o-mini", "0.15", Some("0.075"), None, "0.60"),
+    ("gpt-4o", "2.50", Some("1.25"), None, "10.00", Some(128_000)),
+    (
+        "gpt-4o-mini",
+        "0.15",
+        Some("0.075"),
+        None,
+        "0.60",
+        Some(128_000),
+    ),
     (
         "gpt-4o-realtime-preview",
         "5.00",
         Some("2.50"),
         None,
         "20.00",
+        Some(128_000),
     ),
     (
         "gpt-4o-mini-realtime-preview",
@@ -482,34 +575,124 @@ const OPENAI: &[ListPrice] = &[
         Some("0.30"),
         None,
         "2.40",
+        Some(128_000),
     ),
-    ("gpt-4.1", "2.00", Some("0.50"), None, "8.00"),
-    ("gpt-4.1-mini", "0.40", Some("0.10"), None, "1.60"),
-    ("gpt-4.1-nano", "0.10", Some("0.025"), None, "0.40"),
-    ("o3", "2.00", Some("0.50"), None, "8.00"),
-    ("o3-pro", "20.00", None, None, "80.00"),
-    ("o3-deep-research", "10.00", Some("2.50"), None, "40.00"),
-    ("o4-mini", "1.10", Some("0.275"), None, "4.40"),
-    ("o4-mini-deep-research", "2.00", Some("0.50"), None, "8.00"),
-    ("text-embedding-3-small", "0.02", None, None, "0"),
-    ("text-embedding-3-large", "0.13", None, None, "0"),
+    (
+        "gpt-4.1",
+        "2.00",
+        Some("0.50"),
+        None,
+        "8.00",
+        Some(1_047_576),
+    ),
+    (
+        "gpt-4.1-mini",
+        "0.40",
+        Some("0.10"),
+        None,
+        "1.60",
+        Some(1_047_576),
+    ),
+    (
+        "gpt-4.1-nano",
+        "0.10",
+        Some("0.025"),
+        None,
+        "0.40",
+        Some(1_047_576),
+    ),
+    ("o3", "2.00", Some("0.50"), None, "8.00", Some(200_000)),
+    ("o3-pro", "20.00", None, None, "80.00", Some(200_000)),
+    (
+        "o3-deep-research",
+        "10.00",
+        Some("2.50"),
+        None,
+        "40.00",
+        Some(200_000),
+    ),
+    (
+        "o4-mini",
+        "1.10",
+        Some("0.275"),
+        None,
+        "4.40",
+        Some(200_000),
+    ),
+    (
+        "o4-mini-deep-research",
+        "2.00",
+        Some("0.50"),
+        None,
+        "8.00",
+        Some(200_000),
+    ),
+    ("text-embedding-3-small", "0.02", None, None, "0", None),
+    ("text-embedding-3-large", "0.13", None, None, "0", None),
 ];
 
 /// Anthropic list prices: cache reads at a tenth of the input price, cache
-/// writes (5-minute) at 1.25 times.
+/// writes (5-minute) at 1.25 times. Claude Sonnet 4 reads up to a million
+/// tokens when a request enables its long context.
 const ANTHROPIC: &[ListPrice] = &[
-    ("claude-opus-4", "15", Some("1.50"), Some("18.75"), "75"),
-    ("claude-sonnet-4", "3", Some("0.30"), Some("3.75"), "15"),
-    ("claude-3-7-sonnet", "3", Some("0.30"), Some("3.75"), "15"),
-    ("claude-3-5-haiku", "0.80", Some("0.08"), Some("1.00"), "4"),
+    (
+        "claude-opus-4",
+        "15",
+        Some("1.50"),
+        Some("18.75"),
+        "75",
+        Some(200_000),
+    ),
+    (
+        "claude-sonnet-4",
+        "3",
+        Some("0.30"),
+        Some("3.75"),
+        "15",
+        Some(1_000_000),
+    ),
+    (
+        "claude-3-7-sonnet",
+        "3",
+        Some("0.30"),
+        Some("3.75"),
+        "15",
+        Some(200_000),
+    ),
+    (
+        "claude-3-5-haiku",
+        "0.80",
+        Some("0.08"),
+        Some("1.00"),
+        "4",
+        Some(200_000),
+    ),
 ];
 
-fn list_prices(table: &[ListPrice]) -> Vec<PriceRow> {
+/// Per-use list prices (USD) of the tools the provider runs. Where a tool's
+/// price depends on the model, the dearest. A tool not listed (OpenAI's
+/// image generation, Anthropic's code execution, billed by container time)
+/// is refused under a budget until an operator prices it.
+const OPENAI_TOOLS: &[(&str, &str)] = &[
+    ("web_search", "0.025"),
+    ("file_search", "0.0025"),
+    ("code_interpreter", "0.03"),
+    // Remote MCP servers: only the tokens of their results are billed.
+    ("mcp", "0"),
+];
+const ANTHROPIC_TOOLS: &[(&str, &str)] = &[
+    ("web_search", "0.01"),
+    // Only the tokens of the fetched content are billed.
+    ("web_fetch", "0"),
+    ("mcp", "0"),
+];
+
+fn list_prices(table: &[ListPrice], tools: &[(&str, &str)]) -> Vec<PriceRow> {
     let amount = |s: &str| parse_amount(s).expect("built-in prices are valid amounts");
-    table
+    let models = table
         .iter()
-        .map(|&(model, input, cached, write, output)| {
-            PriceRow::model(
+        .map(|&(model, input, cached, write, output, window)| {
+            let row = PriceRow::model(
                 "",
                 model,
                 Currency::USD,
@@ -518,13 +701,27 @@ fn list_prices(table: &[ListPrice]) -> Vec<PriceRow> {
                 cached.map(amount),
                 write.map(amount),
                 PriceSource::Default,
-            )
-        })
-        .collect()
+            );
+            match window {
+                Some(w) => row.with_context_window(w),
+                None => row,
+            }
+        });
+    let tools = tools.iter().map(|&(tool, per_use)| {
+        PriceRow::tool(
+            "",
+            tool,
+            Currency::USD,
+            amount(per_use),
+            PriceSource::Default,
+        )
+    });
+    models.chain(tools).collect()
 }
 
-static OPENAI_ROWS: LazyLock<Vec<PriceRow>> = LazyLock::new(|| list_prices(OPENAI));
-static ANTHROPIC_ROWS: LazyLock<Vec<PriceRow>> = LazyLock::new(|| list_prices(ANTHROPIC));
+static OPENAI_ROWS: LazyLock<Vec<PriceRow>> = LazyLock::new(|| list_prices(OPENAI, OPENAI_TOOLS));
+static ANTHROPIC_ROWS: LazyLock<Vec<PriceRow>> =
+    LazyLock::new(|| list_prices(ANTHROPIC, ANTHROPIC_TOOLS));
 
 /// The built-in prices of a provider named `provider` of `template`.
 ///

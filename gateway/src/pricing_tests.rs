@@ -17,6 +17,7 @@ fn usage(input: u64, cached: u64, write: u64, output: u64) -> Usage {
         output_tokens: output,
         cached_input_tokens: cached,
         cache_write_tokens: write,
+        server_tool_uses: None,
         model: None,
     }
 }
@@ -383,6 +384,7 @@ fn pricing_hostile_token_counts_saturate_and_never_panic() {
         output_per_mtok: Decimal::MAX,
         cached_input_per_mtok: Decimal::MAX,
         cache_write_per_mtok: Decimal::MAX,
+        context_window: None,
         source: PriceSource::Set,
     };
     assert_eq!(unvalidated.cost(&usage(max, 0, 0, max)), None);
@@ -431,4 +433,100 @@ proptest! {
         prop_assert_eq!(cost.currency, estimate.currency);
         prop_assert!(cost.amount <= estimate.amount, "{} > {} for {:?}", cost, estimate, u);
     }
+}
+
+#[test]
+fn tools_are_priced_per_use_with_the_prefix_rule() {
+    let book = defaults();
+    assert_eq!(book.tool_price("claude", "web_search"), Some(usd("0.01")));
+    assert_eq!(book.tool_price("openai", "web_search"), Some(usd("0.025")));
+    // A variant not listed takes the price of the tool it extends.
+    assert_eq!(
+        book.tool_price("openai", "web_search_preview"),
+        Some(usd("0.025"))
+    );
+    // Not listed at all (billed by container time): no price.
+    assert_eq!(book.tool_price("claude", "code_execution"), None);
+    assert_eq!(book.tool_price("local", "web_search"), None);
+    // A stored price replaces the default; a listed variant is its own.
+    let book = Pricebook::build(
+        vec![
+            PriceRow::tool(
+                "claude",
+                "web_search",
+                Currency::USD,
+                d("0.02"),
+                PriceSource::Set,
+            ),
+            PriceRow::tool(
+                "openai",
+                "web_search_preview",
+                Currency::USD,
+                d("0.03"),
+                PriceSource::Set,
+            ),
+        ],
+        &providers(),
+    );
+    assert_eq!(book.tool_price("claude", "web_search"), Some(usd("0.02")));
+    assert_eq!(
+        book.tool_price("openai", "web_search_preview"),
+        Some(usd("0.03"))
+    );
+    assert_eq!(book.tool_price("openai", "web_search"), Some(usd("0.025")));
+}
+
+#[test]
+fn context_windows_ship_with_the_template_models() {
+    let book = defaults();
+    let window = |p: &str, m: &str| book.model_price(p, m).unwrap().context_window;
+    assert_eq!(window("openai", "gpt-4o-mini-2024-07-18"), Some(128_000));
+    assert_eq!(window("openai", "gpt-4.1"), Some(1_047_576));
+    assert_eq!(
+        window("claude", "claude-sonnet-4-20250514"),
+        Some(1_000_000)
+    );
+    assert_eq!(window("openai", "text-embedding-3-small"), None);
+    // A stored row without a window has none, even over a default with one.
+    let book = Pricebook::build(vec![set("openai", "gpt-4o", "1", "1")], &providers());
+    assert_eq!(
+        book.model_price("openai", "gpt-4o").unwrap().context_window,
+        None
+    );
+}
+
+#[test]
+fn tool_rows_and_context_windows_are_validated() {
+    let tool =
+        |name: &str| PriceRow::tool("openai", name, Currency::USD, d("0.01"), PriceSource::Set);
+    assert!(tool("web_search").validate().is_ok());
+    for bad in ["", "Web_Search", "web-search", &"a".repeat(65)] {
+        assert!(tool(bad).validate().is_err(), "{bad:?}");
+    }
+    let mut no_price = tool("web_search");
+    no_price.per_request = None;
+    assert!(no_price.validate().is_err());
+    let model = set("openai", "m", "1", "1");
+    assert!(model.clone().with_context_window(1).validate().is_ok());
+    assert!(model
+        .clone()
+        .with_context_window(MAX_CONTEXT_WINDOW)
+        .validate()
+        .is_ok());
+    assert!(model.clone().with_context_window(0).validate().is_err());
+    assert!(model
+        .with_context_window(MAX_CONTEXT_WINDOW + 1)
+        .validate()
+        .is_err());
+    let mut resource = PriceRow::resource(
+        "openai",
+        "images.generations",
+        Currency::USD,
+        d("0.04"),
+        PriceSource::Set,
+    );
+    resource.context_window = Some(10);
+    assert!(resource.validate().is_err(), "only models have a window");
+    assert_eq!(PriceKind::parse("tool"), Some(PriceKind::Tool));
+    assert_eq!(PriceKind::Tool.as_str(), "tool");
 }

@@ -362,3 +362,128 @@ fn pricebook_import_applies_all_or_nothing() {
     let out = home.fails(1, &["pricebook", "import", "/nonexistent/prices.json"]);
     assert!(out.stderr.contains("cannot read"), "{out:?}");
 }
+
+#[test]
+fn pricebook_prices_tools_per_use_and_models_with_a_context_window() {
+    let home = Home::with_openai_provider();
+    let list = home.json(&["pricebook", "list", "--json"]);
+    let search = price(&list, "openai", "web_search");
+    assert_eq!(search["kind"], "tool");
+    assert_eq!(search["per_use"], "0.025");
+    assert_eq!(price(&list, "openai", "gpt-4o")["context_window"], 128000);
+    let out = home.ok(&[
+        "pricebook",
+        "set",
+        "--provider",
+        "openai",
+        "--tool",
+        "web_search",
+        "--per-use",
+        "0.01",
+    ]);
+    assert!(
+        out.contains("openai tool web_search: 0.01 USD per use"),
+        "{out}"
+    );
+    let out = home.ok(&[
+        "pricebook",
+        "set",
+        "--provider",
+        "openai",
+        "--model",
+        "gpt-x",
+        "--input",
+        "1",
+        "--output",
+        "2",
+        "--context-window",
+        "32000",
+    ]);
+    assert!(out.contains("context window 32000 tokens"), "{out}");
+    let list = home.json(&["pricebook", "list", "--json"]);
+    assert_eq!(price(&list, "openai", "web_search")["per_use"], "0.01");
+    assert_eq!(price(&list, "openai", "gpt-x")["context_window"], 32000);
+    let table = home.ok(&["pricebook", "list"]);
+    assert!(
+        table.contains("CONTEXT") && table.contains("32000"),
+        "{table}"
+    );
+    for (args, want) in [
+        (
+            vec!["--tool", "Web-Search", "--per-use", "1"],
+            "--tool: \"Web-Search\" is not a tool name",
+        ),
+        (
+            vec![
+                "--model",
+                "m",
+                "--input",
+                "1",
+                "--output",
+                "1",
+                "--context-window",
+                "0",
+            ],
+            "--context-window: \"0\" is not a number of tokens",
+        ),
+        (
+            vec![
+                "--model",
+                "m",
+                "--input",
+                "1",
+                "--output",
+                "1",
+                "--context-window",
+                "lots",
+            ],
+            "--context-window: \"lots\"",
+        ),
+    ] {
+        let mut all = vec!["pricebook", "set", "--provider", "openai"];
+        all.extend(args);
+        let out = home.fails(1, &all);
+        assert!(out.stderr.contains(want), "{all:?}: {out:?}");
+    }
+    // --per-use needs --tool; a tool and a model at once is refused.
+    home.fails(
+        2,
+        &["pricebook", "set", "--provider", "openai", "--per-use", "1"],
+    );
+    home.fails(
+        2,
+        &[
+            "pricebook",
+            "set",
+            "--provider",
+            "openai",
+            "--tool",
+            "t",
+            "--per-use",
+            "1",
+            "--model",
+            "m",
+        ],
+    );
+    // Imported too, and removed.
+    let file = home.root().join("tools.json");
+    std::fs::write(
+        &file,
+        r#"{"price": [{"provider": "openai", "tool": "file_search", "per_use": "0.004"},
+                      {"provider": "openai", "model": "gpt-y", "input": "1", "output": "1", "context_window": "8000"}]}"#,
+    )
+    .unwrap();
+    home.ok(&["pricebook", "import", file.to_str().unwrap()]);
+    let list = home.json(&["pricebook", "list", "--json"]);
+    assert_eq!(price(&list, "openai", "file_search")["per_use"], "0.004");
+    assert_eq!(price(&list, "openai", "gpt-y")["context_window"], 8000);
+    let out = home.ok(&[
+        "pricebook",
+        "remove",
+        "--provider",
+        "openai",
+        "--tool",
+        "file_search",
+    ]);
+    assert!(out.contains("the built-in default applies again"), "{out}");
+}

@@ -4,16 +4,19 @@
 //!
 //! How a call is priced:
 //!
-//! - a request naming a `model` (chat, completions, responses, embeddings,
-//!   messages): by the pricebook's token prices for that model. Worst case
-//!   = every byte of the request body as an input token (a token is never
-//!   shorter than one byte) + the request's maximum output tokens, or the
-//!   budget's `max_output_tokens` when it sets none. Actual = the usage the
-//!   provider reports;
+//! - a request naming a `model` of an operation whose output the gateway
+//!   can bound ([`output_limit_field`]: chat completions, completions,
+//!   responses, messages, Anthropic's legacy complete; embeddings, which
+//!   generate none): by the pricebook's token prices for that model. The
+//!   worst case is what the provider can bill for the request (see
+//!   [`bound`]); actual = the usage the provider reports, plus each use of
+//!   a provider-run tool at its per-use price;
 //! - a resource with a per-request price: that price;
-//! - reads and deletes without a model (listing models, files): free;
-//! - anything else cannot be priced and is refused (`price_unknown`) — a
-//!   call is never silently free.
+//! - reads and deletes (listing models, counting tokens): free;
+//! - anything else cannot be priced and is refused: `price_unknown`, or
+//!   `output_unbounded` for a model-named request of an operation whose
+//!   output the gateway cannot bound — a call is never silently free, nor
+//!   admitted on a guess.
 //!
 //! What is charged after the call ([`CostBasis`], the ledger's
 //! `cost_basis`):
@@ -41,7 +44,34 @@ use crate::model::Action;
 use crate::money::{Currency, Decimal, Money};
 use crate::pricing::{PriceError, Pricebook};
 use crate::usage::request::RequestFacts;
-use crate::usage::{Usage, UsageCode};
+use crate::usage::{Dialect, Usage, UsageCode};
+
+/// Input tokens a provider adds to a request that declares tools (its
+/// tool-use system prompt and the definitions of its own client tools;
+/// Anthropic documents up to about 2 000), beyond the body's bytes.
+pub const TOOLS_PROMPT_TOKENS: u64 = 4096;
+
+/// The request member that limits output tokens, for operations that
+/// generate text; the one set when a budgeted request sets none.
+pub fn output_limit_field(dialect: Dialect, resource: &str) -> Option<&'static str> {
+    match (dialect, resource) {
+        (Dialect::OpenAi, "chat.completions") => Some("max_completion_tokens"),
+        (Dialect::OpenAi, "completions") => Some("max_tokens"),
+        (Dialect::OpenAi, "responses") => Some("max_output_tokens"),
+        (Dialect::Anthropic, "messages") => Some("max_tokens"),
+        (Dialect::Anthropic, "completions") => Some("max_tokens_to_sample"),
+        _ => None,
+    }
+}
+
+/// Whether an operation is priced by tokens, and if so whether it
+/// generates output (`Some(true)`) or only reads input (embeddings).
+fn token_priced(dialect: Dialect, resource: &str) -> Option<bool> {
+    match (dialect, resource) {
+        (Dialect::OpenAi, "embeddings") => Some(false),
+        _ => output_limit_field(dialect, resource).map(|_| true),
+    }
+}
 
 crate::wire_enum! {
     /// How a call's recorded cost was arrived at.
@@ -79,9 +109,36 @@ impl Plan {
 /// How a call is priced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Basis {
-    Model { provider: String, model: String },
+    Model {
+        provider: String,
+        model: String,
+        /// Provider-run tools the request enables, each at its price.
+        tools: Vec<ToolPrice>,
+        /// What their uses can cost at most (part of the estimate).
+        tool_fees: Decimal,
+    },
     PerRequest(Money),
     Free,
+}
+
+/// A provider-run tool a request enables, and the price of one use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolPrice {
+    pub name: String,
+    pub per_use: Decimal,
+}
+
+/// The most a token-priced request can make the provider bill: tokens in
+/// and out, and tool uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Uses of provider-run tools, all tools together.
+    pub tool_uses: u64,
+    /// Sampling rounds: 1, plus one per tool use (each reads the context
+    /// again and may generate up to the output limit again).
+    pub rounds: u64,
 }
 
 /// A call's worst case, before anything is reserved.
@@ -104,6 +161,38 @@ pub enum Unpriceable {
          --provider {provider} --resource {resource} --per-request AMOUNT`"
     )]
     NoPrice { provider: String, resource: String },
+    #[error(
+        "{resource} on provider {provider} names a model, but the gateway cannot bound what \
+         the provider bills for it (no output limit it knows), so it is not admitted under a \
+         budget; price it per request with `caracal pricebook set --provider {provider} \
+         --resource {resource} --per-request AMOUNT`"
+    )]
+    OutputUnbounded { provider: String, resource: String },
+    #[error(
+        "the request brings in input its body does not carry ({what}), and model {model:?} of \
+         provider {provider} has no context window in the pricebook to bound it; set one with \
+         `caracal pricebook set --provider {provider} --model {model:?} … --context-window TOKENS`"
+    )]
+    InputUnbounded {
+        provider: String,
+        model: String,
+        what: &'static str,
+    },
+    #[error(
+        "the request enables the provider-run tool {tool:?} without a bound on its uses; \
+         set its `max_uses` (Anthropic) or `max_tool_calls` (OpenAI Responses)"
+    )]
+    ToolUnbounded { tool: String },
+    #[error(
+        "the provider-run tool {tool:?} of provider {provider} has no per-use price in \
+         {currency}; set one with `caracal pricebook set --provider {provider} --tool {tool} \
+         --per-use AMOUNT`"
+    )]
+    ToolUnpriced {
+        provider: String,
+        tool: String,
+        currency: Currency,
+    },
     #[error("the call is priced in {priced}, but budget policy {policy_id} counts {budget}")]
     Currency {
         priced: Currency,
@@ -117,24 +206,15 @@ pub enum Unpriceable {
 pub fn price(
     pricebook: &Pricebook,
     provider: &str,
+    dialect: Dialect,
     resource: &str,
     action: Action,
     facts: Option<&RequestFacts>,
     default_max_output: u64,
 ) -> Result<Priced, Unpriceable> {
-    if let Some((f, model)) = facts.and_then(|f| f.model.as_deref().map(|m| (f, m))) {
-        let max_out = f.max_output_tokens.unwrap_or(default_max_output);
-        let estimate = pricebook.estimate(provider, model, f.input_bytes, max_out)?;
-        let basis = Basis::Model {
-            provider: provider.to_string(),
-            model: model.to_string(),
-        };
-        let tokens = f.input_bytes.saturating_add(max_out);
-        return Ok(Priced {
-            basis,
-            estimate,
-            tokens,
-        });
+    let named = facts.and_then(|f| f.model.as_deref().map(|m| (f, m)));
+    if let (Some((f, model)), Some(output)) = (named, token_priced(dialect, resource)) {
+        return price_tokens(pricebook, provider, model, f, output, default_max_output);
     }
     if let Some(p) = pricebook.request_price(provider, resource) {
         return Ok(Priced {
@@ -150,10 +230,173 @@ pub fn price(
             tokens: 0,
         });
     }
-    Err(Unpriceable::NoPrice {
-        provider: provider.to_string(),
-        resource: resource.to_string(),
+    let (provider, resource) = (provider.to_string(), resource.to_string());
+    match named {
+        Some(_) => Err(Unpriceable::OutputUnbounded { provider, resource }),
+        None => Err(Unpriceable::NoPrice { provider, resource }),
+    }
+}
+
+/// The most a request of a token-priced operation can make the provider
+/// bill, as tokens and tool uses:
+///
+/// - output: the request's output limit (or `default_max_output` when it
+///   sets none, which the gateway then writes into the request), times the
+///   outputs it asks for (`n`, `best_of`, several prompts);
+/// - input: every body byte as one token (a token is never shorter than a
+///   byte), plus [`TOOLS_PROMPT_TOKENS`] when it declares tools. When the
+///   request brings in input its body does not carry (stored state, files,
+///   URLs, media, tool results), the model's context window instead, or
+///   `Err` when the pricebook has none;
+/// - provider-run tools: each bounded by its `max_uses`, or all together by
+///   `max_tool_calls`, else `Err`. Each use is a further sampling round, so
+///   input and output are multiplied by the rounds.
+pub fn bound(
+    f: &RequestFacts,
+    generates: bool,
+    default_max_output: u64,
+    context_window: Option<u64>,
+) -> Result<Bound, BoundError> {
+    let per_output = match generates {
+        true => f.max_output_tokens.unwrap_or(default_max_output),
+        false => 0,
+    };
+    let tool_uses = match f
+        .server_tools
+        .iter()
+        .map(|t| t.max_uses)
+        .sum::<Option<u64>>()
+    {
+        _ if f.server_tools.is_empty() => 0,
+        Some(each) => f.max_tool_calls.map_or(each, |all| all.min(each)),
+        None => match (
+            f.max_tool_calls,
+            f.server_tools.iter().find(|t| t.max_uses.is_none()),
+        ) {
+            (Some(all), _) => all,
+            (None, tool) => {
+                return Err(BoundError::Tool(
+                    tool.map_or_else(String::new, |t| t.name.clone()),
+                ))
+            }
+        },
+    };
+    let rounds = tool_uses.saturating_add(1);
+    let input = match f.unseen_input {
+        Some(what) => context_window
+            .ok_or(BoundError::Input(what))?
+            .max(f.input_bytes),
+        None if f.tools => f.input_bytes.saturating_add(TOOLS_PROMPT_TOKENS),
+        None => f.input_bytes,
+    };
+    Ok(Bound {
+        input_tokens: input.saturating_mul(rounds),
+        output_tokens: per_output.saturating_mul(f.outputs).saturating_mul(rounds),
+        tool_uses,
+        rounds,
     })
+}
+
+/// Why [`bound`] found no bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BoundError {
+    /// Input the body does not carry (what brings it), and no context window.
+    Input(&'static str),
+    /// A provider-run tool whose uses are not bounded.
+    Tool(String),
+}
+
+fn price_tokens(
+    pricebook: &Pricebook,
+    provider: &str,
+    model: &str,
+    f: &RequestFacts,
+    generates: bool,
+    default_max_output: u64,
+) -> Result<Priced, Unpriceable> {
+    let price = pricebook.model_price(provider, model)?;
+    let b = bound(f, generates, default_max_output, price.context_window).map_err(|e| match e {
+        BoundError::Input(what) => Unpriceable::InputUnbounded {
+            provider: provider.to_string(),
+            model: model.to_string(),
+            what,
+        },
+        BoundError::Tool(tool) => Unpriceable::ToolUnbounded { tool },
+    })?;
+    let overflow = || PriceError::Overflow {
+        provider: provider.to_string(),
+        model: model.to_string(),
+    };
+    let mut tools = Vec::with_capacity(f.server_tools.len());
+    let mut dearest = Decimal::ZERO;
+    let mut each_bounded = Some(Decimal::ZERO);
+    for t in &f.server_tools {
+        let per_use = pricebook
+            .tool_price(provider, &t.name)
+            .filter(|p| p.currency == price.currency)
+            .ok_or_else(|| Unpriceable::ToolUnpriced {
+                provider: provider.to_string(),
+                tool: t.name.clone(),
+                currency: price.currency,
+            })?
+            .amount;
+        dearest = dearest.max(per_use);
+        each_bounded = match (each_bounded, t.max_uses) {
+            (Some(sum), Some(n)) => Some(
+                Decimal::from(n)
+                    .checked_mul(per_use)
+                    .and_then(|fee| sum.checked_add(fee))
+                    .ok_or_else(overflow)?,
+            ),
+            _ => None,
+        };
+        tools.push(ToolPrice {
+            name: t.name.clone(),
+            per_use,
+        });
+    }
+    // All uses at the dearest price bounds any mix of them.
+    let all_at_dearest = Decimal::from(b.tool_uses)
+        .checked_mul(dearest)
+        .ok_or_else(overflow)?;
+    let tool_fees = each_bounded.map_or(all_at_dearest, |e| e.min(all_at_dearest));
+    let tokens_cost = price
+        .estimate(b.input_tokens, b.output_tokens)
+        .ok_or_else(overflow)?;
+    let amount = tokens_cost
+        .amount
+        .checked_add(tool_fees)
+        .ok_or_else(overflow)?;
+    Ok(Priced {
+        basis: Basis::Model {
+            provider: provider.to_string(),
+            model: model.to_string(),
+            tools,
+            tool_fees,
+        },
+        estimate: Money::new(amount, price.currency),
+        tokens: b.input_tokens.saturating_add(b.output_tokens),
+    })
+}
+
+/// What the uses of provider-run tools cost: as the response reports them
+/// (`usage`), else as many as the request allowed (`reserved`).
+fn tool_fees(tools: &[ToolPrice], reserved: Decimal, usage: &Usage) -> Option<Decimal> {
+    let Some(uses) = &usage.server_tool_uses else {
+        return Some(reserved);
+    };
+    let mut sum = Decimal::ZERO;
+    for (name, n) in uses {
+        // A use of a tool the request did not enable is priced as the
+        // dearest it did; none at all leaves nothing to price it by.
+        let per_use = tools
+            .iter()
+            .find(|t| t.name == *name || name.starts_with(&format!("{}_", t.name)))
+            .or_else(|| tools.iter().max_by_key(|t| t.per_use))
+            .map_or(Decimal::ZERO, |t| t.per_use);
+        sum = sum.checked_add(Decimal::from(*n).checked_mul(per_use)?)?;
+    }
+    Some(sum)
 }
 
 /// Checks that a non-zero worst case is in the currency of every budget
@@ -337,14 +580,28 @@ impl Charge {
         );
         let provider_failed = end.status.is_some_and(|s| s >= 400);
         match (&self.priced.basis, end.usage) {
-            (Basis::Model { provider, model }, Some(u)) => {
+            (
+                Basis::Model {
+                    provider,
+                    model,
+                    tools,
+                    tool_fees: reserved_fees,
+                },
+                Some(u),
+            ) => {
                 let model = u.model.as_deref().unwrap_or(model);
-                match self.prices.cost(provider, model, u) {
-                    Ok(c) if c.currency == self.priced.estimate.currency => (
-                        c.amount,
-                        CostBasis::Usage,
-                        u.input_tokens.saturating_add(u.output_tokens),
-                    ),
+                let fees = tool_fees(tools, *reserved_fees, u);
+                match (self.prices.cost(provider, model, u), fees) {
+                    (Ok(c), Some(fees)) if c.currency == self.priced.estimate.currency => {
+                        match c.amount.checked_add(fees) {
+                            Some(cost) => (
+                                cost,
+                                CostBasis::Usage,
+                                u.input_tokens.saturating_add(u.output_tokens),
+                            ),
+                            None => worst,
+                        }
+                    }
                     // The response names a model the pricebook cannot price
                     // (or prices in another currency): the worst case.
                     _ => worst,
@@ -365,8 +622,10 @@ impl Charge {
 
 /// Prices a call of a principal without budgets after the fact, for the
 /// ledger only: from the provider's usage when it was read in full
-/// (`usage`). Without usage, or for a model the pricebook does not know,
-/// the call is `unpriced` and carries no cost — never a silent zero.
+/// (`usage`), its tokens and the uses of provider-run tools it reports.
+/// Without usage, for a model the pricebook does not know, or with a tool
+/// use it has no price for, the call is `unpriced` and carries no cost —
+/// never a silent zero, nor a partial cost.
 pub fn price_after(
     prices: &Pricebook,
     provider: &str,
@@ -375,7 +634,15 @@ pub fn price_after(
 ) -> Settled {
     let priced = usage.and_then(|u| {
         let model = u.model.as_deref().or(model_hint)?;
-        prices.cost(provider, model, u).ok()
+        let tokens = prices.cost(provider, model, u).ok()?;
+        let mut amount = tokens.amount;
+        for (tool, n) in u.server_tool_uses.iter().flatten() {
+            let per_use = prices
+                .tool_price(provider, tool)
+                .filter(|p| p.currency == tokens.currency)?;
+            amount = amount.checked_add(Decimal::from(*n).checked_mul(per_use.amount)?)?;
+        }
+        Some(Money::new(amount, tokens.currency))
     });
     match priced {
         Some(cost) => Settled {

@@ -947,15 +947,35 @@ pub async fn prices_round_trip_and_bump_the_state_version<H: Harness, F: Future<
         d("0.040"),
         PriceSource::Import,
     );
+    let search = PriceRow::tool(
+        "openai",
+        "web_search",
+        "USD".parse().expect("a currency"),
+        d("0.025"),
+        PriceSource::Set,
+    );
     let stored = s
-        .put_prices(&[image, price("gpt-4o", "2.50")])
+        .put_prices(&[
+            image,
+            search,
+            price("gpt-4o", "2.50").with_context_window(128_000),
+        ])
         .await
         .expect("put");
     assert!(stored.iter().all(|p| p.updated_at.is_some()));
     let rows = bumped(s, &mut v, "put").await;
     let listed = s.list_prices().await.expect("list");
     assert_eq!(rows.prices, listed);
-    assert_eq!(listed.len(), 2);
+    assert_eq!(listed.len(), 3);
+    assert_eq!(listed[0].context_window, Some(128_000));
+    assert_eq!(
+        (listed[2].kind, listed[2].name.as_str()),
+        (PriceKind::Tool, "web_search")
+    );
+    assert_eq!(
+        listed[2].per_request.map(|p| p.to_string()).as_deref(),
+        Some("0.025")
+    );
     for p in &stored {
         assert!(listed.contains(p), "{p:?} is listed as stored");
     }
@@ -986,8 +1006,9 @@ pub async fn prices_round_trip_and_bump_the_state_version<H: Harness, F: Future<
     let rows = bumped(s, &mut v, "replace").await;
     let listed = s.list_prices().await.expect("list");
     assert_eq!(rows.prices, listed);
-    assert_eq!(listed.len(), 2);
+    assert_eq!(listed.len(), 3);
     assert_eq!(listed[0].input_per_mtok.to_string(), "1");
+    assert_eq!(listed[0].context_window, None, "replaced whole");
     // A price is keyed by provider, kind and name: the model's name under
     // another kind is not it.
     not_found(
@@ -996,12 +1017,12 @@ pub async fn prices_round_trip_and_bump_the_state_version<H: Harness, F: Future<
         "another kind",
     );
     unchanged(s, v, "a delete of another kind").await;
-    assert_eq!(s.list_prices().await.expect("list").len(), 2);
+    assert_eq!(s.list_prices().await.expect("list").len(), 3);
     s.delete_price("openai", PriceKind::Model, "gpt-4o")
         .await
         .expect("delete");
     let rows = bumped(s, &mut v, "delete").await;
-    assert_eq!(rows.prices.len(), 1);
+    assert_eq!(rows.prices.len(), 2);
     assert_eq!(rows.prices[0].kind, PriceKind::Resource);
     not_found(
         s.delete_price("openai", PriceKind::Model, "gpt-4o").await,

@@ -16,22 +16,10 @@ use http_body_util::BodyExt;
 
 use super::call::{Call, Refusal, RequestBody};
 use super::step::{AsyncStep, AsyncStepLayer};
-use crate::budget::charge::{self, Charge, Plan, Unpriceable};
+use crate::budget::charge::{self, output_limit_field, Charge, Plan, Unpriceable};
 use crate::error::{Code, Denial};
 use crate::usage::request::{self, RequestError, RequestFacts};
 use crate::usage::Dialect;
-
-/// The request member that limits output tokens, for resources that
-/// generate text.
-pub fn output_limit_field(dialect: Dialect, resource: &str) -> Option<&'static str> {
-    match (dialect, resource) {
-        (Dialect::OpenAi, "chat.completions") => Some("max_completion_tokens"),
-        (Dialect::OpenAi, "completions") => Some("max_tokens"),
-        (Dialect::OpenAi, "responses") => Some("max_output_tokens"),
-        (Dialect::Anthropic, "messages") => Some("max_tokens"),
-        _ => None,
-    }
-}
 
 /// Whether a call's streamed response reports usage only when asked
 /// (`stream_options.include_usage`): OpenAI chat and completions. The
@@ -65,7 +53,7 @@ pub fn judge(
             ..Judged::default()
         });
     }
-    let facts = match request::facts(dialect, &body) {
+    let facts: RequestFacts = match request::facts(dialect, &body) {
         Ok(f) => f,
         // Not JSON (e.g. a multipart upload): priced per request, if at all.
         Err(RequestError::NotJson) => {
@@ -93,6 +81,11 @@ pub fn judge(
             body = Bytes::from(rewritten);
         }
     }
+    // The provider reads the body as forwarded: its bytes bound the input.
+    let facts = RequestFacts {
+        input_bytes: body.len() as u64,
+        ..facts
+    };
     Ok(Judged {
         body,
         facts: Some(facts),
@@ -154,6 +147,7 @@ impl AsyncStep for Price {
                 let priced = charge::price(
                     &ctx.snapshot.pricebook,
                     provider.name(),
+                    provider.dialect(),
                     &operation.resource,
                     operation.action,
                     judged.facts.as_ref(),
@@ -193,9 +187,18 @@ fn refuse(d: Denial, parts: http::request::Parts, ctx: super::call::Ctx) -> Refu
     Refusal::new(d, Call { req, ctx })
 }
 
-/// The `price_unknown` refusal.
+/// The refusal of a call that cannot be priced under a budget.
 pub fn unpriceable(e: Unpriceable) -> Denial {
-    Denial::new(Code::PriceUnknown, e.to_string())
+    let code = match &e {
+        Unpriceable::OutputUnbounded { .. } => Code::OutputUnbounded,
+        Unpriceable::InputUnbounded { .. } => Code::InputUnbounded,
+        Unpriceable::ToolUnbounded { .. } => Code::ToolUnbounded,
+        Unpriceable::Price(_)
+        | Unpriceable::NoPrice { .. }
+        | Unpriceable::ToolUnpriced { .. }
+        | Unpriceable::Currency { .. } => Code::PriceUnknown,
+    };
+    Denial::new(code, e.to_string())
 }
 
 /// Reads a whole request body of at most `limit` bytes; a client that
@@ -240,3 +243,7 @@ async fn read_body(mut body: RequestBody, limit: u64, idle: Duration) -> Result<
         stall.as_mut().reset(tokio::time::Instant::now() + idle);
     }
 }
+
+#[cfg(test)]
+#[path = "price_tests.rs"]
+mod tests;

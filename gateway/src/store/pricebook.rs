@@ -37,8 +37,12 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<PriceRow, StoreError> {
     let source: String = row.try_get("source")?;
     let (input, output) = match kind {
         PriceKind::Model => (required("input")?, required("output")?),
-        PriceKind::Resource => (Decimal::ZERO, Decimal::ZERO),
+        PriceKind::Resource | PriceKind::Tool => (Decimal::ZERO, Decimal::ZERO),
     };
+    let window: Option<i64> = row.try_get("context_window")?;
+    let context_window = window
+        .map(|w| u64::try_from(w).map_err(|_| corrupt(format!("price {key}: context_window {w}"))))
+        .transpose()?;
     let price = PriceRow {
         currency: currency
             .parse()
@@ -48,6 +52,7 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<PriceRow, StoreError> {
         cached_input_per_mtok: amount("cached_input")?,
         cache_write_per_mtok: amount("cache_write")?,
         per_request: amount("per_request")?,
+        context_window,
         source: PriceSource::parse(&source)
             .filter(|s| *s != PriceSource::Default)
             .ok_or_else(|| corrupt(format!("price {key}: unknown source {source:?}")))?,
@@ -123,16 +128,19 @@ impl PricebookStore for SqliteStore {
         for p in &stored {
             let (input, output) = match p.kind {
                 PriceKind::Model => (Some(p.input_per_mtok), Some(p.output_per_mtok)),
-                PriceKind::Resource => (None, None),
+                PriceKind::Resource | PriceKind::Tool => (None, None),
             };
+            // validate() bounds the window far below i64::MAX.
+            let window = p.context_window.map(|w| w as i64);
             sqlx::query(
                 "INSERT INTO prices (provider, kind, name, currency, input, output, cached_input,
-                                     cache_write, per_request, source, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                     cache_write, per_request, context_window, source, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                  ON CONFLICT (provider, kind, name) DO UPDATE SET
                      currency = excluded.currency, input = excluded.input,
                      output = excluded.output, cached_input = excluded.cached_input,
                      cache_write = excluded.cache_write, per_request = excluded.per_request,
+                     context_window = excluded.context_window,
                      source = excluded.source, updated_at = excluded.updated_at",
             )
             .bind(&p.provider)
@@ -144,6 +152,7 @@ impl PricebookStore for SqliteStore {
             .bind(text(p.cached_input_per_mtok))
             .bind(text(p.cache_write_per_mtok))
             .bind(text(p.per_request))
+            .bind(window)
             .bind(p.source.as_str())
             .bind(&ts)
             .execute(&mut *tx)

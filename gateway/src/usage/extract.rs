@@ -1,6 +1,8 @@
 //! Reads one usage object, in OpenAI or Anthropic key names, into raw
 //! counts.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value};
 
 use super::Dialect;
@@ -13,6 +15,8 @@ pub(super) struct Report {
     pub(super) cache_write: Option<u64>,
     pub(super) total: Option<u64>,
     pub(super) cache_apart: bool,
+    /// Uses of provider-run tools (Anthropic `server_tool_use`), by tool.
+    pub(super) tool_uses: Option<BTreeMap<String, u64>>,
 }
 
 /// Reads a usage object in the dialect's key names; `Ok(None)` for null.
@@ -41,6 +45,7 @@ pub(super) fn read_usage(usage: &Value, dialect: Dialect) -> Result<Option<Repor
         if r.cache_apart {
             (r.cache_read, r.cache_write) = (read, write);
         }
+        r.tool_uses = server_tool_use(obj)?;
     }
     if [r.input, r.output, r.cache_read, r.cache_write, r.total]
         .iter()
@@ -49,6 +54,28 @@ pub(super) fn read_usage(usage: &Value, dialect: Dialect) -> Result<Option<Repor
         return Err("usage has no token counts".into());
     }
     Ok(Some(r))
+}
+
+/// `server_tool_use`: `{"web_search_requests": 2, …}` is two uses of
+/// `web_search`. Members not named `…_requests` are not counts of uses.
+fn server_tool_use(obj: &Map<String, Value>) -> Result<Option<BTreeMap<String, u64>>, String> {
+    match obj.get("server_tool_use") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(uses)) => {
+            let mut out = BTreeMap::new();
+            for (key, n) in uses {
+                let Some(tool) = key.strip_suffix("_requests") else {
+                    continue;
+                };
+                let n = n.as_u64().ok_or_else(|| {
+                    format!("usage.server_tool_use.{key} is not a non-negative integer")
+                })?;
+                out.insert(tool.to_string(), n);
+            }
+            Ok(Some(out))
+        }
+        Some(_) => Err("usage.server_tool_use is not an object".into()),
+    }
 }
 
 fn count(obj: &Map<String, Value>, key: &str) -> Result<Option<u64>, String> {

@@ -8,6 +8,7 @@
 mod extract;
 mod fields;
 pub mod request;
+mod scan;
 mod sse;
 mod tally;
 #[cfg(test)]
@@ -77,6 +78,10 @@ pub struct Usage {
     pub cached_input_tokens: u64,
     /// The part of `input_tokens` written to the prompt cache.
     pub cache_write_tokens: u64,
+    /// Uses of provider-run tools by tool (`web_search`), when the response
+    /// reports them (Anthropic's `server_tool_use`); `None` when it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_tool_uses: Option<std::collections::BTreeMap<String, u64>>,
     /// The model the response names, if it names one.
     pub model: Option<String>,
 }

@@ -22,19 +22,60 @@ pub const MAX_MODEL_CHARS: usize = 256;
 pub const MAX_OUTPUT_TOKENS: u64 = 10_000_000;
 
 /// What a request body asks of the provider, as far as budgets care.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestFacts {
     /// The `model` member; `None` when absent or null.
     pub model: Option<String>,
-    /// The most output tokens the request allows; `None` when it sets no
-    /// ceiling and the provider's default applies.
+    /// The most output tokens the request allows per output; `None` when it
+    /// sets no ceiling and the provider's default applies.
     pub max_output_tokens: Option<u64>,
+    /// How many outputs one request generates, each up to the ceiling:
+    /// `n` or `best_of`, whichever is larger, times the prompts of a
+    /// completions request that sends several. At least 1.
+    pub outputs: u64,
     /// `stream: true`.
     pub stream: bool,
     /// `stream_options.include_usage: true` (OpenAI only).
     pub include_usage: bool,
     /// Length of the body in bytes.
     pub input_bytes: u64,
+    /// The first member that brings in input the body does not carry
+    /// (server-side state, files, URLs, media; see [`super::scan`]).
+    pub unseen_input: Option<&'static str>,
+    /// The request declares tools (the provider adds a tools prompt).
+    pub tools: bool,
+    /// Tools the provider runs itself, billed per use.
+    pub server_tools: Vec<ServerTool>,
+    /// `max_tool_calls` (Responses API): all built-in tool calls together.
+    pub max_tool_calls: Option<u64>,
+}
+
+impl Default for RequestFacts {
+    fn default() -> Self {
+        RequestFacts {
+            model: None,
+            max_output_tokens: None,
+            outputs: 1,
+            stream: false,
+            include_usage: false,
+            input_bytes: 0,
+            unseen_input: None,
+            tools: false,
+            server_tools: Vec::new(),
+            max_tool_calls: None,
+        }
+    }
+}
+
+/// A tool the provider runs (web search, file search, code execution, MCP
+/// servers…): each use is billed, and its results are input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTool {
+    /// Its `type` without a version date (`web_search_20250305` is
+    /// `web_search`), as the pricebook names tools.
+    pub name: String,
+    /// `max_uses`, when the request bounds this tool's uses.
+    pub max_uses: Option<u64>,
 }
 
 /// Why a request body was refused.
@@ -65,9 +106,13 @@ fn expectation(field: &str) -> &'static str {
         "model" => "must be a string of at most 256 characters",
         "stream" | "stream_options.include_usage" => "must be a boolean",
         "stream_options" => "must be an object",
-        "max_tokens" | "max_completion_tokens" | "max_output_tokens" => {
+        "max_tokens" | "max_completion_tokens" | "max_output_tokens" | "max_tokens_to_sample" => {
             "must be an integer from 0 to 10000000"
         }
+        "n" | "best_of" | "max_tool_calls" | "tools.max_uses" => "must be a non-negative integer",
+        "tools" => "must be an array of objects whose `type` is a string",
+        "web_search_options" => "must be an object",
+        "mcp_servers" => "must be an array",
         _ => "has an invalid value",
     }
 }
@@ -78,11 +123,12 @@ fn expectation(field: &str) -> &'static str {
 /// limit of 128 is refused, not overflowed). `null` counts as absent
 /// everywhere. Each of the members read must appear at most once.
 ///
-/// The output ceiling is Anthropic's `max_tokens`; for OpenAI it is the
-/// largest of `max_completion_tokens`, `max_tokens` (chat completions,
-/// completions) and `max_output_tokens` (Responses API), so the worst case
-/// holds whichever one the provider honours. `Dialect::Unknown` reads the
-/// OpenAI names, which include `max_tokens`.
+/// The output ceiling is the largest of the limits the provider may
+/// honour: for OpenAI `max_completion_tokens`, `max_tokens` (chat
+/// completions, completions) and `max_output_tokens` (Responses API); for
+/// Anthropic `max_tokens` (Messages) and `max_tokens_to_sample` (legacy
+/// Text Completions); `Dialect::Unknown` reads all four. So the worst case
+/// holds whichever one the provider reads.
 pub fn facts(dialect: Dialect, body: &[u8]) -> Result<RequestFacts, RequestError> {
     let text = std::str::from_utf8(body).map_err(|_| RequestError::NotJson)?;
     let m: Members = serde_json::from_str(text).map_err(|_| RequestError::NotJson)?;
@@ -94,16 +140,23 @@ pub fn facts(dialect: Dialect, body: &[u8]) -> Result<RequestFacts, RequestError
         Some(Value::String(s)) if s.chars().count() <= MAX_MODEL_CHARS => Some(s),
         Some(_) => return Err(RequestError::BadField("model")),
     };
-    let max_output_tokens = if dialect.openai() {
-        let ceilings = [
+    let max_tokens = tokens(m.max_tokens, "max_tokens")?;
+    let openai = match dialect.openai() {
+        true => [
             tokens(m.max_completion_tokens, "max_completion_tokens")?,
-            tokens(m.max_tokens, "max_tokens")?,
             tokens(m.max_output_tokens, "max_output_tokens")?,
-        ];
-        ceilings.into_iter().flatten().max()
-    } else {
-        tokens(m.max_tokens, "max_tokens")?
+        ],
+        false => [None, None],
     };
+    let anthropic = match dialect.anthropic() {
+        true => tokens(m.max_tokens_to_sample, "max_tokens_to_sample")?,
+        false => None,
+    };
+    let max_output_tokens = [max_tokens, anthropic]
+        .into_iter()
+        .chain(openai)
+        .flatten()
+        .max();
     let include_usage = match m.stream_options {
         _ if !dialect.openai() => false,
         None | Some(Value::Null) => false,
@@ -112,12 +165,44 @@ pub fn facts(dialect: Dialect, body: &[u8]) -> Result<RequestFacts, RequestError
         }
         Some(_) => return Err(RequestError::BadField("stream_options")),
     };
+    let mut unseen = m.unseen;
+    let n = count(m.n.as_ref(), "n")?.unwrap_or(1).max(1);
+    let best_of = count(m.best_of.as_ref(), "best_of")?.unwrap_or(1).max(1);
+    let prompts = prompts(m.prompt.as_ref(), &mut unseen)?;
+    let (tools, mut server_tools) = tools(m.tools.as_ref(), &mut unseen)?;
+    match m.web_search_options {
+        None | Some(Value::Null) => {}
+        // Search models search once per request.
+        Some(Value::Object(_)) => server_tools.push(ServerTool {
+            name: "web_search".into(),
+            max_uses: Some(1),
+        }),
+        Some(_) => return Err(RequestError::BadField("web_search_options")),
+    }
+    match m.mcp_servers {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(servers)) if servers.is_empty() => {}
+        Some(Value::Array(_)) => server_tools.push(ServerTool {
+            name: "mcp".into(),
+            max_uses: None,
+        }),
+        Some(_) => return Err(RequestError::BadField("mcp_servers")),
+    }
+    if !server_tools.is_empty() {
+        // Their results become input.
+        unseen.get_or_insert("tools");
+    }
     Ok(RequestFacts {
         model,
         max_output_tokens,
+        outputs: n.max(best_of).saturating_mul(prompts),
         stream: flag(m.stream.as_ref(), "stream")?,
         include_usage,
         input_bytes: body.len() as u64,
+        unseen_input: unseen,
+        tools,
+        server_tools,
+        max_tool_calls: count(m.max_tool_calls.as_ref(), "max_tool_calls")?,
     })
 }
 
@@ -132,6 +217,93 @@ fn tokens(v: Option<Value>, name: &'static str) -> Result<Option<u64>, RequestEr
     }
 }
 
+/// A non-negative integer member (`n`, `best_of`, `max_uses`…).
+fn count(v: Option<&Value>, name: &'static str) -> Result<Option<u64>, RequestError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or(RequestError::BadField(name)),
+    }
+}
+
+/// How many prompts a completions request sends: an array of strings or
+/// of token arrays is one prompt per item (each gets its own outputs); a
+/// string, or one token array, is one. An object is a stored prompt
+/// (Responses API): input the body does not carry.
+fn prompts(v: Option<&Value>, unseen: &mut Option<&'static str>) -> Result<u64, RequestError> {
+    match v {
+        Some(Value::Array(items)) if items.iter().any(|i| i.is_string() || i.is_array()) => {
+            Ok(items.len() as u64)
+        }
+        Some(Value::Object(_)) => {
+            unseen.get_or_insert("prompt");
+            Ok(1)
+        }
+        _ => Ok(1),
+    }
+}
+
+/// Whether the request declares tools, and those the provider runs itself.
+/// Tools the client runs (functions, custom tools, and the provider-defined
+/// client tools: bash, text editor, computer use, shell, memory) are free;
+/// any other `type` is run by the provider.
+fn tools(
+    v: Option<&Value>,
+    unseen: &mut Option<&'static str>,
+) -> Result<(bool, Vec<ServerTool>), RequestError> {
+    let items = match v {
+        None | Some(Value::Null) => return Ok((false, Vec::new())),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(RequestError::BadField("tools")),
+    };
+    let mut server = Vec::new();
+    for item in items {
+        let Value::Object(tool) = item else {
+            return Err(RequestError::BadField("tools"));
+        };
+        super::scan::scan_value(item, unseen);
+        let kind = match tool.get("type") {
+            None | Some(Value::Null) => continue,
+            Some(Value::String(kind)) => kind,
+            Some(_) => return Err(RequestError::BadField("tools")),
+        };
+        if client_tool(kind) {
+            continue;
+        }
+        server.push(ServerTool {
+            name: tool_name(kind).to_string(),
+            max_uses: count(tool.get("max_uses"), "tools.max_uses")?,
+        });
+    }
+    Ok((!items.is_empty(), server))
+}
+
+fn client_tool(kind: &str) -> bool {
+    const PREFIXES: &[&str] = &["bash_", "text_editor_", "computer_", "memory_"];
+    matches!(
+        kind,
+        "function" | "custom" | "computer" | "local_shell" | "shell" | "apply_patch"
+    ) || PREFIXES.iter().any(|p| kind.starts_with(p))
+}
+
+/// A tool `type` without its version date: `web_search_20250305` and
+/// `web_search_preview_2025_03_11` are `web_search` and
+/// `web_search_preview`.
+pub fn tool_name(kind: &str) -> &str {
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    if let Some((base, date)) = kind.rsplit_once('_') {
+        if digits(date, 8) {
+            return base;
+        }
+    }
+    let parts: Vec<&str> = kind.rsplitn(4, '_').collect();
+    if let [day, month, year, base] = parts[..] {
+        if digits(day, 2) && digits(month, 2) && digits(year, 4) {
+            return base;
+        }
+    }
+    kind
+}
+
 fn flag(v: Option<&Value>, name: &'static str) -> Result<bool, RequestError> {
     match v {
         None | Some(Value::Null) => Ok(false),
@@ -140,17 +312,27 @@ fn flag(v: Option<&Value>, name: &'static str) -> Result<bool, RequestError> {
     }
 }
 
-/// The top-level members `facts` reads; the rest are skipped unkept, and
-/// anything but an object fails to decode.
+/// The top-level members `facts` reads; the rest are walked for input
+/// references ([`super::scan`]) without being kept, and anything but an
+/// object fails to decode.
 #[derive(Default)]
 struct Members {
     model: Option<Value>,
     max_tokens: Option<Value>,
     max_completion_tokens: Option<Value>,
     max_output_tokens: Option<Value>,
+    max_tokens_to_sample: Option<Value>,
     stream: Option<Value>,
     stream_options: Option<Value>,
+    n: Option<Value>,
+    best_of: Option<Value>,
+    prompt: Option<Value>,
+    tools: Option<Value>,
+    max_tool_calls: Option<Value>,
+    web_search_options: Option<Value>,
+    mcp_servers: Option<Value>,
     duplicate: Option<&'static str>,
+    unseen: Option<&'static str>,
 }
 
 impl Members {
@@ -160,8 +342,16 @@ impl Members {
             "max_tokens" => (&mut self.max_tokens, "max_tokens"),
             "max_completion_tokens" => (&mut self.max_completion_tokens, "max_completion_tokens"),
             "max_output_tokens" => (&mut self.max_output_tokens, "max_output_tokens"),
+            "max_tokens_to_sample" => (&mut self.max_tokens_to_sample, "max_tokens_to_sample"),
             "stream" => (&mut self.stream, "stream"),
             "stream_options" => (&mut self.stream_options, "stream_options"),
+            "n" => (&mut self.n, "n"),
+            "best_of" => (&mut self.best_of, "best_of"),
+            "prompt" => (&mut self.prompt, "prompt"),
+            "tools" => (&mut self.tools, "tools"),
+            "max_tool_calls" => (&mut self.max_tool_calls, "max_tool_calls"),
+            "web_search_options" => (&mut self.web_search_options, "web_search_options"),
+            "mcp_servers" => (&mut self.mcp_servers, "mcp_servers"),
             _ => return None,
         })
     }
@@ -185,8 +375,11 @@ impl<'de> Visitor<'de> for MembersVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
         let mut m = Members::default();
         while let Some(key) = map.next_key::<String>()? {
+            if m.unseen.is_none() {
+                m.unseen = super::scan::unseen_key(&key);
+            }
             let Some((slot, name)) = m.slot(&key) else {
-                map.next_value::<IgnoredAny>()?;
+                map.next_value_seed(super::scan::Scan::new(&mut m.unseen))?;
                 continue;
             };
             if slot.replace(map.next_value()?).is_some() {

@@ -43,6 +43,7 @@ fn openai_chat_facts() {
             stream: true,
             include_usage: true,
             input_bytes: CHAT.len() as u64,
+            ..RequestFacts::default()
         }
     );
 }
@@ -774,4 +775,196 @@ fn an_output_cap_is_added_only_when_none_is_set() {
         .unwrap();
     assert_eq!(std::str::from_utf8(&out).unwrap(), r#"{"max_tokens":9}"#);
     assert!(cap_output_tokens(Dialect::OpenAi, b"[1]", "max_tokens", 9).is_err());
+}
+
+// ------------------------------------------------------------ budget bounds
+
+#[test]
+fn several_outputs_multiply() {
+    let outputs = |body: &str| openai(body).unwrap().outputs;
+    assert_eq!(outputs(CHAT), 1);
+    assert_eq!(outputs(r#"{"model":"m","n":16,"max_tokens":1000}"#), 16);
+    // best_of is what completions generates (and bills); n at most that.
+    assert_eq!(outputs(r#"{"model":"m","n":2,"best_of":5}"#), 5);
+    assert_eq!(outputs(r#"{"model":"m","n":5,"best_of":2}"#), 5);
+    // n: 0 and null are one output (the provider refuses 0, bills nothing).
+    assert_eq!(outputs(r#"{"model":"m","n":0}"#), 1);
+    assert_eq!(outputs(r#"{"model":"m","n":null}"#), 1);
+    // Completions: each prompt of a batch gets its own outputs.
+    assert_eq!(outputs(r#"{"model":"m","prompt":["a","b","c"],"n":2}"#), 6);
+    assert_eq!(
+        outputs(r#"{"model":"m","prompt":[[1,2],[3]],"best_of":3}"#),
+        6
+    );
+    // One token array is one prompt.
+    assert_eq!(outputs(r#"{"model":"m","prompt":[1,2,3]}"#), 1);
+    assert_eq!(outputs(COMPLETIONS), 1);
+    // Saturates rather than wraps.
+    let huge = format!(r#"{{"n":{},"prompt":["a","b"]}}"#, u64::MAX);
+    assert_eq!(outputs(&huge), u64::MAX);
+    for (body, field) in [
+        (r#"{"n":1.5}"#, "n"),
+        (r#"{"n":-1}"#, "n"),
+        (r#"{"n":"16"}"#, "n"),
+        (r#"{"best_of":true}"#, "best_of"),
+    ] {
+        assert_eq!(openai(body), Err(RequestError::BadField(field)), "{body}");
+    }
+    assert_eq!(
+        openai(r#"{"n":1,"n":16}"#),
+        Err(RequestError::DuplicateField("n"))
+    );
+}
+
+#[test]
+fn every_output_limit_of_the_dialect_counts() {
+    // Anthropic's legacy Text Completions limit.
+    let legacy = r#"{"model":"claude-2.1","prompt":"\n\nHuman: hi\n\nAssistant:","max_tokens_to_sample":20000}"#;
+    assert_eq!(anthropic(legacy).unwrap().max_output_tokens, Some(20_000));
+    // Whichever the provider reads, the largest is the bound.
+    assert_eq!(
+        anthropic(r#"{"max_tokens":10,"max_tokens_to_sample":300}"#)
+            .unwrap()
+            .max_output_tokens,
+        Some(300)
+    );
+    assert_eq!(
+        anthropic(r#"{"max_tokens_to_sample":"x"}"#),
+        Err(RequestError::BadField("max_tokens_to_sample"))
+    );
+    // OpenAI has no such member: not read, not validated.
+    assert_eq!(
+        openai(r#"{"max_tokens_to_sample":"x","max_tokens":5}"#)
+            .unwrap()
+            .max_output_tokens,
+        Some(5)
+    );
+    assert_eq!(
+        facts(Dialect::Unknown, legacy.as_bytes())
+            .unwrap()
+            .max_output_tokens,
+        Some(20_000)
+    );
+}
+
+#[test]
+fn input_the_body_does_not_carry_is_found() {
+    let unseen = |body: &str| openai(body).unwrap().unseen_input;
+    assert_eq!(unseen(CHAT), None);
+    assert_eq!(unseen(RESPONSES), None);
+    for (body, what) in [
+        (
+            r#"{"model":"gpt-4.1","previous_response_id":"resp_1","input":"go on"}"#,
+            "previous_response_id",
+        ),
+        (
+            r#"{"model":"gpt-4.1","conversation":"conv_1"}"#,
+            "conversation",
+        ),
+        // A stored prompt (Responses API) is an object.
+        (
+            r#"{"model":"gpt-4.1","prompt":{"id":"pmpt_1","version":"2"}}"#,
+            "prompt",
+        ),
+        (
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,iVBOR"}}]}]}"#,
+            "image_url",
+        ),
+        (
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":[{"type":"file","file":{"file_id":"file-1"}}]}]}"#,
+            "file",
+        ),
+        // A server-run tool's results become input.
+        (
+            r#"{"model":"gpt-4.1","tools":[{"type":"web_search"}],"max_tool_calls":2}"#,
+            "tools",
+        ),
+    ] {
+        assert_eq!(unseen(body), Some(what), "{body}");
+    }
+    let claude = anthropic(
+        r#"{"model":"claude-sonnet-4","max_tokens":10,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"url","url":"https://example.com/a.pdf"}}]}]}"#,
+    )
+    .unwrap();
+    assert_eq!(claude.unseen_input, Some("document"));
+}
+
+#[test]
+fn tools_the_provider_runs_are_told_apart_from_client_tools() {
+    let f = anthropic(
+        r#"{"model":"claude-sonnet-4","max_tokens":100,"tools":[
+            {"name":"get_weather","input_schema":{"type":"object"}},
+            {"type":"custom","name":"c","input_schema":{"type":"object"}},
+            {"type":"bash_20250124","name":"bash"},
+            {"type":"text_editor_20250429","name":"str_replace_based_edit_tool"},
+            {"type":"web_search_20250305","name":"web_search","max_uses":3},
+            {"type":"web_fetch_20250910","name":"web_fetch"}
+        ]}"#,
+    )
+    .unwrap();
+    assert!(f.tools);
+    assert_eq!(
+        f.server_tools,
+        vec![
+            ServerTool {
+                name: "web_search".into(),
+                max_uses: Some(3)
+            },
+            ServerTool {
+                name: "web_fetch".into(),
+                max_uses: None
+            },
+        ]
+    );
+    let f = openai(
+        r#"{"model":"gpt-4.1","tools":[{"type":"function","name":"f"},
+            {"type":"web_search_preview_2025_03_11"},{"type":"file_search","vector_store_ids":["vs_1"]}],
+            "max_tool_calls":4}"#,
+    )
+    .unwrap();
+    assert_eq!(f.max_tool_calls, Some(4));
+    let names: Vec<&str> = f.server_tools.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["web_search_preview", "file_search"]);
+    // Search models search once per request; MCP servers as many times as
+    // the model likes.
+    let f = openai(r#"{"model":"gpt-4o-search-preview","web_search_options":{}}"#).unwrap();
+    assert_eq!(f.server_tools[0].max_uses, Some(1));
+    let f =
+        anthropic(r#"{"max_tokens":1,"mcp_servers":[{"type":"url","url":"https://x"}]}"#).unwrap();
+    assert_eq!(f.server_tools[0].name, "mcp");
+    assert_eq!(f.server_tools[0].max_uses, None);
+    // Only client tools: input the body carries, plus a tools prompt.
+    let f =
+        openai(r#"{"model":"m","tools":[{"type":"function","function":{"name":"f"}}]}"#).unwrap();
+    assert!(f.tools && f.server_tools.is_empty() && f.unseen_input.is_none());
+    for body in [
+        r#"{"tools":{}}"#,
+        r#"{"tools":["web_search"]}"#,
+        r#"{"tools":[{"type":7}]}"#,
+    ] {
+        assert_eq!(openai(body), Err(RequestError::BadField("tools")), "{body}");
+    }
+    assert_eq!(
+        anthropic(r#"{"tools":[{"type":"web_search_20250305","max_uses":-1}]}"#),
+        Err(RequestError::BadField("tools.max_uses"))
+    );
+    assert_eq!(
+        openai(r#"{"web_search_options":true}"#),
+        Err(RequestError::BadField("web_search_options"))
+    );
+}
+
+#[test]
+fn tool_names_drop_their_version_date() {
+    for (kind, name) in [
+        ("web_search_20250305", "web_search"),
+        ("web_search_preview_2025_03_11", "web_search_preview"),
+        ("code_execution_20250825", "code_execution"),
+        ("web_search", "web_search"),
+        ("file_search", "file_search"),
+        ("x_2025", "x_2025"),
+        ("_20250305", ""),
+    ] {
+        assert_eq!(tool_name(kind), name, "{kind}");
+    }
 }

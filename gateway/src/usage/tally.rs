@@ -17,6 +17,7 @@ pub(super) struct Tally {
     total: Option<u64>,
     /// Input was reported without cached tokens (Anthropic).
     cache_apart: bool,
+    tool_uses: Option<std::collections::BTreeMap<String, u64>>,
     pub(super) model: Option<String>,
     seen: bool,
     malformed: Option<String>,
@@ -69,6 +70,7 @@ impl Tally {
                 self.cache_write = r.cache_write.or(self.cache_write);
                 self.total = r.total.or(self.total);
                 self.cache_apart |= r.cache_apart;
+                self.tool_uses = r.tool_uses.or(self.tool_uses.take());
                 self.seen = true;
                 true
             }
@@ -112,6 +114,7 @@ impl Tally {
             output_tokens: self.output.unwrap_or(0),
             cached_input_tokens: cache_read,
             cache_write_tokens: cache_write,
+            server_tool_uses: self.tool_uses,
             model: self.model,
         };
         match (reason, complete) {

@@ -44,6 +44,7 @@ fn usage(input: u64, output: u64, cached: u64, write: u64, model: &str) -> Usage
         output_tokens: output,
         cached_input_tokens: cached,
         cache_write_tokens: write,
+        server_tool_uses: None,
         model,
     }
 }

@@ -84,7 +84,8 @@ pub(crate) fn messages(ctx: &Ctx, req: &JsonRequest) -> Result<Response<MockBody
             "stop_reason": "end_turn",
             "stop_sequence": null,
         });
-        if let Some(usage) = usage(mode, input, output) {
+        let reported = ctx.controls.usage_json.clone();
+        if let Some(usage) = reported.or_else(|| usage(mode, input, output)) {
             body["usage"] = usage;
         }
         return Ok(json_response(StatusCode::OK, &body));

@@ -21,6 +21,9 @@ pub(crate) struct Controls {
     pub(crate) chunks: usize,
     pub(crate) status: Option<StatusCode>,
     pub(crate) usage: UsageMode,
+    /// `x-mock-usage-json`: the usage object a non-streamed response
+    /// reports, verbatim (e.g. the most the request could be billed).
+    pub(crate) usage_json: Option<serde_json::Value>,
     pub(crate) gate: Option<String>,
 }
 
@@ -60,14 +63,38 @@ impl Controls {
             Some("") => return Err("x-mock-gate must not be empty".to_owned()),
             Some(v) => Some(v.to_owned()),
         };
+        let usage_json = match text(headers, "x-mock-usage-json")? {
+            None => None,
+            Some(v) => match serde_json::from_str::<serde_json::Value>(v) {
+                Ok(object @ serde_json::Value::Object(_)) => Some(object),
+                _ => {
+                    return Err(format!(
+                        "x-mock-usage-json must be a JSON object, got {v:?}"
+                    ))
+                }
+            },
+        };
         Ok(Self {
             latency,
             chunk_delay,
             chunks,
             status,
             usage,
+            usage_json,
             gate,
         })
+    }
+
+    /// The usage a response reports: `x-mock-usage-json` when given, else
+    /// `full` or `partial` (or none) as `x-mock-usage` says.
+    pub(crate) fn render_usage(
+        &self,
+        full: serde_json::Value,
+        partial: serde_json::Value,
+    ) -> Option<serde_json::Value> {
+        self.usage_json
+            .clone()
+            .or_else(|| self.usage.render(full, partial))
     }
 }
 

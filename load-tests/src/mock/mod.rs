@@ -44,6 +44,9 @@
 //!   send `"usage": "malformed"` (not an object), or send only the
 //!   prompt/input token count. Applies to every place usage appears,
 //!   stream events included.
+//! - `x-mock-usage-json: {…}` — report exactly this usage object instead
+//!   (non-streamed responses, and OpenAI streams' usage chunk): e.g. the
+//!   most a request could be billed, or input from server-side state.
 //! - `x-mock-gate: NAME` — on a streamed response the first content chunk
 //!   (and everything before it) is sent at once; before each later content
 //!   chunk the stream waits for one release of gate `NAME` instead of the

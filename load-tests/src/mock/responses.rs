@@ -90,7 +90,7 @@ pub(crate) fn responses(ctx: &Ctx, req: &JsonRequest) -> Result<Response<MockBod
         item_id: ctx.next_id("msg_"),
         created_at: unix_now(),
         model,
-        usage: ctx.controls.usage.render(full, partial),
+        usage: ctx.controls.render_usage(full, partial),
     };
     let text = completion(output, ctx.controls.chunks);
     if !stream {

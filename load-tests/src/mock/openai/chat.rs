@@ -56,7 +56,7 @@ pub(crate) fn chat(ctx: &Ctx, req: &JsonRequest) -> Result<Response<MockBody>, A
     let max = req.first_u64(&["max_completion_tokens", "max_tokens"])?;
     let tokens = ctx.completion_tokens(max);
     let (full, partial) = usage_pair(prompt, tokens);
-    let usage = ctx.controls.usage.render(full, partial);
+    let usage = ctx.controls.render_usage(full, partial);
     let text = completion(tokens, ctx.controls.chunks);
     let id = ctx.next_id("chatcmpl-");
     let created = unix_now();

@@ -19,7 +19,7 @@ pub(crate) fn completions(ctx: &Ctx, req: &JsonRequest) -> Result<Response<MockB
     let prompt = prompt_tokens(req.get("prompt").map_or(0, content_chars));
     let tokens = ctx.completion_tokens(req.first_u64(&["max_tokens"])?);
     let (full, partial) = usage_pair(prompt, tokens);
-    let usage = ctx.controls.usage.render(full, partial);
+    let usage = ctx.controls.render_usage(full, partial);
     let text = completion(tokens, ctx.controls.chunks);
     let id = ctx.next_id("cmpl-");
     let created = unix_now();

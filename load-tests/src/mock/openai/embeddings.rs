@@ -42,7 +42,7 @@ pub(crate) fn embeddings(ctx: &Ctx, req: &JsonRequest) -> Result<Response<MockBo
     let mut body = json!({ "object": "list", "data": data, "model": model });
     let full = json!({ "prompt_tokens": prompt, "total_tokens": prompt });
     let partial = json!({ "prompt_tokens": prompt });
-    if let Some(usage) = ctx.controls.usage.render(full, partial) {
+    if let Some(usage) = ctx.controls.render_usage(full, partial) {
         body["usage"] = usage;
     }
     Ok(json_response(StatusCode::OK, &body))
