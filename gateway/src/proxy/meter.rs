@@ -552,6 +552,13 @@ fn metered(
     use http::header::{self, HeaderName, HeaderValue};
     use http_body_util::BodyExt;
     let (mut parts, body) = response.into_parts();
+    // A message with Transfer-Encoding is framed by it, whatever its
+    // Content-Length says; the body is re-framed here, so an intermediary
+    // must drop the length (RFC 9112 §6.3), or the client reads a body cut
+    // to it.
+    if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
     super::forward::strip_hop_by_hop(&mut parts.headers);
     let content_type = parts
         .headers
