@@ -28,6 +28,7 @@ pub mod policy;
 pub mod pricing;
 pub mod provider;
 pub mod proxy;
+pub mod redact;
 pub mod runtime;
 pub mod snapshot;
 pub mod store;

@@ -49,6 +49,8 @@ pub struct Provider {
     pub canonical_host: String,
     pub credentials: Vec<(HeaderName, HeaderValue)>,
     pub default_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The credential values, masked in every response to the agent.
+    pub secrets: Option<crate::redact::Secrets>,
 }
 
 /// Provider names double as base_url path prefixes (`/openai/v1/...`).
@@ -116,7 +118,7 @@ impl Provider {
                 Host::Name(n) => n.clone(),
                 Host::Ip(ip) => ip.to_string(),
             });
-        let credentials = def
+        let credentials: Vec<(HeaderName, HeaderValue)> = def
             .credentials
             .iter()
             .map(|c| header(&c.header, &c.value))
@@ -127,6 +129,8 @@ impl Provider {
             .map(|(n, v)| header(n, v))
             .collect::<Result<_, _>>()?;
         let catalog = CompiledCatalog::compile(&def.catalog)?;
+        let secrets =
+            crate::redact::Secrets::from_values(credentials.iter().map(|(_, v)| v.as_bytes()));
         let def = ProviderDef { hosts, ..def };
         Ok(Self {
             def,
@@ -137,6 +141,7 @@ impl Provider {
             canonical_host,
             credentials,
             default_headers,
+            secrets,
         })
     }
 

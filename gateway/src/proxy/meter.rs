@@ -30,6 +30,7 @@ use crate::error::{Code, Denial};
 use crate::ledger::{EventCode, EventSink, LedgerEvent, Retention};
 use crate::model::Decision;
 use crate::pricing::Pricebook;
+use crate::redact::{Masker, Secrets};
 use crate::usage::request::UsageChunkStripper;
 use crate::usage::Usage;
 use crate::usage::{UsageObserver, UsageOutcome};
@@ -292,6 +293,8 @@ pub struct Metered<B> {
     observer: Option<UsageObserver>,
     /// Removes the usage event the gateway asked for on the client's behalf.
     strip: Option<UsageChunkStripper>,
+    /// Masks the provider's credentials, should the body carry them.
+    mask: Option<Masker>,
     /// The stripper's last held bytes went out; the body is over.
     ended: bool,
     bytes: u64,
@@ -305,6 +308,7 @@ impl<B: HttpBody> Metered<B> {
             inner,
             observer: Some(observer),
             strip: None,
+            mask: None,
             ended: false,
             bytes: 0,
             pending: Some(pending),
@@ -325,6 +329,39 @@ impl<B> Metered<B> {
     pub fn strip_usage_event(mut self) -> Self {
         self.strip = Some(UsageChunkStripper::new(USAGE_EVENT_CAP));
         self
+    }
+
+    /// Masks `secrets` wherever they appear in the body.
+    pub fn mask(mut self, secrets: &Secrets) -> Self {
+        self.mask = Some(secrets.masker());
+        self
+    }
+
+    /// The client-bound bytes of `data` after the body's filters (usage
+    /// event stripped, secrets masked); `None` when no filter applies.
+    /// `end`: the body ends with this chunk; held bytes go out with it.
+    fn filter(&mut self, data: &[u8], end: bool) -> Option<Vec<u8>> {
+        let mut out = None;
+        if let Some(strip) = self.strip.as_mut() {
+            let mut o = strip.push(data);
+            if end {
+                o.extend(strip.finish());
+            }
+            out = Some(o);
+        }
+        if let Some(mask) = self.mask.as_mut() {
+            let mut o = mask.push(out.as_deref().unwrap_or(data));
+            if end {
+                o.extend(mask.finish());
+                let masked = mask.masked();
+                if masked > 0 {
+                    metrics::counter!("caracal_credentials_masked_total", "where" => "body")
+                        .increment(masked);
+                }
+            }
+            out = Some(o);
+        }
+        out
     }
 
     /// Emits the ledger row (once). `complete` is false when the body was
@@ -384,11 +421,8 @@ where
                     if let Some(o) = this.observer.as_mut() {
                         o.observe(data);
                     }
-                    if let Some(strip) = this.strip.as_mut() {
-                        let mut out = strip.push(data);
-                        if end {
-                            out.extend(strip.finish());
-                        }
+                    let data = data.clone();
+                    if let Some(out) = this.filter(&data, end) {
                         frame = Frame::data(Bytes::from(out));
                     }
                 }
@@ -407,7 +441,7 @@ where
             Poll::Ready(None) => {
                 this.settle(true, None);
                 this.ended = true;
-                match this.strip.as_mut().map(UsageChunkStripper::finish) {
+                match this.filter(&[], true) {
                     Some(rest) if !rest.is_empty() => {
                         Poll::Ready(Some(Ok(Frame::data(Bytes::from(rest)))))
                     }
@@ -424,7 +458,7 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ended || (self.strip.is_none() && self.inner.is_end_stream())
+        self.ended || (self.strip.is_none() && self.mask.is_none() && self.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -440,6 +474,28 @@ where
 impl<B> Drop for Metered<B> {
     fn drop(&mut self) {
         self.settle(false, None);
+    }
+}
+
+/// Masks the provider's credentials in response header values (an
+/// upstream that reflects request headers).
+fn mask_headers(headers: &mut http::HeaderMap, secrets: &Secrets) {
+    let mut masked = 0;
+    for value in headers.values_mut() {
+        if !secrets.found_in(value.as_bytes()) {
+            continue;
+        }
+        let mut bytes = value.as_bytes().to_vec();
+        secrets.mask(&mut bytes);
+        // `*` is a valid header byte: this cannot fail.
+        if let Ok(v) = http::HeaderValue::from_bytes(&bytes) {
+            *value = v;
+            masked += 1;
+        }
+    }
+    if masked > 0 {
+        metrics::counter!("caracal_credentials_masked_total", "where" => "header")
+            .increment(masked);
     }
 }
 
@@ -580,6 +636,11 @@ fn metered(
         body = body.strip_usage_event();
         // The length changes when the event is removed.
         parts.headers.remove(header::CONTENT_LENGTH);
+    }
+    if let Some(secrets) = &provider.secrets {
+        mask_headers(&mut parts.headers, secrets);
+        // Masking keeps every length.
+        body = body.mask(secrets);
     }
     http::Response::from_parts(parts, body.boxed_unsync())
 }

@@ -1,13 +1,16 @@
 //! `ANY /_mock/echo/...`: describes the request it received, so tests can
-//! see exactly what the gateway forwarded.
+//! see exactly what the gateway forwarded — and, with `x-mock-echo-headers`
+//! and `x-mock-echo-chunk`, reflects it the way a hostile or careless
+//! upstream would (request headers as response headers, the description
+//! streamed in small chunks).
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{HeaderName, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
 use serde_json::json;
 
-use super::body::{json_response, MockBody};
+use super::body::{json_response, ChannelBody, MockBody};
 use super::errors::{ApiError, Provider};
 use super::record::header_map;
 
@@ -34,15 +37,56 @@ where
             }
         }
     }
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "method": parts.method.as_str(),
-            "path": parts.uri.path(),
-            "query": parts.uri.query(),
-            "version": format!("{:?}", parts.version),
-            "headers": header_map(&parts.headers),
-            "body_bytes": body_bytes,
-        }),
-    )
+    let described = json!({
+        "method": parts.method.as_str(),
+        "path": parts.uri.path(),
+        "query": parts.uri.query(),
+        "version": format!("{:?}", parts.version),
+        "headers": header_map(&parts.headers),
+        "body_bytes": body_bytes,
+    });
+    let mut response = match chunk_size(&parts.headers) {
+        None => json_response(StatusCode::OK, &described),
+        Some(size) => streamed(described.to_string().into_bytes(), size),
+    };
+    // `x-mock-echo-headers`: every request header comes back as a response
+    // header `x-echo-NAME` too (an upstream that reflects headers).
+    if parts.headers.contains_key("x-mock-echo-headers") {
+        for (name, value) in &parts.headers {
+            if let Ok(name) = HeaderName::from_bytes(format!("x-echo-{name}").as_bytes()) {
+                response.headers_mut().append(name, value.clone());
+            }
+        }
+    }
+    response
+}
+
+/// `x-mock-echo-chunk: N` (1..=65536): the description is streamed in
+/// N-byte chunks, each its own frame.
+fn chunk_size(headers: &http::HeaderMap) -> Option<usize> {
+    headers
+        .get("x-mock-echo-chunk")?
+        .to_str()
+        .ok()?
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=65536).contains(n))
+}
+
+fn streamed(bytes: Vec<u8>, size: usize) -> Response<MockBody> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        for chunk in bytes.chunks(size) {
+            if tx.send(Bytes::copy_from_slice(chunk)).await.is_err() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    });
+    let mut response = Response::new(ChannelBody::new(rx).boxed());
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
 }
