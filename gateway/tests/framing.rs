@@ -18,7 +18,9 @@ async fn raw_upstream(response: &'static [u8]) -> u16 {
                 let mut seen = Vec::new();
                 // Reads the request head and its declared body, then answers.
                 loop {
-                    let Ok(n) = s.read(&mut buf).await else { return };
+                    let Ok(n) = s.read(&mut buf).await else {
+                        return;
+                    };
                     if n == 0 {
                         return;
                     }
@@ -69,7 +71,11 @@ async fn transfer_encoding_wins_over_content_length_and_the_length_is_dropped() 
         .await
         .unwrap();
     env.store
-        .add_allowlist(&env.agent_id, "https://sloppy.example.com/*", PatternType::Glob)
+        .add_allowlist(
+            &env.agent_id,
+            "https://sloppy.example.com/*",
+            PatternType::Glob,
+        )
         .await
         .unwrap();
     env.wait_for_snapshot().await;
