@@ -71,6 +71,11 @@ pub struct DefinitionArgs {
     /// Rate limit: tokens (input + output) per minute (sliding 60 s window).
     #[arg(long, value_name = "N")]
     pub tokens_per_minute: Option<u64>,
+    /// Requests of the principal in flight at once (streams count until they
+    /// end); beyond it, 429 rate_limited. Below the workspace's
+    /// limits.max_in_flight_per_principal (default 512), which applies without it.
+    #[arg(long, value_name = "N")]
+    pub max_in_flight: Option<u32>,
 }
 
 fn parse_money_amount(s: &str) -> Result<Decimal, String> {
@@ -93,7 +98,8 @@ fn parse_window_type(s: &str) -> Result<WindowType, String> {
 pub enum PolicyCmd {
     /// Create a policy for a principal: a scope for mandates (--resource,
     /// --action, --max-validity), a budget (--limit, --time-window, ...), a
-    /// rate limit (--requests-per-minute, --tokens-per-minute), or several.
+    /// rate limit (--requests-per-minute, --tokens-per-minute), an in-flight
+    /// limit (--max-in-flight), or several.
     Create {
         /// The principal the policy is for (id or name).
         #[arg(long, visible_alias = "agent-id", value_name = "ID")]
@@ -261,6 +267,7 @@ fn definition(
         max_delegation_depth: if allow { depth } else { 0 },
         budget,
         rate,
+        max_in_flight: args.max_in_flight.or(base.and_then(|b| b.max_in_flight)),
     })
 }
 
@@ -445,19 +452,23 @@ fn print_many(io: &mut Io<'_>, policies: &[Policy], json: bool, empty: &str) -> 
                     )
                 },
             ),
-            d.rate.as_ref().map_or_else(
-                || "-".into(),
-                |r| {
-                    let mut parts = Vec::new();
-                    if let Some(n) = r.requests_per_minute {
-                        parts.push(format!("{n} req/min"));
-                    }
-                    if let Some(n) = r.tokens_per_minute {
-                        parts.push(format!("{n} tok/min"));
-                    }
+            {
+                let mut parts = Vec::new();
+                if let Some(n) = d.rate.as_ref().and_then(|r| r.requests_per_minute) {
+                    parts.push(format!("{n} req/min"));
+                }
+                if let Some(n) = d.rate.as_ref().and_then(|r| r.tokens_per_minute) {
+                    parts.push(format!("{n} tok/min"));
+                }
+                if let Some(n) = d.max_in_flight {
+                    parts.push(format!("{n} in flight"));
+                }
+                if parts.is_empty() {
+                    "-".into()
+                } else {
                     parts.join(", ")
-                },
-            ),
+                }
+            },
             if p.active { "yes" } else { "no" }.into(),
             p.changed_by.clone(),
             p.change_reason.clone(),

@@ -93,6 +93,9 @@ pub struct RawLimits {
     /// together; beyond it requests are refused at once with `503
     /// overloaded`.
     pub max_in_flight: usize,
+    /// Requests of one principal in flight at once (its policies may set
+    /// fewer); beyond it its requests are refused with `429 rate_limited`.
+    pub max_in_flight_per_principal: usize,
 }
 
 impl Default for RawLimits {
@@ -106,6 +109,7 @@ impl Default for RawLimits {
             upstream_response_timeout_secs: 300,
             max_connections: 4096,
             max_in_flight: 8192,
+            max_in_flight_per_principal: 512,
         }
     }
 }
@@ -200,6 +204,7 @@ pub struct Limits {
     pub upstream_response_timeout: Duration,
     pub max_connections: usize,
     pub max_in_flight: usize,
+    pub max_in_flight_per_principal: usize,
 }
 
 /// Command-line overrides of the listen addresses (`caracal up --listen`).
@@ -287,6 +292,11 @@ impl Config {
                 "limits.max_in_flight must be greater than 0".into(),
             ));
         }
+        if l.max_in_flight_per_principal == 0 {
+            return Err(invalid(
+                "limits.max_in_flight_per_principal must be greater than 0".into(),
+            ));
+        }
         if raw.tls.expiry_margin_days > 365 {
             return Err(invalid("tls.expiry_margin_days must be at most 365".into()));
         }
@@ -331,6 +341,7 @@ impl Config {
                 )?,
                 max_connections: l.max_connections,
                 max_in_flight: l.max_in_flight,
+                max_in_flight_per_principal: l.max_in_flight_per_principal,
             },
             allowlist_default: raw.allowlist.default,
             database: rel(&raw.storage.database),
@@ -390,6 +401,9 @@ upstream_response_timeout_secs = {ur}
 max_connections = {mc}
 # Requests enforced or streamed at once; beyond it: 503 overloaded at once.
 max_in_flight = {mi}
+# Requests of one principal in flight at once (a policy's --max-in-flight may
+# set fewer); beyond it: 429 rate_limited.
+max_in_flight_per_principal = {mip}
 
 [allowlist]
 # An agent without allowlist entries is denied ("deny") or allowed everywhere ("allow").
@@ -426,6 +440,7 @@ clock_skew_secs = {skew}
         ur = l.upstream_response_timeout_secs,
         mc = l.max_connections,
         mi = l.max_in_flight,
+        mip = l.max_in_flight_per_principal,
         em = raw_tls.expiry_margin_days,
     )
 }

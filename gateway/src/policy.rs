@@ -37,7 +37,14 @@ pub struct PolicyDefinition {
     /// How fast the principal may call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<RateLimit>,
+    /// How many of its requests may be in flight at once (below the
+    /// workspace's `limits.max_in_flight_per_principal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
 }
+
+/// The largest per-principal in-flight limit a policy may set.
+pub const MAX_IN_FLIGHT: u32 = 100_000;
 
 /// A spend limit over a window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,9 +78,12 @@ pub struct Policy {
 pub enum PolicyError {
     #[error(
         "a policy needs a scope (--resource and --action), a budget (--limit with \
-         --time-window) or a rate limit (--requests-per-minute, --tokens-per-minute)"
+         --time-window), a rate limit (--requests-per-minute, --tokens-per-minute) or an \
+         in-flight limit (--max-in-flight)"
     )]
     Empty,
+    #[error("--max-in-flight must be between 1 and {MAX_IN_FLIGHT}")]
+    MaxInFlight,
     #[error("a scope needs at least one --resource and one --action")]
     EmptyScope,
     #[error("--max-output-tokens must be between 1 and 10000000")]
@@ -118,8 +128,14 @@ impl PolicyDefinition {
         if let Some(r) = &self.rate {
             r.validate().map_err(|e| PolicyError::Rate(e.to_string()))?;
         }
+        if self
+            .max_in_flight
+            .is_some_and(|n| !(1..=MAX_IN_FLIGHT).contains(&n))
+        {
+            return Err(PolicyError::MaxInFlight);
+        }
         if no_scope {
-            return if self.budget.is_some() || self.rate.is_some() {
+            return if self.budget.is_some() || self.rate.is_some() || self.max_in_flight.is_some() {
                 Ok(())
             } else {
                 Err(PolicyError::Empty)

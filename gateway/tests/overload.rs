@@ -118,3 +118,98 @@ async fn a_burst_past_the_limit_is_refused_quickly_and_nothing_queues() {
     assert!(started.elapsed() < Duration::from_secs(10));
     env.assert_healthy().await;
 }
+
+/// One principal's share: past its in-flight limit (the workspace default,
+/// or its policy's, whichever is smaller) its requests are refused with
+/// `429 rate_limited` at once, while other principals go on.
+#[tokio::test]
+async fn a_principal_past_its_in_flight_limit_is_refused_and_others_are_not() {
+    let env = start_custom(Default::default(), |c| {
+        c.limits.max_in_flight_per_principal = 2
+    })
+    .await;
+    let client = env.direct_client();
+    let slow = {
+        let (env, client) = (&env, &client);
+        join_all((0..2).map(|_| async move { post(env, client, 1500).await }))
+    };
+    let refused = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = Instant::now();
+        let r = post(&env, &client, 0).await;
+        (r, started.elapsed())
+    };
+    let (slow, (r, took)) = tokio::join!(slow, refused);
+    assert_eq!(r.status(), 429);
+    assert!(took < Duration::from_millis(500), "refusing took {took:?}");
+    assert_eq!(r.headers()["retry-after"], "1");
+    let id = event_id(&r);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "rate_limited", "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("2 requests in flight"),
+        "{v}"
+    );
+    for r in slow {
+        assert_eq!(r.status(), 200);
+        let _ = r.bytes().await;
+    }
+    let e = env.event(&id).await;
+    assert_eq!(
+        (e.decision.as_str(), e.code.as_str()),
+        ("deny", "rate_limited")
+    );
+    assert_eq!(
+        post(&env, &client, 0).await.status(),
+        200,
+        "places given back"
+    );
+
+    // A policy sets fewer: one; a stream holds it until it ends.
+    let def = caracal_gateway::policy::PolicyDefinition {
+        max_in_flight: Some(1),
+        ..Default::default()
+    };
+    env.store
+        .create_policy(
+            &env.agent_id,
+            &def,
+            &common::authority::change("one at a time"),
+        )
+        .await
+        .unwrap();
+    env.wait_for_snapshot().await;
+    let mut body = chat();
+    body["stream"] = true.into();
+    let stream = client
+        .post(format!("{}/v1/chat/completions", env.base_url("openai")))
+        .bearer_auth(&env.token)
+        .header("x-mock-chunks", "4")
+        .header("x-mock-chunk-delay-ms", "300")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(post(&env, &client, 0).await.status(), 429);
+    // Another principal is not held back by this one.
+    let (other_id, other) = env
+        .register(caracal_gateway::model::PrincipalKind::Agent, "worker-2")
+        .await;
+    let everything = common::authority::scope(&["*"], common::authority::ALL);
+    env.grant(&other_id, &everything, 3600).await;
+    env.wait_for_snapshot().await;
+    let r = client
+        .post(format!("{}/v1/chat/completions", env.base_url("openai")))
+        .bearer_auth(&other)
+        .json(&chat())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let _ = stream.bytes().await.unwrap();
+    assert_eq!(post(&env, &client, 0).await.status(), 200);
+}

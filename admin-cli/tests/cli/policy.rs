@@ -260,6 +260,10 @@ fn budget_policies_are_created_validated_and_versioned() {
         u["definition"]["budget"]["window"]["timezone"],
         "Europe/Berlin"
     );
+    // An in-flight limit alone is a policy.
+    let f = home.json(&create(&["--max-in-flight", "4", "--json"]));
+    assert_eq!(f["definition"]["max_in_flight"], 4, "{f}");
+    assert!(home.ok(&["policy", "list"]).contains("4 in flight"));
     // Bad input: each refused with a message naming it.
     for (extra, needle) in [
         (
@@ -289,6 +293,11 @@ fn budget_policies_are_created_validated_and_versioned() {
         (&["--limit", "5"][..], "--time-window"),
         (&["--time-window", "daily"][..], "--limit"),
         (&["--requests-per-minute", "0"][..], "requests_per_minute"),
+        (
+            &["--max-in-flight", "0"][..],
+            "--max-in-flight must be between 1",
+        ),
+        (&["--max-in-flight", "many"][..], "--max-in-flight"),
         (&[][..], "a policy needs a scope"),
     ] {
         let out = home.run(&create(extra));

@@ -41,6 +41,7 @@ fn policy(resources: &[&str], active: bool) -> Policy {
             max_delegation_depth: 4,
             budget: None,
             rate: None,
+            max_in_flight: None,
         },
         active,
         changed_by: "t".into(),

@@ -33,6 +33,7 @@ fn policy(allow: bool, max_depth: u32) -> Policy {
             max_delegation_depth: max_depth,
             budget: None,
             rate: None,
+            max_in_flight: None,
         },
         active: true,
         changed_by: "t".into(),

@@ -29,6 +29,7 @@ fn policy(id: &str, owner: &str, resources: &[&str], max: i64, active: bool) -> 
             max_delegation_depth: 0,
             budget: None,
             rate: None,
+            max_in_flight: None,
         },
         active,
         changed_by: "t".into(),

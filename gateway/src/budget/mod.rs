@@ -16,6 +16,21 @@ use counters::{CounterId, Line};
 
 use crate::policy::Policy;
 
+/// The in-flight limit of every principal whose active policies set one
+/// (the smallest).
+pub fn in_flight_limits(policies: &[Policy]) -> HashMap<String, u32> {
+    let mut limits: HashMap<String, u32> = HashMap::new();
+    for p in policies.iter().filter(|p| p.active) {
+        if let Some(n) = p.definition.max_in_flight {
+            limits
+                .entry(p.principal_id.clone())
+                .and_modify(|m| *m = (*m).min(n))
+                .or_insert(n);
+        }
+    }
+    limits
+}
+
 /// The budgets and rate limits of every principal, from the active
 /// policies (latest versions).
 pub fn plans(policies: &[Policy]) -> HashMap<String, Arc<Plan>> {

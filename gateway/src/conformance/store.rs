@@ -107,6 +107,7 @@ async fn world(s: &dyn Store) -> World {
         max_delegation_depth: 3,
         budget: None,
         rate: None,
+        max_in_flight: None,
     };
     let policy = s
         .create_policy(&boss, &def, &change("t"))
@@ -492,6 +493,7 @@ pub async fn policies_get_versions_and_history<H: Harness, F: Future<Output = H>
         max_delegation_depth: 0,
         budget: None,
         rate: None,
+        max_in_flight: None,
     };
     let p1 = s
         .create_policy(&bot, &first, &change("start"))
@@ -530,6 +532,7 @@ pub async fn policies_get_versions_and_history<H: Harness, F: Future<Output = H>
             requests_per_minute: Some(60),
             tokens_per_minute: None,
         }),
+        max_in_flight: Some(8),
     };
     let p2 = s
         .change_policy(&p1.id, Some(&second), true, &change("widen"))

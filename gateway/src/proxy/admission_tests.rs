@@ -115,6 +115,7 @@ async fn world() -> World {
         max_delegation_depth: 0,
         budget: None,
         rate: None,
+        max_in_flight: None,
     };
     let change = Change {
         changed_by: "test".into(),

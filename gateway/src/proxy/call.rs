@@ -84,6 +84,9 @@ pub struct Ctx {
     /// The call's place under the in-flight limit; it moves into the
     /// response body, so a stream holds it until it ends.
     pub in_flight: Option<InFlight>,
+    /// The call's place under its principal's in-flight limit, when it has
+    /// no global place to travel with (see `concurrency`).
+    pub principal_slot: Option<super::concurrency::PrincipalSlot>,
 }
 
 impl Ctx {
@@ -110,6 +113,7 @@ impl Ctx {
             strip_usage_event: false,
             progress: Arc::default(),
             in_flight: None,
+            principal_slot: None,
         }
     }
 

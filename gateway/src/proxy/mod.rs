@@ -7,6 +7,7 @@ pub mod allowlist;
 pub mod authenticate;
 pub mod budget;
 pub mod call;
+pub mod concurrency;
 pub mod connect;
 pub mod entry;
 pub mod forward;

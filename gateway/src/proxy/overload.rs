@@ -13,18 +13,31 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::call::Call;
+use super::concurrency::PrincipalSlot;
 use super::step::{Step, StepLayer};
 use crate::error::{Code, Denial};
 
 /// A request's place under the limit; also counted in the in-flight gauge.
+/// It carries the request's place under its principal's limit too, so
+/// both end together, with the response body.
 pub struct InFlight {
     _permit: OwnedSemaphorePermit,
+    _principal: Option<PrincipalSlot>,
 }
 
 impl InFlight {
     fn new(permit: OwnedSemaphorePermit) -> Self {
         metrics::gauge!("caracal_gateway_requests_in_flight").increment(1.0);
-        Self { _permit: permit }
+        Self {
+            _permit: permit,
+            _principal: None,
+        }
+    }
+
+    /// Holds the request's place under its principal's limit as long as
+    /// this one.
+    pub fn hold(&mut self, slot: PrincipalSlot) {
+        self._principal = Some(slot);
     }
 }
 

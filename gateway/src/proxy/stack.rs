@@ -18,8 +18,8 @@ use tracing::Level;
 
 use super::respond::Body;
 use super::{
-    allowlist, authenticate, budget, connect, entry, forward, limits, mandate, meter, overload,
-    price, rate, route, Shared,
+    allowlist, authenticate, budget, concurrency, connect, entry, forward, limits, mandate, meter,
+    overload, price, rate, route, Shared,
 };
 
 /// A response body as the stack returns it (traced).
@@ -65,6 +65,9 @@ pub fn stack(shared: &Arc<Shared>) -> Stack {
         .layer(limits::recordable(shared.sink.clone()))
         // Identity first, so an unauthenticated caller learns nothing else.
         .layer(authenticate::layer())
+        // One principal's share of the gateway: past its in-flight limit,
+        // 429 at once (the place is held until the response ends).
+        .layer(concurrency::layer(limits.max_in_flight_per_principal))
         // The provider and catalog operation (path hygiene, destination
         // guard, tunnel host pinning) that every later step speaks about.
         .layer(route::layer())

@@ -41,6 +41,8 @@ pub struct Snapshot {
     /// Budgets and rate limits by principal id (principals with neither
     /// are absent).
     pub budgets: HashMap<String, Arc<Plan>>,
+    /// In-flight limits set by policies, by principal id.
+    pub in_flight: HashMap<String, u32>,
 }
 
 impl Snapshot {
@@ -73,6 +75,7 @@ impl Snapshot {
             .collect();
         let pricebook = Arc::new(Pricebook::build(rows.prices, &templates));
         let budgets = crate::budget::plans(&rows.policies);
+        let in_flight = crate::budget::in_flight_limits(&rows.policies);
         let mut providers = HashMap::new();
         let mut by_host = HashMap::new();
         for def in rows.providers {
@@ -120,6 +123,7 @@ impl Snapshot {
                 authority,
                 pricebook,
                 budgets,
+                in_flight,
             },
             warnings,
         )

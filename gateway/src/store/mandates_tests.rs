@@ -41,6 +41,7 @@ async fn fixture() -> Fixture {
         max_delegation_depth: 0,
         budget: None,
         rate: None,
+        max_in_flight: None,
     };
     let change = Change {
         changed_by: "t".into(),

@@ -63,6 +63,7 @@ impl Authority {
                     max_delegation_depth: 4,
                     budget: None,
                     rate: None,
+                    max_in_flight: None,
                 },
                 &change("tests act under it"),
             )
