@@ -19,6 +19,7 @@ pub mod catalog;
 pub mod conformance;
 pub mod destination;
 pub mod error;
+pub mod header_policy;
 pub mod ledger;
 pub mod model;
 pub mod money;

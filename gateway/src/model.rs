@@ -164,6 +164,14 @@ pub struct ProviderDef {
     /// Headers added when the agent did not send them (e.g. `anthropic-version`).
     #[serde(default)]
     pub default_headers: Vec<(String, String)>,
+    /// Headers the operator pins: sent with these values whatever the agent
+    /// sends under the same names (e.g. `OpenAI-Project`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pinned_headers: Vec<(String, String)>,
+    /// Agent headers let through besides the template's (names, or
+    /// prefixes ending in `*`); see `header_policy`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_headers: Vec<String>,
     pub catalog: Vec<CatalogEntry>,
     /// Requests matching no catalog entry are forwarded as resource
     /// `passthrough` instead of being denied.

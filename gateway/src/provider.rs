@@ -6,6 +6,7 @@ use http::{HeaderName, HeaderValue, Uri};
 
 use crate::catalog::{CatalogError, CompiledCatalog};
 use crate::destination::{self, Host};
+use crate::header_policy::HeaderPolicy;
 use crate::model::{ProviderDef, Template};
 use crate::usage::Dialect;
 
@@ -24,6 +25,8 @@ pub enum ProviderError {
     Host { host: String, reason: String },
     #[error("credential header {0:?} is not a valid header")]
     Credential(String),
+    #[error("header {header:?}: {reason}")]
+    Header { header: String, reason: String },
     #[error(transparent)]
     Catalog(#[from] CatalogError),
 }
@@ -49,6 +52,10 @@ pub struct Provider {
     pub canonical_host: String,
     pub credentials: Vec<(HeaderName, HeaderValue)>,
     pub default_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Headers sent with the operator's values whatever the agent sends.
+    pub pinned_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Which agent headers reach the provider.
+    pub header_policy: HeaderPolicy,
     /// The credential values, masked in every response to the agent.
     pub secrets: Option<crate::redact::Secrets>,
 }
@@ -128,6 +135,36 @@ impl Provider {
             .iter()
             .map(|(n, v)| header(n, v))
             .collect::<Result<_, _>>()?;
+        let pinned_headers: Vec<(HeaderName, HeaderValue)> = def
+            .pinned_headers
+            .iter()
+            .map(|(n, v)| header(n, v))
+            .collect::<Result<_, _>>()?;
+        for (name, _) in &pinned_headers {
+            let n = name.as_str();
+            if n == "host"
+                || crate::proxy::forward::HOP_BY_HOP.contains(&n)
+                || credentials.iter().any(|(c, _)| c == name)
+            {
+                return Err(ProviderError::Header {
+                    header: n.to_string(),
+                    reason: "the gateway sets this header itself; it cannot be pinned".into(),
+                });
+            }
+        }
+        for entry in &def.allow_headers {
+            crate::header_policy::valid_allow_entry(entry).map_err(|reason| {
+                ProviderError::Header {
+                    header: entry.clone(),
+                    reason,
+                }
+            })?;
+        }
+        let pinned_names: Vec<String> = pinned_headers
+            .iter()
+            .map(|(n, _)| n.as_str().to_string())
+            .collect();
+        let header_policy = HeaderPolicy::new(def.template, &def.allow_headers, &pinned_names);
         let catalog = CompiledCatalog::compile(&def.catalog)?;
         let secrets =
             crate::redact::Secrets::from_values(credentials.iter().map(|(_, v)| v.as_bytes()));
@@ -141,6 +178,8 @@ impl Provider {
             canonical_host,
             credentials,
             default_headers,
+            pinned_headers,
+            header_policy,
             secrets,
         })
     }
@@ -189,6 +228,8 @@ mod tests {
                 value: "Bearer sk-x".into(),
             }],
             default_headers: vec![],
+            pinned_headers: vec![],
+            allow_headers: vec![],
             catalog: template_catalog(Template::Openai),
             passthrough: false,
             allow_private_network: false,

@@ -58,6 +58,18 @@ pub struct AddArgs {
     /// (repeatable).
     #[arg(long = "default-header", value_name = "'NAME: VALUE'")]
     pub default_headers: Vec<String>,
+    /// A header pinned by the operator, as 'Name: value' (repeatable): sent on every
+    /// upstream request with this value, whatever the agent sends under that name
+    /// (e.g. 'OpenAI-Project: proj_x', 'anthropic-beta: ...').
+    #[arg(long = "header", value_name = "'NAME: VALUE'")]
+    pub pinned_headers: Vec<String>,
+    /// An agent header to let through besides the template's (repeatable; a name, or
+    /// a prefix followed by *). The openai and anthropic templates let through only
+    /// content negotiation, SDK, tracing and idempotency headers (and openai-beta,
+    /// anthropic-version); generic lets all through. Cookies, method overrides and
+    /// credential headers are always dropped.
+    #[arg(long = "allow-header", value_name = "NAME")]
+    pub allow_headers: Vec<String>,
     /// An extra catalog entry, as 'METHOD /path=resource[:action]' (repeatable).
     /// METHOD may be *; path segments may be {name} (one segment) or a final **;
     /// action is read, create, update or delete (default: implied by the method).
@@ -125,6 +137,12 @@ pub fn definition(args: &AddArgs) -> anyhow::Result<ProviderDef> {
         hosts,
         credentials,
         default_headers,
+        pinned_headers: args
+            .pinned_headers
+            .iter()
+            .map(|h| parse_header(h))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+        allow_headers: args.allow_headers.clone(),
         catalog,
         passthrough: args.passthrough,
         allow_private_network: args.allow_private_network,

@@ -7,7 +7,7 @@ mod check;
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use anyhow::anyhow;
+use anyhow::{anyhow, bail};
 use caracal_gateway::model::{Action, ProviderDef};
 use caracal_gateway::provider::Provider;
 use caracal_gateway::store::prelude::*;
@@ -35,6 +35,25 @@ pub enum ProviderCmd {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Change which headers reach a provider: pin headers (--header 'Name: value'),
+    /// unpin them (--unpin NAME), let more agent headers through (--allow-header) or
+    /// fewer (--disallow-header). Running gateways use it within a second.
+    Update {
+        /// Provider name.
+        name: String,
+        /// Pin a header, as 'Name: value' (repeatable; replaces a pin of that name).
+        #[arg(long = "header", value_name = "'NAME: VALUE'")]
+        pin: Vec<String>,
+        /// Stop pinning a header (repeatable).
+        #[arg(long, value_name = "NAME")]
+        unpin: Vec<String>,
+        /// Let an agent header (or a prefix followed by *) through (repeatable).
+        #[arg(long = "allow-header", value_name = "NAME")]
+        allow: Vec<String>,
+        /// Stop letting an agent header (or prefix*) through (repeatable).
+        #[arg(long = "disallow-header", value_name = "NAME")]
+        disallow: Vec<String>,
     },
     /// Remove a provider (running gateways stop routing to it within a second).
     Remove {
@@ -109,6 +128,45 @@ pub async fn run(cmd: ProviderCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Re
                 print_provider(io.out, &view)?;
             }
         }
+        ProviderCmd::Update {
+            name,
+            pin,
+            unpin,
+            allow,
+            disallow,
+        } => {
+            if pin.is_empty() && unpin.is_empty() && allow.is_empty() && disallow.is_empty() {
+                bail!("nothing to change: give --header, --unpin, --allow-header or --disallow-header");
+            }
+            let mut def = store.get_provider(&name).await?;
+            let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+            for n in &unpin {
+                if !def.pinned_headers.iter().any(|(p, _)| same(p, n)) {
+                    bail!("--unpin {n}: provider {name} pins no such header");
+                }
+                def.pinned_headers.retain(|(p, _)| !same(p, n));
+            }
+            for h in &pin {
+                let (n, v) = add::parse_header(h)?;
+                def.pinned_headers.retain(|(p, _)| !same(p, &n));
+                def.pinned_headers.push((n, v));
+            }
+            for a in &disallow {
+                if !def.allow_headers.iter().any(|x| same(x, a)) {
+                    bail!("--disallow-header {a}: provider {name} does not let it through");
+                }
+                def.allow_headers.retain(|x| !same(x, a));
+            }
+            for a in allow {
+                if !def.allow_headers.iter().any(|x| same(x, &a)) {
+                    def.allow_headers.push(a);
+                }
+            }
+            let provider = Provider::new(def).map_err(|e| anyhow!("{e}"))?;
+            store.put_provider(&provider.def, true).await?;
+            writeln!(io.out, "provider {name} updated")?;
+            print_provider(io.out, &View::new(&provider.def, false))?;
+        }
         ProviderCmd::Remove { name } => {
             store.remove_provider(&name).await?;
             writeln!(io.out, "provider {name} removed")?;
@@ -131,6 +189,8 @@ struct View {
     hosts: Vec<String>,
     credentials: Vec<Header>,
     default_headers: Vec<Header>,
+    pinned_headers: Vec<Header>,
+    allow_headers: Vec<String>,
     passthrough: bool,
     allow_private_network: bool,
     catalog_entries: usize,
@@ -180,6 +240,15 @@ impl View {
                     value: v.clone(),
                 })
                 .collect(),
+            pinned_headers: def
+                .pinned_headers
+                .iter()
+                .map(|(n, v)| Header {
+                    name: n.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+            allow_headers: def.allow_headers.clone(),
             passthrough: def.passthrough,
             allow_private_network: def.allow_private_network,
             catalog_entries: def.catalog.len(),
@@ -249,6 +318,25 @@ fn print_provider(out: &mut dyn Write, v: &View) -> anyhow::Result<()> {
         out,
         "default headers: {}",
         output::or_dash((!defaults.is_empty()).then(|| defaults.join(", ")))
+    )?;
+    let pinned: Vec<String> = v
+        .pinned_headers
+        .iter()
+        .map(|h| format!("{}: {}", h.name, h.value))
+        .collect();
+    writeln!(
+        out,
+        "pinned headers:  {}",
+        output::or_dash((!pinned.is_empty()).then(|| pinned.join(", ")))
+    )?;
+    writeln!(
+        out,
+        "agent headers:   the template's{}",
+        if v.allow_headers.is_empty() {
+            String::new()
+        } else {
+            format!(", and {}", v.allow_headers.join(", "))
+        }
     )?;
     writeln!(
         out,

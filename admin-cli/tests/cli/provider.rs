@@ -209,3 +209,83 @@ fn bad_definitions_are_refused_with_the_reason() {
         .contains("no provider named"));
     home.fails(1, &["provider", "remove", "p"]);
 }
+
+#[test]
+fn pinned_and_allowed_headers_are_set_shown_and_changed() {
+    let home = Home::with_workspace();
+    home.ok(&[
+        "provider",
+        "add",
+        "openai",
+        "--template",
+        "openai",
+        "--base-url",
+        "https://api.openai.com",
+        "--credential",
+        SECRET,
+        "--header",
+        "OpenAI-Project: proj_x",
+        "--allow-header",
+        "x-team-*",
+    ]);
+    let show = home.json(&["provider", "show", "openai", "--json"]);
+    assert_eq!(
+        show["pinned_headers"][0]["name"], "openai-project",
+        "{show}"
+    );
+    assert_eq!(show["pinned_headers"][0]["value"], "proj_x");
+    assert_eq!(show["allow_headers"][0], "x-team-*");
+    let out = home.ok(&[
+        "provider",
+        "update",
+        "openai",
+        "--header",
+        "openai-project: proj_y",
+        "--header",
+        "OpenAI-Organization: org_1",
+        "--disallow-header",
+        "x-team-*",
+        "--allow-header",
+        "anthropic-beta",
+    ]);
+    assert!(out.contains("openai-project: proj_y"), "{out}");
+    assert!(out.contains("openai-organization: org_1"), "{out}");
+    assert!(out.contains("and anthropic-beta"), "{out}");
+    let show = home.json(&["provider", "show", "openai", "--json"]);
+    assert_eq!(
+        show["pinned_headers"].as_array().unwrap().len(),
+        2,
+        "{show}"
+    );
+    assert_eq!(show["allow_headers"], serde_json::json!(["anthropic-beta"]));
+    home.ok(&[
+        "provider",
+        "update",
+        "openai",
+        "--unpin",
+        "OPENAI-ORGANIZATION",
+    ]);
+    let show = home.json(&["provider", "show", "openai", "--json"]);
+    assert_eq!(show["pinned_headers"].as_array().unwrap().len(), 1);
+    for (args, want) in [
+        (vec!["--unpin", "x-nope"], "pins no such header"),
+        (
+            vec!["--disallow-header", "x-nope"],
+            "does not let it through",
+        ),
+        (vec!["--allow-header", "cookie"], "always drops"),
+        (
+            vec!["--header", "authorization: Bearer other"],
+            "cannot be pinned",
+        ),
+        (vec!["--header", "no colon"], "header"),
+        (vec![], "nothing to change"),
+    ] {
+        let mut all = vec!["provider", "update", "openai"];
+        all.extend(args.iter().copied());
+        let out = home.fails(1, &all);
+        assert!(out.stderr.contains(want), "{all:?}: {out:?}");
+    }
+    let out = home.fails(1, &["provider", "update", "nobody", "--allow-header", "x"]);
+    assert!(out.stderr.contains("nobody"), "{out:?}");
+}

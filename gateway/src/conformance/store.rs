@@ -209,6 +209,8 @@ fn provider(name: &str, base_url: &str) -> ProviderDef {
             value: "Bearer sk-real".into(),
         }],
         default_headers: vec![("x-version".into(), "1".into())],
+        pinned_headers: vec![],
+        allow_headers: vec![],
         catalog: crate::catalog::template_catalog(Template::Openai),
         passthrough: true,
         allow_private_network: false,

@@ -87,6 +87,8 @@ async fn world() -> World {
             value: "Bearer sk-real".into(),
         }],
         default_headers: vec![],
+        pinned_headers: vec![],
+        allow_headers: vec![],
         catalog: template_catalog(Template::Openai),
         passthrough: false,
         allow_private_network: false,

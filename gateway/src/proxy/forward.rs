@@ -17,10 +17,11 @@ use super::call::RequestBody;
 use super::meter::{Counted, RequestProgress};
 use super::upstream::{forbidden_in, Upstream};
 use crate::error::{Code, Denial};
+use crate::header_policy::{Dropped, HeaderPolicy};
 use crate::provider::Provider;
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 9] = [
+pub const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -31,9 +32,6 @@ const HOP_BY_HOP: [&str; 9] = [
     "transfer-encoding",
     "upgrade",
 ];
-
-/// Credentials an agent might send towards a provider; always stripped.
-const AGENT_CREDENTIALS: [&str; 4] = ["authorization", "x-api-key", "api-key", "x-goog-api-key"];
 
 /// An admitted call on its way to its provider.
 pub struct Outbound {
@@ -122,8 +120,7 @@ fn upstream_request(
     request_headers(
         &parts.headers,
         upstream_req.headers_mut(),
-        &provider.credentials,
-        &provider.default_headers,
+        &Injected::of(provider),
     );
     upstream_req
 }
@@ -204,34 +201,63 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The upstream request's headers: the agent's, minus hop-by-hop headers,
-/// `Host`, any credential and any `x-caracal-*` control header; plus the
-/// provider's credentials and defaults. Responses are requested unencoded
-/// so their usage can be read.
-pub fn request_headers(
-    from: &HeaderMap,
-    to: &mut HeaderMap,
-    credentials: &[(HeaderName, HeaderValue)],
-    defaults: &[(HeaderName, HeaderValue)],
-) {
+/// What the gateway puts into an upstream request's headers, besides
+/// what it lets through from the agent.
+pub struct Injected<'a> {
+    pub policy: &'a HeaderPolicy,
+    pub credentials: &'a [(HeaderName, HeaderValue)],
+    pub pinned: &'a [(HeaderName, HeaderValue)],
+    pub defaults: &'a [(HeaderName, HeaderValue)],
+}
+
+impl<'a> Injected<'a> {
+    pub fn of(provider: &'a Provider) -> Self {
+        Injected {
+            policy: &provider.header_policy,
+            credentials: &provider.credentials,
+            pinned: &provider.pinned_headers,
+            defaults: &provider.default_headers,
+        }
+    }
+}
+
+/// The upstream request's headers: the agent's that the provider's header
+/// policy lets through (`header_policy`), minus hop-by-hop headers, `Host`,
+/// `Accept-Encoding` and any `x-caracal-*` control header; plus the
+/// provider's credentials and pinned headers (replacing the agent's), and
+/// its defaults where the agent sent none. Responses are requested
+/// unencoded so their usage can be read.
+pub fn request_headers(from: &HeaderMap, to: &mut HeaderMap, with: &Injected<'_>) {
     let listed = connection_listed(from);
     for (name, value) in from {
         let n = name.as_str();
-        let drop = HOP_BY_HOP.contains(&n)
-            || AGENT_CREDENTIALS.contains(&n)
+        let hop = HOP_BY_HOP.contains(&n)
             || n == "host"
             || n == "accept-encoding"
             || n.starts_with("x-caracal-")
-            || listed.iter().any(|l| l == n)
-            || credentials.iter().any(|(c, _)| c == name);
-        if !drop {
-            to.append(name.clone(), value.clone());
+            || listed.iter().any(|l| l == n);
+        if hop {
+            continue;
+        }
+        let judged = if with.credentials.iter().any(|(c, _)| c == name) {
+            Err(Dropped::Credential)
+        } else {
+            with.policy.judge(n)
+        };
+        match judged {
+            Ok(()) => {
+                to.append(name.clone(), value.clone());
+            }
+            Err(why) => {
+                metrics::counter!("caracal_gateway_request_headers_dropped_total", "reason" => why.as_str())
+                    .increment(1);
+            }
         }
     }
-    for (name, value) in credentials {
+    for (name, value) in with.credentials.iter().chain(with.pinned) {
         to.insert(name.clone(), value.clone());
     }
-    for (name, value) in defaults {
+    for (name, value) in with.defaults {
         if !to.contains_key(name) {
             to.insert(name.clone(), value.clone());
         }
@@ -245,6 +271,7 @@ pub fn request_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Template;
 
     #[test]
     fn agent_credentials_and_hop_headers_are_replaced() {
@@ -278,7 +305,39 @@ mod tests {
             ),
         ];
         let mut to = HeaderMap::new();
-        request_headers(&from, &mut to, &creds, &defaults);
+        let policy = HeaderPolicy::new(Template::Anthropic, &[], &["x-pinned".into()]);
+        let pinned = [(
+            HeaderName::from_static("x-pinned"),
+            HeaderValue::from_static("operator"),
+        )];
+        from.append(
+            HeaderName::from_static("x-pinned"),
+            HeaderValue::from_static("agent"),
+        );
+        from.append(
+            HeaderName::from_static("cookie"),
+            HeaderValue::from_static("c=1"),
+        );
+        from.append(
+            HeaderName::from_static("anthropic-beta"),
+            HeaderValue::from_static("context-1m-2025-08-07"),
+        );
+        let with = Injected {
+            policy: &policy,
+            credentials: &creds,
+            pinned: &pinned,
+            defaults: &defaults,
+        };
+        request_headers(&from, &mut to, &with);
+        assert_eq!(
+            to.get_all("x-pinned").iter().collect::<Vec<_>>(),
+            ["operator"]
+        );
+        assert!(to.get("cookie").is_none());
+        assert!(
+            to.get("anthropic-beta").is_none(),
+            "the operator's to enable"
+        );
         assert_eq!(to.get("x-api-key").unwrap(), "sk-real");
         assert_eq!(to.get_all("x-api-key").iter().count(), 1);
         for gone in [

@@ -73,6 +73,9 @@ pub fn provider(name: &str, template: Template, base_url: &str, host: &str) -> P
         hosts: vec![host.into()],
         credentials,
         default_headers,
+        pinned_headers: vec![],
+        // The mock provider's per-request controls.
+        allow_headers: vec!["x-mock-*".into()],
         catalog: template_catalog(template),
         passthrough: false,
         allow_private_network: true,
