@@ -497,3 +497,64 @@ async fn tunnels_count_against_max_connections() {
         .await;
     assert_eq!(status_of(&served), 200, "{served}");
 }
+
+/// Requests hyper's parser rejects before any handler runs get the JSON
+/// error shape with a stable code (not a bare status), and are counted.
+#[tokio::test]
+async fn parser_refusals_have_the_json_shape_and_a_code() {
+    let env = start().await;
+    // The metrics recorder is the process's: other tests count too.
+    let counted = || async {
+        let metrics = reqwest::get(format!("http://{}/metrics", env.gw.metrics_addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("caracal_gateway_malformed_requests_total{status=\"400\"} ")
+            })
+            .map_or(0, |n| n.trim().parse::<u64>().unwrap())
+    };
+    let before = counted().await;
+    for (raw, status, code) in [
+        (
+            &b"GET /v1/models HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n"[..],
+            400,
+            "bad_request",
+        ),
+        (
+            b"GET /v1/mo dels HTTP/1.1\r\nHost: x\r\n\r\n",
+            400,
+            "bad_request",
+        ),
+        (b"\x00\x01\x02\x03garbage\r\n\r\n", 400, "bad_request"),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+            400,
+            "bad_request",
+        ),
+    ] {
+        let resp = env.raw(raw, WAIT).await;
+        assert_eq!(status_of(&resp), status, "{raw:?} -> {resp:?}");
+        assert_eq!(code_of(&resp), code, "{raw:?} -> {resp:?}");
+        assert!(
+            resp.to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{resp}"
+        );
+    }
+    let huge = format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\nx-pad: {}\r\n\r\n",
+        "a".repeat(200 * 1024)
+    );
+    let resp = env.raw(huge.as_bytes(), WAIT).await;
+    if !resp.is_empty() {
+        assert_eq!(status_of(&resp), 431, "{resp}");
+        assert_eq!(code_of(&resp), "headers_too_large", "{resp}");
+    }
+    assert!(counted().await >= before + 4, "each refusal is counted");
+    env.assert_healthy().await;
+}

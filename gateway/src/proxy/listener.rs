@@ -115,6 +115,8 @@ where
         .max_header_list_size(u32::try_from(hard_limit).unwrap_or(u32::MAX))
         .max_concurrent_streams(256)
         .keep_alive_interval(Some(std::time::Duration::from_secs(30)));
+    // hyper's own answers to requests it cannot parse get the JSON shape.
+    let io = super::malformed::Malformed::new(io);
     let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
     // Runs until the connection ends, shutdown begins, or the client has

@@ -13,6 +13,7 @@ pub mod entry;
 pub mod forward;
 pub mod limits;
 mod listener;
+mod malformed;
 pub mod mandate;
 pub mod meter;
 pub mod overload;
