@@ -9,6 +9,7 @@
 //! `*`, so lengths (and `Content-Length`) are unchanged. Pure.
 
 use aho_corasick::{AhoCorasick, MatchKind};
+use bytes::Bytes;
 
 /// Secrets shorter than this are not masked: they would also match
 /// ordinary text, and no provider issues keys that short.
@@ -19,6 +20,7 @@ pub const MIN_SECRET_BYTES: usize = 8;
 pub struct Secrets {
     matcher: AhoCorasick,
     longest: usize,
+    secrets: Vec<Vec<u8>>,
 }
 
 impl Secrets {
@@ -41,7 +43,12 @@ impl Secrets {
             .match_kind(MatchKind::LeftmostLongest)
             .build(&secrets)
             .ok()?;
-        Some(Secrets { matcher, longest })
+        let secrets = secrets.into_iter().map(<[u8]>::to_vec).collect();
+        Some(Secrets {
+            matcher,
+            longest,
+            secrets,
+        })
     }
 
     /// Masks every secret in `bytes`, in place; true when one was found.
@@ -90,6 +97,36 @@ impl Masker {
         buf
     }
 
+    /// [`Masker::push`] without copying in the usual case: a chunk that
+    /// holds no secret and ends with nothing that could begin one goes out
+    /// as it came.
+    pub fn push_bytes(&mut self, chunk: Bytes) -> Bytes {
+        if !self.held.is_empty() || self.secrets.matcher.is_match(&chunk[..]) {
+            return Bytes::from(self.push(&chunk));
+        }
+        match self.partial_start(&chunk) {
+            None => chunk,
+            Some(at) => {
+                self.held = chunk[at..].to_vec();
+                chunk.slice(..at)
+            }
+        }
+    }
+
+    /// The first position of the chunk's last `longest - 1` bytes from
+    /// which the rest of the chunk is the beginning of a secret (one the
+    /// next chunk may complete). Earlier positions cannot begin an
+    /// incomplete secret: it would be complete within the chunk.
+    fn partial_start(&self, chunk: &[u8]) -> Option<usize> {
+        let from = chunk.len().saturating_sub(self.secrets.longest - 1);
+        (from..chunk.len()).find(|&i| {
+            self.secrets
+                .secrets
+                .iter()
+                .any(|s| s.starts_with(&chunk[i..]))
+        })
+    }
+
     /// The body ended: the bytes held back, masked.
     pub fn finish(&mut self) -> Vec<u8> {
         let mut rest = std::mem::take(&mut self.held);
@@ -131,19 +168,32 @@ mod tests {
         Secrets::from_values([b"Bearer sk-live-0123456789".as_slice(), b"short"]).unwrap()
     }
 
-    /// Feeds `body` split at `cuts` and returns what came out.
+    /// Feeds `body` split at `cuts` and returns what came out, through
+    /// `push` and through `push_bytes` (which must agree).
     fn stream(body: &[u8], cuts: &[usize]) -> Vec<u8> {
-        let mut m = secrets().masker();
-        let mut out = Vec::new();
-        let mut at = 0;
-        for &c in cuts {
-            let c = c.clamp(at, body.len());
-            out.extend(m.push(&body[at..c]));
-            at = c;
+        let mut outs = Vec::new();
+        for copying in [true, false] {
+            let mut m = secrets().masker();
+            let mut out = Vec::new();
+            let mut at = 0;
+            let mut feed = |m: &mut Masker, part: &[u8]| {
+                if copying {
+                    out.extend(m.push(part));
+                } else {
+                    out.extend(m.push_bytes(Bytes::copy_from_slice(part)));
+                }
+            };
+            for &c in cuts {
+                let c = c.clamp(at, body.len());
+                feed(&mut m, &body[at..c]);
+                at = c;
+            }
+            feed(&mut m, &body[at..]);
+            out.extend(m.finish());
+            outs.push(out);
         }
-        out.extend(m.push(&body[at..]));
-        out.extend(m.finish());
-        out
+        assert_eq!(outs[0], outs[1], "push and push_bytes agree");
+        outs.pop().unwrap()
     }
 
     #[test]
@@ -176,6 +226,25 @@ mod tests {
                 assert_eq!(stream(body, &[a, b]), want, "split at {a} and {b}");
             }
         }
+    }
+
+    #[test]
+    fn ordinary_chunks_go_out_whole_and_uncopied() {
+        let mut m = secrets().masker();
+        let chunk = Bytes::from_static(b"{\"id\":\"chatcmpl-1\",\"choices\":[]}");
+        let out = m.push_bytes(chunk.clone());
+        assert_eq!(out.as_ptr(), chunk.as_ptr(), "the same bytes, not a copy");
+        assert_eq!(out.len(), chunk.len());
+        assert!(!m.holding());
+        // Ending with what could begin a secret: that much is held.
+        let out = m.push_bytes(Bytes::from_static(b"data: Bearer sk-li"));
+        assert_eq!(&out[..], b"data: ");
+        assert!(m.holding());
+        let mut out = m
+            .push_bytes(Bytes::from_static(b"ve-0123456789 end"))
+            .to_vec();
+        out.extend(m.finish());
+        assert_eq!(&out[..], b"************************* end");
     }
 
     #[test]

@@ -340,19 +340,22 @@ impl<B> Metered<B> {
     /// The client-bound bytes of `data` after the body's filters (usage
     /// event stripped, secrets masked); `None` when no filter applies.
     /// `end`: the body ends with this chunk; held bytes go out with it.
-    fn filter(&mut self, data: &[u8], end: bool) -> Option<Vec<u8>> {
+    fn filter(&mut self, data: &Bytes, end: bool) -> Option<Bytes> {
         let mut out = None;
         if let Some(strip) = self.strip.as_mut() {
             let mut o = strip.push(data);
             if end {
                 o.extend(strip.finish());
             }
-            out = Some(o);
+            out = Some(Bytes::from(o));
         }
         if let Some(mask) = self.mask.as_mut() {
-            let mut o = mask.push(out.as_deref().unwrap_or(data));
+            let mut o = mask.push_bytes(out.take().unwrap_or_else(|| data.clone()));
             if end {
-                o.extend(mask.finish());
+                let rest = mask.finish();
+                if !rest.is_empty() {
+                    o = Bytes::from([&o[..], &rest[..]].concat());
+                }
                 let masked = mask.masked();
                 if masked > 0 {
                     metrics::counter!("caracal_credentials_masked_total", "where" => "body")
@@ -423,7 +426,7 @@ where
                     }
                     let data = data.clone();
                     if let Some(out) = this.filter(&data, end) {
-                        frame = Frame::data(Bytes::from(out));
+                        frame = Frame::data(out);
                     }
                 }
                 this.stall.reset();
@@ -441,10 +444,8 @@ where
             Poll::Ready(None) => {
                 this.settle(true, None);
                 this.ended = true;
-                match this.filter(&[], true) {
-                    Some(rest) if !rest.is_empty() => {
-                        Poll::Ready(Some(Ok(Frame::data(Bytes::from(rest)))))
-                    }
+                match this.filter(&Bytes::new(), true) {
+                    Some(rest) if !rest.is_empty() => Poll::Ready(Some(Ok(Frame::data(rest)))),
                     _ => Poll::Ready(None),
                 }
             }
