@@ -5,26 +5,14 @@
 
 mod common;
 
-use caracal_gateway::model::{PatternType, Template};
+use caracal_gateway::model::Template;
 use common::*;
 
 /// A passthrough provider in front of the mock's echo endpoint, whose
 /// credential is `Bearer OPENAI_KEY`.
 async fn echo_env() -> Env {
     let env = start().await;
-    let mut def = provider(
-        "echo",
-        Template::Openai,
-        &env.mock.base_url(),
-        "echo.example.com",
-    );
-    def.passthrough = true;
-    env.store.put_provider(&def, false).await.unwrap();
-    env.store
-        .add_allowlist(&env.agent_id, "*://echo.example.com/*", PatternType::Glob)
-        .await
-        .unwrap();
-    env.wait_for_snapshot().await;
+    env.add_echo_provider(Template::Openai, |_| {}).await;
     env
 }
 

@@ -5,23 +5,18 @@
 
 mod common;
 
-use caracal_gateway::model::{PatternType, Template};
+use caracal_gateway::model::Template;
 use common::*;
 
 /// An OpenAI-template provider in front of the mock's echo endpoint
 /// (passthrough), with `OpenAI-Project` pinned.
 async fn env_with(template: Template, allow: &[&str]) -> Env {
     let env = start().await;
-    let mut def = provider("echo", template, &env.mock.base_url(), "echo.example.com");
-    def.passthrough = true;
-    def.pinned_headers = vec![("OpenAI-Project".into(), "proj_operator".into())];
-    def.allow_headers = allow.iter().map(|a| a.to_string()).collect();
-    env.store.put_provider(&def, false).await.unwrap();
-    env.store
-        .add_allowlist(&env.agent_id, "*://echo.example.com/*", PatternType::Glob)
-        .await
-        .unwrap();
-    env.wait_for_snapshot().await;
+    env.add_echo_provider(template, |def| {
+        def.pinned_headers = vec![("OpenAI-Project".into(), "proj_operator".into())];
+        def.allow_headers = allow.iter().map(|a| a.to_string()).collect();
+    })
+    .await;
     env
 }
 
@@ -96,12 +91,7 @@ async fn agents_cannot_steer_billing_features_cookies_or_methods() {
     ] {
         assert!(seen.get(kept).is_some(), "{kept} was dropped: {seen}");
     }
-    let metrics = reqwest::get(format!("http://{}/metrics", env.gw.metrics_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = env.metrics().await;
     for reason in ["stripped", "not_allowed", "pinned", "credential"] {
         let needle =
             format!("caracal_gateway_request_headers_dropped_total{{reason=\"{reason}\"}}");

@@ -505,13 +505,8 @@ async fn parser_refusals_have_the_json_shape_and_a_code() {
     let env = start().await;
     // The metrics recorder is the process's: other tests count too.
     let counted = || async {
-        let metrics = reqwest::get(format!("http://{}/metrics", env.gw.metrics_addr))
+        env.metrics()
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metrics
             .lines()
             .find_map(|l| {
                 l.strip_prefix("caracal_gateway_malformed_requests_total{status=\"400\"} ")

@@ -125,12 +125,7 @@ async fn metrics_and_health_are_served() {
     assert_eq!(report["status"], "ok");
     assert_eq!(report["checks"]["ledger"], true);
     assert_eq!(report["checks"]["tls"], true);
-    let metrics = reqwest::get(format!("http://{}/metrics", env.gw.metrics_addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = env.metrics().await;
     for needle in [
         "caracal_gateway_requests_total{decision=\"deny\",code=\"resource_not_allowed\"}",
         "caracal_gateway_request_duration_seconds_bucket",

@@ -24,25 +24,47 @@ async fn post(env: &Env, client: &reqwest::Client, latency_ms: u64) -> reqwest::
         .unwrap()
 }
 
+/// A streamed chat call whose body takes about a second to arrive.
+async fn slow_stream(env: &Env, client: &reqwest::Client) -> reqwest::Response {
+    let mut body = chat();
+    body["stream"] = true.into();
+    client
+        .post(format!("{}/v1/chat/completions", env.base_url("openai")))
+        .bearer_auth(&env.token)
+        .header("x-mock-chunks", "4")
+        .header("x-mock-chunk-delay-ms", "300")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Two slow calls, and a third while they hold their places: the slow
+/// ones' responses, the third's, and how long it took. `/health` is asked
+/// while the places are held.
+async fn two_slow_then_one(
+    env: &Env,
+    client: &reqwest::Client,
+) -> (Vec<reqwest::Response>, reqwest::Response, Duration) {
+    let slow = join_all((0..2).map(|_| post(env, client, 1500)));
+    let third = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = Instant::now();
+        let r = post(env, client, 0).await;
+        let took = started.elapsed();
+        env.assert_healthy().await;
+        (r, took)
+    };
+    let (slow, (r, took)) = tokio::join!(slow, third);
+    (slow, r, took)
+}
+
 #[tokio::test]
 async fn requests_past_the_in_flight_limit_are_shed_at_once() {
     let env = start_custom(Default::default(), |c| c.limits.max_in_flight = 2).await;
     let client = env.direct_client();
     // Two slow calls take both places.
-    let slow = {
-        let (env, client) = (&env, &client);
-        join_all((0..2).map(|_| async move { post(env, client, 1500).await }))
-    };
-    let shed = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let started = Instant::now();
-        let r = post(&env, &client, 0).await;
-        let took = started.elapsed();
-        // /health answers while every place is taken.
-        env.assert_healthy().await;
-        (r, took)
-    };
-    let (slow, (r, took)) = tokio::join!(slow, shed);
+    let (slow, r, took) = two_slow_then_one(&env, &client).await;
     assert_eq!(r.status(), 503);
     assert!(took < Duration::from_millis(500), "shedding took {took:?}");
     assert_eq!(r.headers()["retry-after"], "1");
@@ -67,17 +89,7 @@ async fn requests_past_the_in_flight_limit_are_shed_at_once() {
 async fn a_stream_holds_its_place_until_it_ends() {
     let env = start_custom(Default::default(), |c| c.limits.max_in_flight = 1).await;
     let client = env.direct_client();
-    let mut body = chat();
-    body["stream"] = true.into();
-    let stream = client
-        .post(format!("{}/v1/chat/completions", env.base_url("openai")))
-        .bearer_auth(&env.token)
-        .header("x-mock-chunks", "4")
-        .header("x-mock-chunk-delay-ms", "300")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let stream = slow_stream(&env, &client).await;
     assert_eq!(stream.status(), 200);
     // The headers are back, the body still streams: the place is taken.
     assert_eq!(post(&env, &client, 0).await.status(), 503);
@@ -129,17 +141,7 @@ async fn a_principal_past_its_in_flight_limit_is_refused_and_others_are_not() {
     })
     .await;
     let client = env.direct_client();
-    let slow = {
-        let (env, client) = (&env, &client);
-        join_all((0..2).map(|_| async move { post(env, client, 1500).await }))
-    };
-    let refused = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let started = Instant::now();
-        let r = post(&env, &client, 0).await;
-        (r, started.elapsed())
-    };
-    let (slow, (r, took)) = tokio::join!(slow, refused);
+    let (slow, r, took) = two_slow_then_one(&env, &client).await;
     assert_eq!(r.status(), 429);
     assert!(took < Duration::from_millis(500), "refusing took {took:?}");
     assert_eq!(r.headers()["retry-after"], "1");
@@ -182,17 +184,7 @@ async fn a_principal_past_its_in_flight_limit_is_refused_and_others_are_not() {
         .await
         .unwrap();
     env.wait_for_snapshot().await;
-    let mut body = chat();
-    body["stream"] = true.into();
-    let stream = client
-        .post(format!("{}/v1/chat/completions", env.base_url("openai")))
-        .bearer_auth(&env.token)
-        .header("x-mock-chunks", "4")
-        .header("x-mock-chunk-delay-ms", "300")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let stream = slow_stream(&env, &client).await;
     assert_eq!(stream.status(), 200);
     assert_eq!(post(&env, &client, 0).await.status(), 429);
     // Another principal is not held back by this one.

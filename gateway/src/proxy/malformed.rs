@@ -123,6 +123,14 @@ impl<I: Write + Unpin> Malformed<I> {
         Poll::Ready(Ok(0))
     }
 
+    /// Whatever is pending written out, before a flush or a shutdown.
+    fn drained(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.pending {
+            None => Poll::Ready(Ok(())),
+            Some(_) => self.drain(cx).map_ok(|_| ()),
+        }
+    }
+
     fn replace(&mut self, head: &[u8], stands_for: usize) -> bool {
         match replacement(head) {
             Some((status, bytes)) => {
@@ -192,26 +200,18 @@ impl<I: Write + Unpin> Write for Malformed<I> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if this.pending.is_some() {
-            match this.drain(cx) {
-                Poll::Ready(Ok(_)) => {}
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            }
+        match this.drained(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_flush(cx),
+            other => other,
         }
-        Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if this.pending.is_some() {
-            match this.drain(cx) {
-                Poll::Ready(Ok(_)) => {}
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            }
+        match this.drained(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_shutdown(cx),
+            other => other,
         }
-        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
 

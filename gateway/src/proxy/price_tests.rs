@@ -510,61 +510,61 @@ fn price_of(
 
 #[test]
 fn what_cannot_be_bounded_is_refused_with_a_code_that_says_why() {
-    // A generic provider: the gateway knows no output limit of it.
-    let e = price_of(
-        "local",
-        Dialect::Unknown,
-        "chat",
-        r#"{"model":"llama3","max_tokens":5}"#,
+    let search = r#"{"model":"claude-sonnet-4","max_tokens":5,"tools":[{"type":"web_search_20250305","name":"web_search"}]}"#;
+    let code = r#"{"model":"claude-sonnet-4","max_tokens":5,"tools":[{"type":"code_execution_20250825","name":"code_execution","max_uses":1}]}"#;
+    type Case = (
+        &'static str,
+        Dialect,
+        &'static str,
+        &'static str,
+        fn(&Unpriceable) -> bool,
     );
-    assert!(
-        matches!(e, Err(Unpriceable::OutputUnbounded { .. })),
-        "{e:?}"
-    );
-    // An operation that bills otherwise than by tokens.
-    let e = price_of(
-        "openai",
-        Dialect::OpenAi,
-        "images.generations",
-        r#"{"model":"dall-e-3","n":10}"#,
-    );
-    assert!(
-        matches!(e, Err(Unpriceable::OutputUnbounded { .. })),
-        "{e:?}"
-    );
-    // Input from a previous response, and a model without a context window.
-    let e = price_of(
-        "openai",
-        Dialect::OpenAi,
-        "responses",
-        r#"{"model":"text-embedding-3-small","previous_response_id":"r"}"#,
-    );
-    assert!(
-        matches!(
-            e,
-            Err(Unpriceable::InputUnbounded {
-                what: "previous_response_id",
-                ..
-            })
+    let cases: [Case; 5] = [
+        // A generic provider: the gateway knows no output limit of it.
+        (
+            "local",
+            Dialect::Unknown,
+            "chat",
+            r#"{"model":"llama3","max_tokens":5}"#,
+            |e| matches!(e, Unpriceable::OutputUnbounded { .. }),
         ),
-        "{e:?}"
-    );
-    // A provider-run tool without a bound on its uses.
-    let e = price_of(
-        "claude",
-        Dialect::Anthropic,
-        "messages",
-        r#"{"model":"claude-sonnet-4","max_tokens":5,"tools":[{"type":"web_search_20250305","name":"web_search"}]}"#,
-    );
-    assert!(matches!(e, Err(Unpriceable::ToolUnbounded { .. })), "{e:?}");
-    // A provider-run tool the pricebook has no price for.
-    let e = price_of(
-        "claude",
-        Dialect::Anthropic,
-        "messages",
-        r#"{"model":"claude-sonnet-4","max_tokens":5,"tools":[{"type":"code_execution_20250825","name":"code_execution","max_uses":1}]}"#,
-    );
-    assert!(matches!(e, Err(Unpriceable::ToolUnpriced { .. })), "{e:?}");
+        // An operation that bills otherwise than by tokens.
+        (
+            "openai",
+            Dialect::OpenAi,
+            "images.generations",
+            r#"{"model":"dall-e-3","n":10}"#,
+            |e| matches!(e, Unpriceable::OutputUnbounded { .. }),
+        ),
+        // Input from a previous response, and a model without a context window.
+        (
+            "openai",
+            Dialect::OpenAi,
+            "responses",
+            r#"{"model":"text-embedding-3-small","previous_response_id":"r"}"#,
+            |e| {
+                matches!(
+                    e,
+                    Unpriceable::InputUnbounded {
+                        what: "previous_response_id",
+                        ..
+                    }
+                )
+            },
+        ),
+        // A provider-run tool without a bound on its uses.
+        ("claude", Dialect::Anthropic, "messages", search, |e| {
+            matches!(e, Unpriceable::ToolUnbounded { .. })
+        }),
+        // A provider-run tool the pricebook has no price for.
+        ("claude", Dialect::Anthropic, "messages", code, |e| {
+            matches!(e, Unpriceable::ToolUnpriced { .. })
+        }),
+    ];
+    for (provider, dialect, resource, body, want) in cases {
+        let e = price_of(provider, dialect, resource, body);
+        assert!(e.as_ref().is_err_and(want), "{resource} {body}: {e:?}");
+    }
 }
 
 #[test]

@@ -368,6 +368,36 @@ impl Env {
     }
 
     /// `GET /health` on the gateway port.
+    /// The gateway's Prometheus metrics, as text. The recorder is the
+    /// process's: tests in the same binary count into it too.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.gw.metrics_addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Adds a passthrough provider `echo` of `template` in front of the
+    /// mock's echo endpoint (host echo.example.com, on the agent's
+    /// allowlist), adjusted by `adjust`.
+    pub async fn add_echo_provider(
+        &self,
+        template: Template,
+        adjust: impl FnOnce(&mut ProviderDef),
+    ) {
+        let mut def = provider("echo", template, &self.mock.base_url(), "echo.example.com");
+        def.passthrough = true;
+        adjust(&mut def);
+        self.store.put_provider(&def, false).await.unwrap();
+        self.store
+            .add_allowlist(&self.agent_id, "*://echo.example.com/*", PatternType::Glob)
+            .await
+            .unwrap();
+        self.wait_for_snapshot().await;
+    }
+
     pub async fn health(&self) -> reqwest::Response {
         self.direct_client()
             .get(format!("https://127.0.0.1:{}/health", self.gw.addr.port()))
