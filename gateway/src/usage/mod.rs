@@ -79,7 +79,8 @@ pub struct Usage {
     /// The part of `input_tokens` written to the prompt cache.
     pub cache_write_tokens: u64,
     /// Uses of provider-run tools by tool (`web_search`), when the response
-    /// reports them (Anthropic's `server_tool_use`); `None` when it does not.
+    /// reports them (Anthropic's `server_tool_use`; the `*_call` items of a
+    /// Responses API `output`); `None` when it does not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_tool_uses: Option<std::collections::BTreeMap<String, u64>>,
     /// The model the response names, if it names one.
@@ -242,7 +243,9 @@ fn json_outcome(body: &[u8], complete: bool, dialect: Dialect) -> UsageOutcome {
     match serde_json::from_slice::<Fields>(body) {
         Ok(fields) => {
             let mut tally = Tally::default();
-            tally.merge(fields.usage.as_ref(), dialect);
+            if tally.merge(fields.usage.as_ref(), dialect) && dialect.openai() {
+                tally.tool_calls(fields.tool_calls);
+            }
             tally.model = fields.model;
             tally.outcome(complete)
         }

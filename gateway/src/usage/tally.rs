@@ -45,13 +45,23 @@ impl Tally {
             "error" => self.error_event = true,
             kind if kind.starts_with("response.") && dialect.openai() => {
                 let r = f.response.unwrap_or_default();
-                self.merge(r.usage.as_ref(), dialect);
+                if self.merge(r.usage.as_ref(), dialect) {
+                    self.tool_calls(r.tool_calls);
+                }
                 self.model = r.model.or(self.model.take());
             }
             kind => {
                 self.delta |= self.merge(f.usage.as_ref(), dialect) && kind == "message_delta";
                 self.model = f.model.or(self.model.take());
             }
+        }
+    }
+
+    /// The calls of provider-run tools counted in the `output` of the
+    /// object whose usage was just read (Responses API): the uses billed.
+    pub(super) fn tool_calls(&mut self, calls: Option<std::collections::BTreeMap<String, u64>>) {
+        if calls.is_some() {
+            self.tool_uses = calls;
         }
     }
 

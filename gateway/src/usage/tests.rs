@@ -141,3 +141,124 @@ fn content_types_and_codes() {
     );
     assert_eq!(UsageOutcome::Missing.usage(), None);
 }
+
+mod tool_uses {
+    use super::*;
+
+    fn uses(outcome: &UsageOutcome) -> Option<Vec<(String, u64)>> {
+        let u = outcome.usage().expect("usage found");
+        u.server_tool_uses
+            .as_ref()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect())
+    }
+
+    #[test]
+    fn responses_output_calls_of_provider_run_tools_are_counted() {
+        let body = r#"{"object":"response","model":"gpt-4.1","output":[
+            {"type":"web_search_call","id":"ws_1","status":"completed"},
+            {"type":"function_call","name":"f","arguments":"{}"},
+            {"type":"web_search_call","id":"ws_2","status":"completed"},
+            {"type":"file_search_call","id":"fs_1","queries":["q"]},
+            {"type":"message","content":[{"type":"output_text","text":"done"}]}
+        ],"usage":{"input_tokens":10,"output_tokens":5,"total_tokens":15}}"#;
+        let outcome = run(
+            BodyKind::Json,
+            Dialect::OpenAi,
+            CAP,
+            &[body.as_bytes()],
+            true,
+        );
+        assert_eq!(
+            uses(&outcome),
+            Some(vec![("file_search".into(), 1), ("web_search".into(), 2)])
+        );
+        // No output array: nothing reported (the reservation's count holds).
+        let plain = r#"{"object":"chat.completion","usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
+        let outcome = run(
+            BodyKind::Json,
+            Dialect::OpenAi,
+            CAP,
+            &[plain.as_bytes()],
+            true,
+        );
+        assert_eq!(uses(&outcome), None);
+        // An output array without tool calls: none used.
+        let none =
+            r#"{"output":[{"type":"message"}],"usage":{"input_tokens":1,"output_tokens":1}}"#;
+        let outcome = run(
+            BodyKind::Json,
+            Dialect::OpenAi,
+            CAP,
+            &[none.as_bytes()],
+            true,
+        );
+        assert_eq!(uses(&outcome), Some(vec![]));
+        // `output` of another shape is skipped.
+        let other = r#"{"output":"text","usage":{"input_tokens":1,"output_tokens":1}}"#;
+        let outcome = run(
+            BodyKind::Json,
+            Dialect::OpenAi,
+            CAP,
+            &[other.as_bytes()],
+            true,
+        );
+        assert_eq!(uses(&outcome), None);
+    }
+
+    #[test]
+    fn the_completed_event_of_a_stream_reports_the_calls() {
+        let stream = concat!(
+            "event: response.created\n",
+            "data: {\"type\":\"response.created\",\"response\":{\"output\":[],\"usage\":null}}\n\n",
+            "event: response.completed\n",
+            "data: {\"type\":\"response.completed\",\"response\":{\"model\":\"gpt-4.1\",",
+            "\"output\":[{\"type\":\"web_search_call\"},{\"type\":\"message\"}],",
+            "\"usage\":{\"input_tokens\":3,\"output_tokens\":4,\"total_tokens\":7}}}\n\n",
+        );
+        let outcome = sse(Dialect::OpenAi, stream, true);
+        assert_eq!(uses(&outcome), Some(vec![("web_search".into(), 1)]));
+    }
+
+    #[test]
+    fn anthropic_reports_server_tool_use_in_its_usage() {
+        let body = r#"{"type":"message","usage":{"input_tokens":10,"output_tokens":5,
+            "server_tool_use":{"web_search_requests":3,"web_fetch_requests":1,"note":"x"}}}"#;
+        let outcome = run(
+            BodyKind::Json,
+            Dialect::Anthropic,
+            CAP,
+            &[body.as_bytes()],
+            true,
+        );
+        assert_eq!(
+            uses(&outcome),
+            Some(vec![("web_fetch".into(), 1), ("web_search".into(), 3)])
+        );
+        let bad = r#"{"usage":{"input_tokens":1,"output_tokens":1,"server_tool_use":{"web_search_requests":-1}}}"#;
+        let outcome = run(
+            BodyKind::Json,
+            Dialect::Anthropic,
+            CAP,
+            &[bad.as_bytes()],
+            true,
+        );
+        assert!(matches!(outcome, UsageOutcome::Malformed(_)), "{outcome:?}");
+    }
+
+    #[test]
+    fn client_run_calls_are_not_provider_tools() {
+        use crate::usage::fields::server_tool_of;
+        assert_eq!(server_tool_of("web_search_call"), Some("web_search"));
+        assert_eq!(server_tool_of("mcp_call"), Some("mcp"));
+        for client in [
+            "function_call",
+            "computer_call",
+            "local_shell_call",
+            "custom_tool_call",
+            "message",
+            "_call",
+        ] {
+            assert_eq!(server_tool_of(client), None, "{client}");
+        }
+    }
+}
