@@ -193,6 +193,12 @@ pub enum Unpriceable {
         tool: String,
         currency: Currency,
     },
+    #[error(
+        "service tier {tier:?} is billed at other prices than the pricebook's standard ones, \
+         so it is not admitted under a budget; leave service_tier out, or use \"default\", \
+         \"auto\" or \"flex\""
+    )]
+    Tier { tier: String },
     #[error("the call is priced in {priced}, but budget policy {policy_id} counts {budget}")]
     Currency {
         priced: Currency,
@@ -314,6 +320,17 @@ fn price_tokens(
     generates: bool,
     default_max_output: u64,
 ) -> Result<Priced, Unpriceable> {
+    // Priority (and scale) processing is billed above the standard prices
+    // the pricebook holds; flex below them.
+    if let Some(tier) = f
+        .service_tier
+        .as_deref()
+        .filter(|t| !matches!(*t, "auto" | "default" | "flex" | "standard_only"))
+    {
+        return Err(Unpriceable::Tier {
+            tier: tier.to_string(),
+        });
+    }
     let price = pricebook.model_price(provider, model)?;
     let b = bound(f, generates, default_max_output, price.context_window).map_err(|e| match e {
         BoundError::Input(what) => Unpriceable::InputUnbounded {

@@ -196,6 +196,7 @@ pub fn unpriceable(e: Unpriceable) -> Denial {
         Unpriceable::Price(_)
         | Unpriceable::NoPrice { .. }
         | Unpriceable::ToolUnpriced { .. }
+        | Unpriceable::Tier { .. }
         | Unpriceable::Currency { .. } => Code::PriceUnknown,
     };
     Denial::new(code, e.to_string())

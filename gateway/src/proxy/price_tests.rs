@@ -519,7 +519,7 @@ fn what_cannot_be_bounded_is_refused_with_a_code_that_says_why() {
         &'static str,
         fn(&Unpriceable) -> bool,
     );
-    let cases: [Case; 5] = [
+    let cases: [Case; 6] = [
         // A generic provider: the gateway knows no output limit of it.
         (
             "local",
@@ -560,10 +560,25 @@ fn what_cannot_be_bounded_is_refused_with_a_code_that_says_why() {
         ("claude", Dialect::Anthropic, "messages", code, |e| {
             matches!(e, Unpriceable::ToolUnpriced { .. })
         }),
+        // A service tier billed above the standard prices.
+        (
+            "openai",
+            Dialect::OpenAi,
+            "chat.completions",
+            r#"{"model":"gpt-4o-mini","service_tier":"priority"}"#,
+            |e| matches!(e, Unpriceable::Tier { .. }),
+        ),
     ];
     for (provider, dialect, resource, body, want) in cases {
         let e = price_of(provider, dialect, resource, body);
         assert!(e.as_ref().is_err_and(want), "{resource} {body}: {e:?}");
+    }
+    for tier in ["auto", "default", "flex"] {
+        let body = format!(r#"{{"model":"gpt-4o-mini","service_tier":"{tier}"}}"#);
+        assert!(
+            price_of("openai", Dialect::OpenAi, "chat.completions", &body).is_ok(),
+            "{tier}"
+        );
     }
 }
 

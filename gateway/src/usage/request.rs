@@ -48,6 +48,8 @@ pub struct RequestFacts {
     pub server_tools: Vec<ServerTool>,
     /// `max_tool_calls` (Responses API): all built-in tool calls together.
     pub max_tool_calls: Option<u64>,
+    /// `service_tier` (OpenAI): some tiers are billed at other prices.
+    pub service_tier: Option<String>,
 }
 
 impl Default for RequestFacts {
@@ -63,6 +65,7 @@ impl Default for RequestFacts {
             tools: false,
             server_tools: Vec::new(),
             max_tool_calls: None,
+            service_tier: None,
         }
     }
 }
@@ -113,6 +116,7 @@ fn expectation(field: &str) -> &'static str {
         "tools" => "must be an array of objects whose `type` is a string",
         "web_search_options" => "must be an object",
         "mcp_servers" => "must be an array",
+        "service_tier" => "must be a string of at most 64 characters",
         _ => "has an invalid value",
     }
 }
@@ -203,6 +207,11 @@ pub fn facts(dialect: Dialect, body: &[u8]) -> Result<RequestFacts, RequestError
         tools,
         server_tools,
         max_tool_calls: count(m.max_tool_calls.as_ref(), "max_tool_calls")?,
+        service_tier: match m.service_tier {
+            None | Some(Value::Null) => None,
+            Some(Value::String(t)) if t.len() <= 64 => Some(t),
+            Some(_) => return Err(RequestError::BadField("service_tier")),
+        },
     })
 }
 
@@ -331,6 +340,7 @@ struct Members {
     max_tool_calls: Option<Value>,
     web_search_options: Option<Value>,
     mcp_servers: Option<Value>,
+    service_tier: Option<Value>,
     duplicate: Option<&'static str>,
     unseen: Option<&'static str>,
 }
@@ -352,6 +362,7 @@ impl Members {
             "max_tool_calls" => (&mut self.max_tool_calls, "max_tool_calls"),
             "web_search_options" => (&mut self.web_search_options, "web_search_options"),
             "mcp_servers" => (&mut self.mcp_servers, "mcp_servers"),
+            "service_tier" => (&mut self.service_tier, "service_tier"),
             _ => return None,
         })
     }

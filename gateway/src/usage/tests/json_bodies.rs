@@ -6,7 +6,11 @@ use super::*;
 fn json_bodies_at_every_split() {
     use Dialect::*;
     let chat = usage(19, 10, 3, 0, "gpt-4o-2024-08-06");
-    let responses = usage(36, 87, 0, 0, "gpt-4.1-2025-04-14");
+    // An output without tool calls: no provider-run tool was used.
+    let responses = Usage {
+        server_tool_uses: Some(Default::default()),
+        ..usage(36, 87, 0, 0, "gpt-4.1-2025-04-14")
+    };
     let embeddings = usage(8, 0, 0, 0, "text-embedding-3-small");
     let anthropic = usage(2112, 6, 2000, 100, "claude-sonnet-4-20250514");
     for (dialect, body, want) in [

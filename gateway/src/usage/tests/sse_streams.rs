@@ -8,7 +8,14 @@ fn sse_streams_at_every_split() {
     let anthropic = anthropic_sse();
     for (dialect, body, want) in [
         (OpenAi, OPENAI_SSE, usage(9, 2, 0, 0, "gpt-4o-mini")),
-        (OpenAi, RESPONSES_SSE, usage(37, 11, 5, 0, "gpt-4.1")),
+        (
+            OpenAi,
+            RESPONSES_SSE,
+            Usage {
+                server_tool_uses: Some(Default::default()),
+                ..usage(37, 11, 5, 0, "gpt-4.1")
+            },
+        ),
         (
             Anthropic,
             anthropic.as_str(),
