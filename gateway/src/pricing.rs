@@ -359,23 +359,49 @@ impl ModelPrice {
             .input_tokens
             .saturating_sub(usage.cached_input_tokens)
             .saturating_sub(usage.cache_write_tokens);
+        let hour = usage.cache_write_1h_tokens.min(usage.cache_write_tokens);
         let amount = per_million(&[
             (uncached, self.input_per_mtok),
             (usage.cached_input_tokens, self.cached_input_per_mtok),
-            (usage.cache_write_tokens, self.cache_write_per_mtok),
+            (usage.cache_write_tokens - hour, self.cache_write_per_mtok),
+            (hour, self.cache_write_1h_per_mtok()),
             (usage.output_tokens, self.output_per_mtok),
         ])?;
         Some(Money::new(amount, self.currency))
     }
 
+    /// Cache writes of an hour: twice the input price (Anthropic's rate),
+    /// or the cache-write price when that is dearer.
+    pub fn cache_write_1h_per_mtok(&self) -> Decimal {
+        let twice = self
+            .input_per_mtok
+            .checked_mul(Decimal::TWO)
+            .unwrap_or(Decimal::MAX);
+        twice.max(self.cache_write_per_mtok)
+    }
+
     /// The most a call of at most `max_input_tokens` in and
     /// `max_output_tokens` out can cost: all input at the dearest input
-    /// price (plain, cached or written), all output at the output price.
+    /// price (plain, cached or written; written for an hour when
+    /// `hour_cache`), all output at the output price.
     pub fn estimate(&self, max_input_tokens: u64, max_output_tokens: u64) -> Option<Money> {
-        let input = self
+        self.estimate_with(max_input_tokens, max_output_tokens, false)
+    }
+
+    /// [`ModelPrice::estimate`], with hour-long cache writes possible.
+    pub fn estimate_with(
+        &self,
+        max_input_tokens: u64,
+        max_output_tokens: u64,
+        hour_cache: bool,
+    ) -> Option<Money> {
+        let mut input = self
             .input_per_mtok
             .max(self.cached_input_per_mtok)
             .max(self.cache_write_per_mtok);
+        if hour_cache {
+            input = input.max(self.cache_write_1h_per_mtok());
+        }
         let amount = per_million(&[
             (max_input_tokens, input),
             (max_output_tokens, self.output_per_mtok),

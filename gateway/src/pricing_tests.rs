@@ -17,6 +17,7 @@ fn usage(input: u64, cached: u64, write: u64, output: u64) -> Usage {
         output_tokens: output,
         cached_input_tokens: cached,
         cache_write_tokens: write,
+        cache_write_1h_tokens: 0,
         server_tool_uses: None,
         model: None,
     }
@@ -529,4 +530,21 @@ fn tool_rows_and_context_windows_are_validated() {
     assert!(resource.validate().is_err(), "only models have a window");
     assert_eq!(PriceKind::parse("tool"), Some(PriceKind::Tool));
     assert_eq!(PriceKind::Tool.as_str(), "tool");
+}
+
+#[test]
+fn hour_long_cache_writes_cost_twice_the_input() {
+    let book = defaults();
+    // claude-sonnet-4: input 3, 5-minute writes 3.75; hour-long writes 6.
+    let u = Usage {
+        input_tokens: 1_000_000,
+        cache_write_tokens: 1_000_000,
+        cache_write_1h_tokens: 400_000,
+        ..usage(0, 0, 0, 0)
+    };
+    let cost = book.cost("claude", "claude-sonnet-4", &u).unwrap();
+    assert_eq!(cost, usd("4.65"), "600k at 3.75 and 400k at 6");
+    let p = book.model_price("claude", "claude-sonnet-4").unwrap();
+    assert_eq!(p.estimate(1_000_000, 0), Some(usd("3.75")));
+    assert_eq!(p.estimate_with(1_000_000, 0, true), Some(usd("6")));
 }

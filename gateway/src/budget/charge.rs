@@ -378,7 +378,7 @@ fn price_tokens(
         .ok_or_else(overflow)?;
     let tool_fees = each_bounded.map_or(all_at_dearest, |e| e.min(all_at_dearest));
     let tokens_cost = price
-        .estimate(b.input_tokens, b.output_tokens)
+        .estimate_with(b.input_tokens, b.output_tokens, f.hour_cache)
         .ok_or_else(overflow)?;
     let amount = tokens_cost
         .amount

@@ -231,6 +231,9 @@ fn build(
         }
         Op::Messages => {
             let mut content = json!([{ "type": "text", "text": text }]);
+            if pick.is_multiple_of(5) {
+                content[0]["cache_control"] = json!({ "type": "ephemeral", "ttl": "1h" });
+            }
             if refer {
                 content.as_array_mut().unwrap().push(json!({
                     "type": "document", "source": { "type": "url", "url": "https://example.com/a.pdf" }
@@ -329,8 +332,14 @@ fn max_bill(g: &Generated, forwarded: &[u8]) -> Usage {
         input_tokens: input,
         output_tokens: per_output * outputs * rounds,
         cached_input_tokens: 0,
-        // All input written to the cache: the dearest way to bill it.
+        // All input written to the cache: the dearest way to bill it (for
+        // an hour, when the request asks for that).
         cache_write_tokens: if anthropic { input } else { 0 },
+        cache_write_1h_tokens: if anthropic && body.to_string().contains(r#""ttl":"1h""#) {
+            input
+        } else {
+            0
+        },
         server_tool_uses: anthropic.then(|| BTreeMap::from([("web_search".to_string(), uses)])),
         model: Some(model.to_string()),
     }

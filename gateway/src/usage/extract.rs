@@ -17,6 +17,8 @@ pub(super) struct Report {
     pub(super) cache_apart: bool,
     /// Uses of provider-run tools (Anthropic `server_tool_use`), by tool.
     pub(super) tool_uses: Option<BTreeMap<String, u64>>,
+    /// Cache writes of an hour (Anthropic `cache_creation`).
+    pub(super) cache_write_1h: Option<u64>,
 }
 
 /// Reads a usage object in the dialect's key names; `Ok(None)` for null.
@@ -46,6 +48,13 @@ pub(super) fn read_usage(usage: &Value, dialect: Dialect) -> Result<Option<Repor
             (r.cache_read, r.cache_write) = (read, write);
         }
         r.tool_uses = server_tool_use(obj)?;
+        r.cache_write_1h = match obj.get("cache_creation") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(c)) => {
+                count(c, "ephemeral_1h_input_tokens").map_err(|e| format!("cache_creation.{e}"))?
+            }
+            Some(_) => return Err("usage.cache_creation is not an object".into()),
+        };
     }
     if [r.input, r.output, r.cache_read, r.cache_write, r.total]
         .iter()

@@ -78,6 +78,10 @@ pub struct Usage {
     pub cached_input_tokens: u64,
     /// The part of `input_tokens` written to the prompt cache.
     pub cache_write_tokens: u64,
+    /// The part of `cache_write_tokens` written for an hour (Anthropic's
+    /// `ttl: "1h"`), billed at twice the input price.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub cache_write_1h_tokens: u64,
     /// Uses of provider-run tools by tool (`web_search`), when the response
     /// reports them (Anthropic's `server_tool_use`; the `*_call` items of a
     /// Responses API `output`); `None` when it does not.
@@ -85,6 +89,10 @@ pub struct Usage {
     pub server_tool_uses: Option<std::collections::BTreeMap<String, u64>>,
     /// The model the response names, if it names one.
     pub model: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What could be learnt about a response's usage.

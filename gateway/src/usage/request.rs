@@ -50,6 +50,9 @@ pub struct RequestFacts {
     pub max_tool_calls: Option<u64>,
     /// `service_tier` (OpenAI): some tiers are billed at other prices.
     pub service_tier: Option<String>,
+    /// The body may ask for hour-long cache writes (it holds `"ttl"`, or a
+    /// `\u` escape that could spell it), billed at twice the input price.
+    pub hour_cache: bool,
 }
 
 impl Default for RequestFacts {
@@ -66,6 +69,7 @@ impl Default for RequestFacts {
             server_tools: Vec::new(),
             max_tool_calls: None,
             service_tier: None,
+            hour_cache: false,
         }
     }
 }
@@ -207,12 +211,17 @@ pub fn facts(dialect: Dialect, body: &[u8]) -> Result<RequestFacts, RequestError
         tools,
         server_tools,
         max_tool_calls: count(m.max_tool_calls.as_ref(), "max_tool_calls")?,
+        hour_cache: contains(body, b"\"ttl\"") || contains(body, b"\\u"),
         service_tier: match m.service_tier {
             None | Some(Value::Null) => None,
             Some(Value::String(t)) if t.len() <= 64 => Some(t),
             Some(_) => return Err(RequestError::BadField("service_tier")),
         },
     })
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    memchr::memmem::find(haystack, needle).is_some()
 }
 
 fn tokens(v: Option<Value>, name: &'static str) -> Result<Option<u64>, RequestError> {

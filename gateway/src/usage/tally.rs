@@ -18,6 +18,7 @@ pub(super) struct Tally {
     /// Input was reported without cached tokens (Anthropic).
     cache_apart: bool,
     tool_uses: Option<std::collections::BTreeMap<String, u64>>,
+    cache_write_1h: Option<u64>,
     pub(super) model: Option<String>,
     seen: bool,
     malformed: Option<String>,
@@ -81,6 +82,7 @@ impl Tally {
                 self.total = r.total.or(self.total);
                 self.cache_apart |= r.cache_apart;
                 self.tool_uses = r.tool_uses.or(self.tool_uses.take());
+                self.cache_write_1h = r.cache_write_1h.or(self.cache_write_1h);
                 self.seen = true;
                 true
             }
@@ -124,6 +126,8 @@ impl Tally {
             output_tokens: self.output.unwrap_or(0),
             cached_input_tokens: cache_read,
             cache_write_tokens: cache_write,
+            // Never more than the writes it is a part of.
+            cache_write_1h_tokens: self.cache_write_1h.unwrap_or(0).min(cache_write),
             server_tool_uses: self.tool_uses,
             model: self.model,
         };

@@ -44,6 +44,7 @@ fn usage(input: u64, output: u64, cached: u64, write: u64, model: &str) -> Usage
         output_tokens: output,
         cached_input_tokens: cached,
         cache_write_tokens: write,
+        cache_write_1h_tokens: 0,
         server_tool_uses: None,
         model,
     }
@@ -261,4 +262,45 @@ mod tool_uses {
             assert_eq!(server_tool_of(client), None, "{client}");
         }
     }
+}
+
+#[test]
+fn hour_long_cache_writes_are_read_apart() {
+    let body = r#"{"type":"message","usage":{"input_tokens":10,"output_tokens":5,
+        "cache_creation_input_tokens":300,"cache_read_input_tokens":0,
+        "cache_creation":{"ephemeral_5m_input_tokens":100,"ephemeral_1h_input_tokens":200}}}"#;
+    let outcome = run(
+        BodyKind::Json,
+        Dialect::Anthropic,
+        CAP,
+        &[body.as_bytes()],
+        true,
+    );
+    let u = outcome.usage().unwrap();
+    assert_eq!((u.cache_write_tokens, u.cache_write_1h_tokens), (300, 200));
+    // Never more than the writes it is part of.
+    let odd = body.replace(
+        "\"ephemeral_1h_input_tokens\":200",
+        "\"ephemeral_1h_input_tokens\":900",
+    );
+    let outcome = run(
+        BodyKind::Json,
+        Dialect::Anthropic,
+        CAP,
+        &[odd.as_bytes()],
+        true,
+    );
+    assert_eq!(outcome.usage().unwrap().cache_write_1h_tokens, 300);
+    let bad = body.replace(
+        "\"ephemeral_1h_input_tokens\":200",
+        "\"ephemeral_1h_input_tokens\":\"x\"",
+    );
+    let outcome = run(
+        BodyKind::Json,
+        Dialect::Anthropic,
+        CAP,
+        &[bad.as_bytes()],
+        true,
+    );
+    assert!(matches!(outcome, UsageOutcome::Malformed(_)), "{outcome:?}");
 }
