@@ -223,6 +223,20 @@ mod tests {
     }
 
     #[test]
+    fn each_reason_has_its_metric_label() {
+        let labels: Vec<&str> = [
+            Dropped::Stripped,
+            Dropped::Credential,
+            Dropped::NotAllowed,
+            Dropped::Pinned,
+        ]
+        .iter()
+        .map(|d| d.as_str())
+        .collect();
+        assert_eq!(labels, ["stripped", "credential", "not_allowed", "pinned"]);
+    }
+
+    #[test]
     fn anthropic_betas_are_the_operators_and_generic_lets_the_rest_through() {
         let p = policy(Template::Anthropic);
         assert_eq!(p.judge("anthropic-version"), Ok(()));
