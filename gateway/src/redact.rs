@@ -51,13 +51,12 @@ impl Secrets {
         })
     }
 
-    /// Masks every secret in `bytes`, in place; true when one was found.
-    pub fn mask(&self, bytes: &mut [u8]) -> bool {
+    /// Masks every secret in `bytes`, in place.
+    pub fn mask(&self, bytes: &mut [u8]) {
         let found: Vec<_> = self.matcher.find_iter(&*bytes).map(|m| m.range()).collect();
-        for r in &found {
-            bytes[r.clone()].fill(b'*');
+        for r in found {
+            bytes[r].fill(b'*');
         }
-        !found.is_empty()
     }
 
     /// Whether `bytes` holds a secret.
@@ -245,6 +244,13 @@ mod tests {
             .to_vec();
         out.extend(m.finish());
         assert_eq!(&out[..], b"************************* end");
+        assert_eq!(m.masked(), 1);
+        let mut again = m.push(b"sk-live-0123456789 and sk-live-0123456789");
+        again.extend(m.finish());
+        assert_eq!(m.masked(), 3, "counted once per secret");
+        let mut header = b"x Bearer sk-live-0123456789".to_vec();
+        secrets().mask(&mut header);
+        assert_eq!(&header[..], b"x *************************");
     }
 
     #[test]
