@@ -15,7 +15,7 @@
 //! | `GET /v1/models`, `GET /v1/models/{id}` | OpenAI shape, or Anthropic shape when `anthropic-version` is sent |
 //! | `POST /v1/messages` | Anthropic messages (stream or not) |
 //! | `GET /health` | `{"status":"ok"}` |
-//! | `ANY /_mock/echo/...` | reads the whole body, returns `{method, path, query, version, headers, body_bytes}` |
+//! | `ANY /_mock/echo/...` | reads the whole body, returns `{method, path, query, version, headers, body_bytes}`; with `x-mock-echo-headers` every request header also comes back as `x-echo-NAME`, with `x-mock-echo-chunk: N` the answer streams in N-byte chunks (a reflecting upstream) |
 //! | `POST /_mock/gates/{NAME}/release` | releases gate `NAME` once |
 //!
 //! Anything else gets a 404 in the OpenAI error shape. A body that is not a
