@@ -89,10 +89,11 @@ impl Masker {
         let mut buf = std::mem::take(&mut self.held);
         buf.extend_from_slice(chunk);
         self.mask(&mut buf);
-        // A secret that starts in the last `longest - 1` bytes is not
-        // complete yet; anything that starts before them was masked whole.
-        let keep = (self.secrets.longest - 1).min(buf.len());
-        self.held = buf.split_off(buf.len() - keep);
+        // Only what could begin a secret the next chunk completes is held;
+        // anything that starts earlier was complete here, and masked.
+        if let Some(at) = self.partial_start(&buf) {
+            self.held = buf.split_off(at);
+        }
         buf
     }
 
@@ -141,6 +142,11 @@ impl Masker {
     /// How many secrets were masked so far.
     pub fn masked(&self) -> u64 {
         self.masked
+    }
+
+    /// How many secrets were masked since the last call (for counting).
+    pub fn take_masked(&mut self) -> u64 {
+        std::mem::take(&mut self.masked)
     }
 
     fn mask(&mut self, buf: &mut [u8]) {
@@ -257,9 +263,12 @@ mod tests {
     fn nothing_is_held_beyond_a_possible_secret() {
         let mut m = secrets().masker();
         let out = m.push(&[b'x'; 100]);
-        assert_eq!(out.len(), 100 - 24, "holds longest - 1 bytes");
+        assert_eq!(out.len(), 100, "nothing there could begin a secret");
+        assert!(!m.holding());
+        // Once something was held, later chunks are not held back whole.
+        assert_eq!(m.push(b"data: Bear").len(), 6);
         assert!(m.holding());
-        assert_eq!(m.finish().len(), 24);
+        assert_eq!(m.push(b"ish news\n\n"), b"Bearish news\n\n");
         assert!(!m.holding());
         assert_eq!(m.masked(), 0);
     }

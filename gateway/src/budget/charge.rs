@@ -267,12 +267,12 @@ pub fn bound(
         true => f.max_output_tokens.unwrap_or(default_max_output),
         false => 0,
     };
-    let tool_uses = match f
+    // Saturating: a sum of absurd `max_uses` must not wrap to a small one.
+    let each: Option<u64> = f
         .server_tools
         .iter()
-        .map(|t| t.max_uses)
-        .sum::<Option<u64>>()
-    {
+        .try_fold(0u64, |sum, t| Some(sum.saturating_add(t.max_uses?)));
+    let tool_uses = match each {
         _ if f.server_tools.is_empty() => 0,
         Some(each) => f.max_tool_calls.map_or(each, |all| all.min(each)),
         None => match (

@@ -8,9 +8,11 @@
 //! principal or call to record, so no ledger row. (HTTP/2 framing errors
 //! end the stream or connection; the protocol leaves no response to give.)
 //!
-//! hyper's own answer is recognised by its shape: a status line with an
-//! error status and `content-length: 0`, which the gateway's own refusals
-//! never send (they always carry a JSON body).
+//! hyper's own answer is recognised by its exact shape, in one write of
+//! under 256 bytes: `HTTP/1.1 400|414|431 …`, then only `connection:
+//! close`, `content-length: 0` and `date` headers. Nothing else the gateway
+//! writes has it: its own refusals carry a JSON body, forwarded responses
+//! carry `x-caracal-event-id`, and HTTP/2 writes larger payloads apart.
 
 use std::io;
 use std::pin::Pin;
@@ -24,6 +26,9 @@ pub struct Malformed<I> {
     /// Replacement bytes not yet written, and how many bytes of the
     /// caller's buffer they stand for.
     pending: Option<(Vec<u8>, usize, usize)>,
+    /// A replacement finished by a flush before its write returned: the
+    /// retried write is answered with this count, not written again.
+    answered: Option<usize>,
 }
 
 impl<I> Malformed<I> {
@@ -31,6 +36,7 @@ impl<I> Malformed<I> {
         Self {
             inner,
             pending: None,
+            answered: None,
         }
     }
 }
@@ -39,9 +45,9 @@ impl<I> Malformed<I> {
 pub fn replacement(head: &[u8]) -> Option<(u16, Vec<u8>)> {
     // Cheap checks first: every response head passes through here.
     let status = head.get(9..12)?;
-    if head.len() > 512
+    if head.len() >= 256
         || !head.starts_with(b"HTTP/1.")
-        || !matches!(status, b"400" | b"414" | b"431" | b"501" | b"505")
+        || !matches!(status, b"400" | b"414" | b"431")
     {
         return None;
     }
@@ -54,10 +60,15 @@ pub fn replacement(head: &[u8]) -> Option<(u16, Vec<u8>)> {
     if end + 4 != text.len() {
         return None;
     }
-    let empty = text[..end]
-        .split("\r\n")
-        .skip(1)
-        .any(|h| h.eq_ignore_ascii_case("content-length: 0"));
+    let mut empty = false;
+    for h in text[..end].split("\r\n").skip(1) {
+        let name = h.split(':').next().unwrap_or("").to_ascii_lowercase();
+        match name.as_str() {
+            "content-length" => empty = h.eq_ignore_ascii_case("content-length: 0"),
+            "connection" | "date" => {}
+            _ => return None,
+        }
+    }
     let (code, reason, message) = match status {
         400 => (
             "bad_request",
@@ -73,16 +84,6 @@ pub fn replacement(head: &[u8]) -> Option<(u16, Vec<u8>)> {
             "headers_too_large",
             "Request Header Fields Too Large",
             "the request headers are too large",
-        ),
-        501 => (
-            "bad_request",
-            "Not Implemented",
-            "the request uses a method or transfer coding the gateway does not support",
-        ),
-        505 => (
-            "bad_request",
-            "HTTP Version Not Supported",
-            "the HTTP version is not supported",
         ),
         _ => return None,
     };
@@ -127,7 +128,7 @@ impl<I: Write + Unpin> Malformed<I> {
     fn drained(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.pending {
             None => Poll::Ready(Ok(())),
-            Some(_) => self.drain(cx).map_ok(|_| ()),
+            Some(_) => self.drain(cx).map_ok(|n| self.answered = Some(n)),
         }
     }
 
@@ -135,11 +136,9 @@ impl<I: Write + Unpin> Malformed<I> {
         match replacement(head) {
             Some((status, bytes)) => {
                 let label = match status {
-                    400 => "400",
                     414 => "414",
                     431 => "431",
-                    501 => "501",
-                    _ => "505",
+                    _ => "400",
                 };
                 metrics::counter!("caracal_gateway_malformed_requests_total", "status" => label)
                     .increment(1);
@@ -168,6 +167,9 @@ impl<I: Write + Unpin> Write for Malformed<I> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        if let Some(n) = this.answered.take() {
+            return Poll::Ready(Ok(n));
+        }
         if this.pending.is_some() || this.replace(buf, buf.len()) {
             return this.drain(cx);
         }
@@ -181,6 +183,9 @@ impl<I: Write + Unpin> Write for Malformed<I> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if let Some(n) = this.answered.take() {
+            return Poll::Ready(Ok(n));
+        }
         if this.pending.is_some() {
             return this.drain(cx);
         }
@@ -239,8 +244,12 @@ mod tests {
             .unwrap()
             .contains("headers_too_large"));
         for keep in [
+            // A forwarded upstream refusal without a body keeps its own
+            // (it carries the event id), as do statuses hyper never sends.
+            &b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nx-caracal-event-id: e\r\n\r\n"[..],
+            b"HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-length: 0\r\n\r\n",
             // The gateway's own refusals carry a body.
-            &b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 40\r\n\r\n"[..],
+            b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 40\r\n\r\n",
             // Successes, other statuses, bodies after the head, partial heads.
             b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
             b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",

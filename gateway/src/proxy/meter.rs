@@ -351,12 +351,12 @@ impl<B> Metered<B> {
         }
         if let Some(mask) = self.mask.as_mut() {
             let mut o = mask.push_bytes(out.take().unwrap_or_else(|| data.clone()));
-            if end {
+            if end && mask.holding() {
                 let rest = mask.finish();
-                if !rest.is_empty() {
-                    o = Bytes::from([&o[..], &rest[..]].concat());
-                }
-                let masked = mask.masked();
+                o = Bytes::from([&o[..], &rest[..]].concat());
+            }
+            if end {
+                let masked = mask.take_masked();
                 if masked > 0 {
                     metrics::counter!("caracal_credentials_masked_total", "where" => "body")
                         .increment(masked);
@@ -609,6 +609,9 @@ fn metered(
     use http::header::{self, HeaderName, HeaderValue};
     use http_body_util::BodyExt;
     let (mut parts, body) = response.into_parts();
+    // The upstream's own reason phrase would be written verbatim (and could
+    // carry a reflected credential): the client gets the standard one.
+    parts.extensions.remove::<hyper::ext::ReasonPhrase>();
     // A message with Transfer-Encoding is framed by it, whatever its
     // Content-Length says; the body is re-framed here, so an intermediary
     // must drop the length (RFC 9112 §6.3), or the client reads a body cut

@@ -178,10 +178,12 @@ pub fn facts(dialect: Dialect, body: &[u8]) -> Result<RequestFacts, RequestError
     let best_of = count(m.best_of.as_ref(), "best_of")?.unwrap_or(1).max(1);
     let prompts = prompts(m.prompt.as_ref(), &mut unseen)?;
     let (tools, mut server_tools) = tools(m.tools.as_ref(), &mut unseen)?;
+    // Search models (`gpt-4o-search-preview`…) search once per request,
+    // asked or not.
+    let search_model = dialect.openai() && model.as_deref().is_some_and(|m| m.contains("-search"));
     match m.web_search_options {
-        None | Some(Value::Null) => {}
-        // Search models search once per request.
-        Some(Value::Object(_)) => server_tools.push(ServerTool {
+        None | Some(Value::Null) if !search_model => {}
+        None | Some(Value::Null) | Some(Value::Object(_)) => server_tools.push(ServerTool {
             name: "web_search".into(),
             max_uses: Some(1),
         }),

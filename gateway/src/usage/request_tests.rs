@@ -929,6 +929,10 @@ fn tools_the_provider_runs_are_told_apart_from_client_tools() {
     // the model likes.
     let f = openai(r#"{"model":"gpt-4o-search-preview","web_search_options":{}}"#).unwrap();
     assert_eq!(f.server_tools[0].max_uses, Some(1));
+    // A search model searches even unasked.
+    let f = openai(r#"{"model":"gpt-4o-mini-search-preview"}"#).unwrap();
+    assert_eq!(f.server_tools.len(), 1);
+    assert_eq!(f.server_tools[0].name, "web_search");
     let f =
         anthropic(r#"{"max_tokens":1,"mcp_servers":[{"type":"url","url":"https://x"}]}"#).unwrap();
     assert_eq!(f.server_tools[0].name, "mcp");

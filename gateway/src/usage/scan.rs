@@ -56,6 +56,8 @@ const TYPES: &[&str] = &[
     "input_file",
     "input_audio",
     "container_upload",
+    // A stored item of an earlier response or conversation (Responses API).
+    "item_reference",
 ];
 
 /// The member (or `type` value) that makes the input unseen, if any.
