@@ -119,6 +119,8 @@ fn output_cap(
     let want = RequestFacts {
         max_output_tokens: Some(cap),
         input_bytes: out.len() as u64,
+        // The member written is among them; the test below checks it.
+        limits: read.limits,
         ..f.clone()
     };
     assert_eq!(read, want, "{}", String::from_utf8_lossy(&out));

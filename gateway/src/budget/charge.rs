@@ -43,7 +43,7 @@ use super::rate::{RateLimit, RateLimiter, RateTicket};
 use crate::model::Action;
 use crate::money::{Currency, Decimal, Money};
 use crate::pricing::{PriceError, Pricebook};
-use crate::usage::request::RequestFacts;
+use crate::usage::request::{OutputLimits, RequestFacts};
 use crate::usage::{Dialect, Usage, UsageCode};
 
 /// Input tokens a provider adds to a request that declares tools (its
@@ -60,6 +60,21 @@ pub fn output_limit_field(dialect: Dialect, resource: &str) -> Option<&'static s
         (Dialect::OpenAi, "responses") => Some("max_output_tokens"),
         (Dialect::Anthropic, "messages") => Some("max_tokens"),
         (Dialect::Anthropic, "completions") => Some("max_tokens_to_sample"),
+        _ => None,
+    }
+}
+
+/// The output limit a request sets that its operation honours: a lenient
+/// upstream (an OpenAI-compatible server) ignores the members of other
+/// operations, so only these bound what it generates. `None`: the request
+/// sets none of them, and the gateway writes [`output_limit_field`].
+pub fn honoured_limit(dialect: Dialect, resource: &str, l: &OutputLimits) -> Option<u64> {
+    match (dialect, resource) {
+        (Dialect::OpenAi, "chat.completions") => l.max_completion_tokens.max(l.max_tokens),
+        (Dialect::OpenAi, "completions") => l.max_tokens,
+        (Dialect::OpenAi, "responses") => l.max_output_tokens,
+        (Dialect::Anthropic, "messages") => l.max_tokens,
+        (Dialect::Anthropic, "completions") => l.max_tokens_to_sample,
         _ => None,
     }
 }

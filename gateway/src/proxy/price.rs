@@ -65,13 +65,34 @@ pub fn judge(
         Err(e) => return Err(Denial::new(Code::BadRequest, e.to_string())),
     };
     let mut body = body;
+    let mut facts = facts;
     if let (Some(plan), Some(_), Some(field)) =
         (plan, &facts.model, output_limit_field(dialect, resource))
     {
-        if let Ok(Some(capped)) =
-            request::cap_output_tokens_given(&body, &facts, field, plan.max_output_tokens)
-        {
-            body = Bytes::from(capped);
+        // Only the limit the operation honours bounds the output; without
+        // one, the budget's is written in (whatever other members say).
+        match charge::honoured_limit(dialect, resource, &facts.limits) {
+            Some(limit) => facts.max_output_tokens = Some(limit),
+            None => {
+                let unset = RequestFacts {
+                    max_output_tokens: None,
+                    ..facts.clone()
+                };
+                let cap = plan.max_output_tokens;
+                match request::cap_output_tokens_given(&body, &unset, field, cap) {
+                    Ok(Some(capped)) => {
+                        body = Bytes::from(capped);
+                        facts.max_output_tokens = Some(cap);
+                    }
+                    // Not reached for a body with facts; never priced on a guess.
+                    _ => {
+                        return Err(Denial::new(
+                            Code::BadRequest,
+                            format!("the request's {field} could not be set"),
+                        ))
+                    }
+                }
+            }
         }
     }
     let mut strip_usage_event = false;

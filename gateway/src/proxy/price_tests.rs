@@ -682,6 +682,29 @@ fn tool_uses_are_settled_as_reported_else_as_reserved() {
 }
 
 #[test]
+fn only_the_limit_the_operation_honours_counts() {
+    // A lenient upstream ignores the Responses API's member on a chat call:
+    // the budget's limit is written in, and priced.
+    let body = Bytes::from_static(br#"{"model":"gpt-4o-mini","max_output_tokens":1}"#);
+    let judged = judge(Dialect::OpenAi, "chat.completions", body, Some(&plan(77))).unwrap();
+    let sent: Value = serde_json::from_slice(&judged.body).unwrap();
+    assert_eq!(sent["max_completion_tokens"], 77, "{sent}");
+    assert_eq!(judged.facts.unwrap().max_output_tokens, Some(77));
+    // The honoured one is kept as sent.
+    let body =
+        Bytes::from_static(br#"{"model":"gpt-4o-mini","max_tokens":5,"max_output_tokens":900}"#);
+    let judged = judge(
+        Dialect::OpenAi,
+        "chat.completions",
+        body.clone(),
+        Some(&plan(77)),
+    )
+    .unwrap();
+    assert_eq!(judged.body, body);
+    assert_eq!(judged.facts.unwrap().max_output_tokens, Some(5));
+}
+
+#[test]
 fn a_request_without_an_output_limit_gets_its_operations_own() {
     for (dialect, resource, field) in [
         (Dialect::OpenAi, "chat.completions", "max_completion_tokens"),

@@ -27,8 +27,12 @@ pub struct RequestFacts {
     /// The `model` member; `None` when absent or null.
     pub model: Option<String>,
     /// The most output tokens the request allows per output; `None` when it
-    /// sets no ceiling and the provider's default applies.
+    /// sets no ceiling and the provider's default applies. The largest of
+    /// [`RequestFacts::limits`]; the price step narrows it to the members
+    /// the operation honours.
     pub max_output_tokens: Option<u64>,
+    /// Each output-limit member, as sent.
+    pub limits: OutputLimits,
     /// How many outputs one request generates, each up to the ceiling:
     /// `n` or `best_of`, whichever is larger, times the prompts of a
     /// completions request that sends several. At least 1.
@@ -60,6 +64,7 @@ impl Default for RequestFacts {
         RequestFacts {
             model: None,
             max_output_tokens: None,
+            limits: OutputLimits::default(),
             outputs: 1,
             stream: false,
             include_usage: false,
@@ -72,6 +77,15 @@ impl Default for RequestFacts {
             hour_cache: false,
         }
     }
+}
+
+/// The output-limit members of a request, each as sent (validated).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutputLimits {
+    pub max_tokens: Option<u64>,
+    pub max_completion_tokens: Option<u64>,
+    pub max_output_tokens: Option<u64>,
+    pub max_tokens_to_sample: Option<u64>,
 }
 
 /// A tool the provider runs (web search, file search, code execution, MCP
@@ -205,6 +219,12 @@ pub fn facts(dialect: Dialect, body: &[u8]) -> Result<RequestFacts, RequestError
     Ok(RequestFacts {
         model,
         max_output_tokens,
+        limits: OutputLimits {
+            max_tokens,
+            max_completion_tokens: openai[0],
+            max_output_tokens: openai[1],
+            max_tokens_to_sample: anthropic,
+        },
         outputs: n.max(best_of).saturating_mul(prompts),
         stream: flag(m.stream.as_ref(), "stream")?,
         include_usage,

@@ -43,6 +43,10 @@ fn openai_chat_facts() {
             stream: true,
             include_usage: true,
             input_bytes: CHAT.len() as u64,
+            limits: OutputLimits {
+                max_completion_tokens: Some(300),
+                ..OutputLimits::default()
+            },
             ..RequestFacts::default()
         }
     );
