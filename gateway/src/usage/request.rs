@@ -424,11 +424,86 @@ impl<'de> Visitor<'de> for MembersVisitor {
                 map.next_value_seed(super::scan::Scan::new(&mut m.unseen))?;
                 continue;
             };
-            if slot.replace(map.next_value()?).is_some() {
+            let Strict(value, nested_duplicate) = map.next_value()?;
+            if slot.replace(value).is_some() || nested_duplicate {
                 m.duplicate.get_or_insert(name);
             }
         }
         Ok(m)
+    }
+}
+
+/// A member's value, and whether any object inside it names a key twice
+/// (`{"type":"web_search_20250305","type":"custom"}`): serde_json keeps the
+/// last copy, a provider may keep the first, so such a member is refused
+/// like a top-level duplicate.
+struct Strict(Value, bool);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Strict;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Strict, E> {
+        Ok(Strict(Value::Bool(v), false))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Strict, E> {
+        Ok(Strict(Value::from(v), false))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Strict, E> {
+        Ok(Strict(Value::from(v), false))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Strict, E> {
+        Ok(Strict(Value::from(v), false))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Strict, E> {
+        Ok(Strict(Value::String(v.to_string()), false))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Strict, E> {
+        Ok(Strict(Value::String(v), false))
+    }
+
+    fn visit_unit<E>(self) -> Result<Strict, E> {
+        Ok(Strict(Value::Null, false))
+    }
+
+    fn visit_none<E>(self) -> Result<Strict, E> {
+        Ok(Strict(Value::Null, false))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+        let mut items = Vec::new();
+        let mut duplicate = false;
+        while let Some(Strict(v, d)) = seq.next_element()? {
+            items.push(v);
+            duplicate |= d;
+        }
+        Ok(Strict(Value::Array(items), duplicate))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+        let mut object = serde_json::Map::new();
+        let mut duplicate = false;
+        while let Some(key) = map.next_key::<String>()? {
+            let Strict(v, d) = map.next_value()?;
+            duplicate |= d || object.insert(key, v).is_some();
+        }
+        Ok(Strict(Value::Object(object), duplicate))
     }
 }
 

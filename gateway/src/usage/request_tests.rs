@@ -387,11 +387,6 @@ fn include_usage_false_or_null_becomes_true() {
             r#"{"stream":true,"stream_options":null}"#,
             r#"{"stream":true,"stream_options":{"include_usage":true}}"#,
         ),
-        // Every copy of a repeated key.
-        (
-            r#"{"stream":true,"stream_options":{"include_usage":true,"include_usage":false}}"#,
-            r#"{"stream":true,"stream_options":{"include_usage":true,"include_usage":true}}"#,
-        ),
         // Escaped key names are the same key.
         (
             r#"{"stream":true,"stream_opt\u0069ons":{"include_\u0075sage":false}}"#,
@@ -975,4 +970,37 @@ fn tool_names_drop_their_version_date() {
     ] {
         assert_eq!(tool_name(kind), name, "{kind}");
     }
+}
+
+#[test]
+fn a_key_named_twice_inside_a_member_read_is_refused() {
+    // The gateway would read one copy, a provider maybe the other.
+    for (body, member) in [
+        (
+            r#"{"stream":true,"stream_options":{"include_usage":true,"include_usage":false}}"#,
+            "stream_options",
+        ),
+        (
+            r#"{"tools":[{"type":"web_search_20250305","name":"w","type":"custom"}]}"#,
+            "tools",
+        ),
+        (r#"{"prompt":[{"a":1,"a":2}]}"#, "prompt"),
+    ] {
+        assert_eq!(
+            openai(body),
+            Err(RequestError::DuplicateField(member)),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        add_include_usage(
+            br#"{"stream":true,"stream_options":{"include_usage":true,"include_usage":false}}"#
+        ),
+        Err(RequestError::DuplicateField("stream_options"))
+    );
+    // The same key in different objects is not a duplicate.
+    assert!(
+        openai(r#"{"tools":[{"type":"function","name":"a"},{"type":"function","name":"b"}]}"#)
+            .is_ok()
+    );
 }
