@@ -266,41 +266,25 @@ mod tool_uses {
 
 #[test]
 fn hour_long_cache_writes_are_read_apart() {
-    let body = r#"{"type":"message","usage":{"input_tokens":10,"output_tokens":5,
-        "cache_creation_input_tokens":300,"cache_read_input_tokens":0,
-        "cache_creation":{"ephemeral_5m_input_tokens":100,"ephemeral_1h_input_tokens":200}}}"#;
-    let outcome = run(
-        BodyKind::Json,
-        Dialect::Anthropic,
-        CAP,
-        &[body.as_bytes()],
-        true,
-    );
-    let u = outcome.usage().unwrap();
+    // An Anthropic body whose hour-long writes are `hour`.
+    let read = |hour: &str| {
+        let body = format!(
+            r#"{{"type":"message","usage":{{"input_tokens":10,"output_tokens":5,
+            "cache_creation_input_tokens":300,"cache_read_input_tokens":0,
+            "cache_creation":{{"ephemeral_5m_input_tokens":100,"ephemeral_1h_input_tokens":{hour}}}}}}}"#
+        );
+        run(
+            BodyKind::Json,
+            Dialect::Anthropic,
+            CAP,
+            &[body.as_bytes()],
+            true,
+        )
+    };
+    let u = read("200").usage().cloned().unwrap();
     assert_eq!((u.cache_write_tokens, u.cache_write_1h_tokens), (300, 200));
     // Never more than the writes it is part of.
-    let odd = body.replace(
-        "\"ephemeral_1h_input_tokens\":200",
-        "\"ephemeral_1h_input_tokens\":900",
-    );
-    let outcome = run(
-        BodyKind::Json,
-        Dialect::Anthropic,
-        CAP,
-        &[odd.as_bytes()],
-        true,
-    );
-    assert_eq!(outcome.usage().unwrap().cache_write_1h_tokens, 300);
-    let bad = body.replace(
-        "\"ephemeral_1h_input_tokens\":200",
-        "\"ephemeral_1h_input_tokens\":\"x\"",
-    );
-    let outcome = run(
-        BodyKind::Json,
-        Dialect::Anthropic,
-        CAP,
-        &[bad.as_bytes()],
-        true,
-    );
-    assert!(matches!(outcome, UsageOutcome::Malformed(_)), "{outcome:?}");
+    assert_eq!(read("900").usage().unwrap().cache_write_1h_tokens, 300);
+    let bad = read("\"x\"");
+    assert!(matches!(bad, UsageOutcome::Malformed(_)), "{bad:?}");
 }
