@@ -51,12 +51,13 @@ impl Secrets {
         })
     }
 
-    /// Masks every secret in `bytes`, in place.
-    pub fn mask(&self, bytes: &mut [u8]) {
+    /// Masks every secret in `bytes`, in place; returns how many.
+    pub fn mask(&self, bytes: &mut [u8]) -> u64 {
         let found: Vec<_> = self.matcher.find_iter(&*bytes).map(|m| m.range()).collect();
-        for r in found {
-            bytes[r].fill(b'*');
+        for r in &found {
+            bytes[r.clone()].fill(b'*');
         }
+        found.len() as u64
     }
 
     /// Whether `bytes` holds a secret.
@@ -150,16 +151,7 @@ impl Masker {
     }
 
     fn mask(&mut self, buf: &mut [u8]) {
-        for r in self
-            .secrets
-            .matcher
-            .find_iter(&*buf)
-            .map(|m| m.range())
-            .collect::<Vec<_>>()
-        {
-            buf[r].fill(b'*');
-            self.masked += 1;
-        }
+        self.masked += self.secrets.mask(buf);
     }
 }
 
