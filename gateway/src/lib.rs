@@ -31,6 +31,7 @@ pub mod provider;
 pub mod proxy;
 pub mod redact;
 pub mod runtime;
+pub mod shared;
 pub mod snapshot;
 pub mod store;
 pub mod usage;

@@ -2,7 +2,7 @@
 
 use super::InProcessCounters;
 
-crate::counters_conformance!(InProcessCounters::new);
+crate::counters_conformance!(|ttl| std::future::ready(InProcessCounters::new(ttl)));
 
 #[tokio::test]
 async fn held_counts_every_shard() {

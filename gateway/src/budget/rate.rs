@@ -239,6 +239,20 @@ impl RateTicket {
     pub fn estimate(&self) -> u64 {
         self.estimate
     }
+
+    /// The second (unix) of the bucket the request was admitted in.
+    pub fn second(&self) -> i64 {
+        self.second
+    }
+
+    /// A ticket another implementation of the seam issued.
+    pub(crate) fn issued(principal: String, second: i64, estimate: u64) -> Self {
+        Self {
+            principal,
+            second,
+            estimate,
+        }
+    }
 }
 
 /// What a principal has used in the window at some instant.
@@ -250,10 +264,10 @@ pub struct RateUsage {
 
 /// One second of admissions.
 #[derive(Debug, Clone, Copy)]
-struct Bucket {
-    second: i64,
-    requests: u64,
-    tokens: u64,
+pub(crate) struct Bucket {
+    pub(crate) second: i64,
+    pub(crate) requests: u64,
+    pub(crate) tokens: u64,
 }
 
 impl Bucket {
@@ -473,13 +487,13 @@ impl RateLimiter for InProcessRateLimiter {
 }
 
 /// The floor of `t` in unix seconds (also before 1970).
-fn second_of(t: Timestamp) -> i64 {
+pub(crate) fn second_of(t: Timestamp) -> i64 {
     // |t| < 2^68 ns, so the quotient fits an i64.
     t.as_nanosecond().div_euclid(1_000_000_000) as i64
 }
 
 /// The oldest bucket that still counts at `now_second`.
-fn oldest_counted(now_second: i64) -> i64 {
+pub(crate) fn oldest_counted(now_second: i64) -> i64 {
     now_second.saturating_sub(WINDOW_SECS)
 }
 
@@ -523,7 +537,7 @@ fn record(buckets: &mut VecDeque<Bucket>, now_second: i64, tokens: u64) -> i64 {
 /// The refusal for this request against `limits`, if any: the one with
 /// the longest wait, `NeverFits` above all. `buckets` are pruned to the
 /// window.
-fn refusal(
+pub(crate) fn refusal(
     buckets: &VecDeque<Bucket>,
     limits: &[RateLimit],
     estimated_tokens: u64,

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use super::*;
 
-crate::rate_conformance!(InProcessRateLimiter::new);
+crate::rate_conformance!(|| std::future::ready(InProcessRateLimiter::new()));
 
 fn ts(s: &str) -> Timestamp {
     s.parse().expect("timestamp")

@@ -2,6 +2,7 @@
 //! takes a constructor from the hold time-to-live to a fresh, empty
 //! implementation.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
@@ -10,10 +11,10 @@ use crate::budget::counters::{CounterId, Counters, Line, NotReserved, Reservatio
 use crate::budget::window::{Period, WindowSpec, WindowType};
 use crate::money::{Currency, Decimal};
 
-/// Builds a fresh implementation whose unsettled holds expire after the
-/// given time.
-pub trait Make<C>: Fn(SignedDuration) -> C {}
-impl<C, F: Fn(SignedDuration) -> C> Make<C> for F {}
+/// Builds (asynchronously: a network implementation connects) a fresh
+/// implementation whose unsettled holds expire after the given time.
+pub trait Make<C, F: Future<Output = C>>: Fn(SignedDuration) -> F {}
+impl<C, F: Future<Output = C>, M: Fn(SignedDuration) -> F> Make<C, F> for M {}
 
 const TTL: SignedDuration = SignedDuration::from_mins(10);
 const P: &str = "agent-1";
@@ -44,8 +45,10 @@ async fn spent_reserved<C: Counters>(c: &C, l: &Line, now: Timestamp) -> (Decima
 
 /// Reservations fit, or are refused naming the budget, its standing and
 /// reset; settling below the estimate frees the difference at once.
-pub async fn reserve_fits_or_names_the_budget<C: Counters>(make: impl Make<C>) {
-    let c = make(TTL);
+pub async fn reserve_fits_or_names_the_budget<C: Counters, F: Future<Output = C>>(
+    make: impl Make<C, F>,
+) {
+    let c = make(TTL).await;
     let daily = line("p-day", "1.00", Period::Daily, WindowType::Calendar);
     let lines = std::slice::from_ref(&daily);
     let now = t("2026-11-22T10:00:00Z");
@@ -86,8 +89,8 @@ pub async fn reserve_fits_or_names_the_budget<C: Counters>(make: impl Make<C>) {
 }
 
 /// A reservation touches every budget or none.
-pub async fn all_budgets_or_none<C: Counters>(make: impl Make<C>) {
-    let c = make(TTL);
+pub async fn all_budgets_or_none<C: Counters, F: Future<Output = C>>(make: impl Make<C, F>) {
+    let c = make(TTL).await;
     let hourly = line("p-hour", "1.00", Period::Hourly, WindowType::Calendar);
     let daily = line("p-day", "5.00", Period::Daily, WindowType::Calendar);
     let both = [daily.clone(), hourly.clone()];
@@ -122,8 +125,10 @@ pub async fn all_budgets_or_none<C: Counters>(make: impl Make<C>) {
 }
 
 /// Releasing gives the hold back; nothing is spent.
-pub async fn release_gives_the_hold_back<C: Counters>(make: impl Make<C>) {
-    let c = make(TTL);
+pub async fn release_gives_the_hold_back<C: Counters, F: Future<Output = C>>(
+    make: impl Make<C, F>,
+) {
+    let c = make(TTL).await;
     let daily = line("p", "1.00", Period::Daily, WindowType::Calendar);
     let lines = std::slice::from_ref(&daily);
     let now = t("2026-11-22T10:00:00Z");
@@ -142,8 +147,10 @@ pub async fn release_gives_the_hold_back<C: Counters>(make: impl Make<C>) {
 }
 
 /// A call is charged to the window it started in.
-pub async fn charged_to_the_window_it_started_in<C: Counters>(make: impl Make<C>) {
-    let c = make(TTL);
+pub async fn charged_to_the_window_it_started_in<C: Counters, F: Future<Output = C>>(
+    make: impl Make<C, F>,
+) {
+    let c = make(TTL).await;
     let daily = line("p", "1.00", Period::Daily, WindowType::Calendar);
     let start = t("2026-11-22T23:59:59Z");
     let h = c
@@ -164,8 +171,10 @@ pub async fn charged_to_the_window_it_started_in<C: Counters>(make: impl Make<C>
 }
 
 /// Rolling windows let old spend leave, never early.
-pub async fn rolling_windows_let_old_spend_leave<C: Counters>(make: impl Make<C>) {
-    let c = make(TTL);
+pub async fn rolling_windows_let_old_spend_leave<C: Counters, F: Future<Output = C>>(
+    make: impl Make<C, F>,
+) {
+    let c = make(TTL).await;
     let rolling = line("p", "1.00", Period::Hourly, WindowType::Rolling);
     let lines = std::slice::from_ref(&rolling);
     let t0 = t("2026-11-22T10:00:00Z");
@@ -198,8 +207,10 @@ pub async fn rolling_windows_let_old_spend_leave<C: Counters>(make: impl Make<C>
 
 /// Priming adds recorded spend once, into the cells of its time, and only
 /// to a counter not yet in use.
-pub async fn priming_adds_recorded_spend_once<C: Counters>(make: impl Make<C>) {
-    let c = make(TTL);
+pub async fn priming_adds_recorded_spend_once<C: Counters, F: Future<Output = C>>(
+    make: impl Make<C, F>,
+) {
+    let c = make(TTL).await;
     let daily = line("p", "1.00", Period::Daily, WindowType::Calendar);
     let now = t("2026-11-22T10:00:00Z");
     assert!(!c.knows(P, &daily.id).await.expect("knows"));
@@ -228,8 +239,10 @@ pub async fn priming_adds_recorded_spend_once<C: Counters>(make: impl Make<C>) {
 }
 
 /// Every operation is idempotent by reservation id.
-pub async fn operations_are_idempotent_by_reservation_id<C: Counters>(make: impl Make<C>) {
-    let c = make(TTL);
+pub async fn operations_are_idempotent_by_reservation_id<C: Counters, F: Future<Output = C>>(
+    make: impl Make<C, F>,
+) {
+    let c = make(TTL).await;
     let daily = line("p", "1.00", Period::Daily, WindowType::Calendar);
     let lines = std::slice::from_ref(&daily);
     let now = t("2026-11-22T10:00:00Z");
@@ -273,9 +286,9 @@ pub async fn operations_are_idempotent_by_reservation_id<C: Counters>(make: impl
 
 /// A hold nobody settles expires after the time to live; settling it
 /// afterwards still charges the actual cost.
-pub async fn unsettled_holds_expire<C: Counters>(make: impl Make<C>) {
+pub async fn unsettled_holds_expire<C: Counters, F: Future<Output = C>>(make: impl Make<C, F>) {
     let ttl = SignedDuration::from_mins(5);
-    let c = make(ttl);
+    let c = make(ttl).await;
     let daily = line("p", "1.00", Period::Daily, WindowType::Calendar);
     let lines = std::slice::from_ref(&daily);
     let t0 = t("2026-11-22T10:00:00Z");
@@ -309,8 +322,10 @@ pub async fn unsettled_holds_expire<C: Counters>(make: impl Make<C>) {
 }
 
 /// Concurrent reservations never overshoot a limit.
-pub async fn concurrent_reservations_never_overshoot<C: Counters>(make: impl Make<C>) {
-    let c = Arc::new(make(TTL));
+pub async fn concurrent_reservations_never_overshoot<C: Counters, F: Future<Output = C>>(
+    make: impl Make<C, F>,
+) {
+    let c = Arc::new(make(TTL).await);
     let daily = line("p", "10.00", Period::Daily, WindowType::Calendar);
     let now = t("2026-11-22T10:00:00Z");
     let mut tasks = Vec::new();

@@ -2,6 +2,8 @@
 //! per principal; a refusal records nothing; settling replaces the
 //! estimate; releasing takes the admission back.
 
+use std::future::Future;
+
 use jiff::{SignedDuration, Timestamp};
 
 use crate::budget::rate::{NotAdmitted, RateLimit, RateLimited, RateLimiter};
@@ -33,8 +35,8 @@ fn limited(r: Result<impl Sized, NotAdmitted>) -> RateLimited {
 
 /// Exactly the limit is admitted in a minute, then refused with a retry
 /// hint; the window slides, never early.
-pub async fn requests_per_minute_hold<L: RateLimiter>(make: impl Fn() -> L) {
-    let l = make();
+pub async fn requests_per_minute_hold<L: RateLimiter, F: Future<Output = L>>(make: impl Fn() -> F) {
+    let l = make().await;
     for s in [0, 10, 20] {
         let ticket = l.admit("a", &[rpm(3)], 0, at(s)).await.expect("admitted");
         l.settle(ticket, 0, at(s)).await.expect("settle");
@@ -54,8 +56,8 @@ pub async fn requests_per_minute_hold<L: RateLimiter>(make: impl Fn() -> L) {
 
 /// Token estimates count until settled; settling replaces them; a request
 /// that alone exceeds the limit can never fit (no retry hint).
-pub async fn tokens_per_minute_hold<L: RateLimiter>(make: impl Fn() -> L) {
-    let l = make();
+pub async fn tokens_per_minute_hold<L: RateLimiter, F: Future<Output = L>>(make: impl Fn() -> F) {
+    let l = make().await;
     let limits = [tpm(1_000)];
     let first = l.admit("a", &limits, 600, at(0)).await.expect("admitted");
     let refused = limited(l.admit("a", &limits, 500, at(1)).await);
@@ -71,8 +73,10 @@ pub async fn tokens_per_minute_hold<L: RateLimiter>(make: impl Fn() -> L) {
 }
 
 /// A refusal records nothing.
-pub async fn a_refusal_records_nothing<L: RateLimiter>(make: impl Fn() -> L) {
-    let l = make();
+pub async fn a_refusal_records_nothing<L: RateLimiter, F: Future<Output = L>>(
+    make: impl Fn() -> F,
+) {
+    let l = make().await;
     let limits = [rpm(1), tpm(100)];
     let _kept = l.admit("a", &limits, 50, at(0)).await.expect("admitted");
     let before = l.usage("a", at(1)).await.expect("usage");
@@ -82,8 +86,10 @@ pub async fn a_refusal_records_nothing<L: RateLimiter>(make: impl Fn() -> L) {
 
 /// Releasing takes an admission back: its request and its tokens leave
 /// the window at once (a later step refused the call).
-pub async fn release_takes_the_admission_back<L: RateLimiter>(make: impl Fn() -> L) {
-    let l = make();
+pub async fn release_takes_the_admission_back<L: RateLimiter, F: Future<Output = L>>(
+    make: impl Fn() -> F,
+) {
+    let l = make().await;
     let limits = [rpm(2), tpm(1_000)];
     let a = l.admit("a", &limits, 700, at(0)).await.expect("admitted");
     l.release(a, at(1)).await.expect("release");

@@ -40,6 +40,37 @@ impl SpendHistory for Arc<dyn Store> {
     }
 }
 
+/// The spend `history` recorded for `principal` that can count in
+/// `line`'s window at `now` (from one bucket before the window starts), in
+/// the line's currency: what a counter not counted yet is primed with.
+/// Spend in another currency than a budget's is not counted in it.
+pub async fn spend_in_window(
+    history: &dyn SpendHistory,
+    principal: &str,
+    line: &crate::budget::counters::Line,
+    now: jiff::Timestamp,
+) -> Result<Vec<(jiff::Timestamp, crate::money::Decimal)>, SourceError> {
+    let since = line
+        .spec
+        .current(now)
+        .start
+        .checked_sub(line.spec.bucket_width())
+        .unwrap_or(jiff::Timestamp::MIN);
+    let spend = history
+        .spend_since(principal, since.as_millisecond())
+        .await?;
+    let currency = line.currency.as_str();
+    Ok(spend
+        .into_iter()
+        .filter(|s| s.currency == currency)
+        .filter_map(|s| {
+            jiff::Timestamp::from_millisecond(s.ts_ms)
+                .ok()
+                .map(|t| (t, s.amount))
+        })
+        .collect())
+}
+
 /// What the refresher needs.
 #[derive(Clone)]
 pub struct Refresher {
@@ -88,26 +119,7 @@ impl Refresher {
                 {
                     continue;
                 }
-                let since = line
-                    .spec
-                    .current(now)
-                    .start
-                    .checked_sub(line.spec.bucket_width())
-                    .unwrap_or(jiff::Timestamp::MIN);
-                let spend = self
-                    .history
-                    .spend_since(principal, since.as_millisecond())
-                    .await?;
-                let currency = line.currency.as_str();
-                let rows = spend
-                    .into_iter()
-                    .filter(|s| s.currency == currency)
-                    .filter_map(|s| {
-                        jiff::Timestamp::from_millisecond(s.ts_ms)
-                            .ok()
-                            .map(|t| (t, s.amount))
-                    })
-                    .collect();
+                let rows = spend_in_window(&*self.history, principal, line, now).await?;
                 if self
                     .counters
                     .prime(principal, &line.id, &line.spec, rows)

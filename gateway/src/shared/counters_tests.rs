@@ -1,0 +1,262 @@
+//! The Redis counters pass the counters conformance suite against a real
+//! Redis, each case under its own key prefix; and, beyond the suite, what
+//! only a shared implementation can get wrong: several replicas, counters
+//! lost with Redis's data, a history or a Redis that cannot answer.
+
+use std::sync::{Arc, Mutex};
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::RedisCounters;
+use crate::budget::counters::{BoxFuture, CounterId, Counters, Line, NotReserved, ReservationId};
+use crate::budget::window::{Period, WindowSpec, WindowType};
+use crate::money::{Currency, Decimal};
+use crate::shared::{test_redis, Keys};
+use crate::snapshot::{SourceError, SpendHistory};
+use crate::store::Spend;
+
+/// A spend history the test writes, or one that cannot answer.
+#[derive(Default)]
+struct History {
+    rows: Mutex<Vec<Spend>>,
+    down: std::sync::atomic::AtomicBool,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+impl SpendHistory for Arc<History> {
+    fn spend_since(
+        &self,
+        _principal: &str,
+        since_ms: i64,
+    ) -> BoxFuture<Result<Vec<Spend>, SourceError>> {
+        use std::sync::atomic::Ordering;
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        let r = if self.down.load(Ordering::SeqCst) {
+            Err(SourceError("ledger unreachable".into()))
+        } else {
+            Ok(self
+                .rows
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| s.ts_ms >= since_ms)
+                .cloned()
+                .collect())
+        };
+        Box::pin(std::future::ready(r))
+    }
+}
+
+async fn counters(ttl: SignedDuration) -> RedisCounters {
+    let (conn, keys) = test_redis::fresh().await;
+    RedisCounters::new(conn, keys, ttl, Arc::new(Arc::new(History::default())))
+}
+
+crate::counters_conformance!(counters);
+
+fn d(s: &str) -> Decimal {
+    crate::money::parse_amount(s).unwrap()
+}
+
+fn t(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn daily(limit: &str) -> Line {
+    let spec = WindowSpec::new(Period::Daily, WindowType::Calendar, "UTC").unwrap();
+    Line {
+        id: CounterId::new("p-day", &spec),
+        policy_version: 1,
+        limit: d(limit),
+        currency: Currency::USD,
+        spec,
+    }
+}
+
+const TTL: SignedDuration = SignedDuration::from_mins(10);
+
+/// Two replicas (two clients on one prefix) share one budget: 64
+/// concurrent reservations split across them never overshoot it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_one_budget() {
+    let (conn, keys) = test_redis::fresh().await;
+    let history: Arc<dyn SpendHistory> = Arc::new(Arc::new(History::default()));
+    let a = Arc::new(RedisCounters::new(conn, keys.clone(), TTL, history.clone()));
+    let conn_b = crate::shared::connect(&test_redis::url()).await.unwrap();
+    let b = Arc::new(RedisCounters::new(conn_b, keys, TTL, history));
+    let line = daily("5.00");
+    let now = t("2026-11-22T10:00:00Z");
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let c = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let line = line.clone();
+        tasks.push(tokio::spawn(async move {
+            let lines = std::slice::from_ref(&line);
+            match c
+                .reserve("agent-1", ReservationId::new(), lines, d("0.25"), now)
+                .await
+            {
+                Ok(h) => {
+                    c.settle(&h, d("0.25"), now).await.unwrap();
+                    1
+                }
+                Err(NotReserved::Exceeded(_)) => 0,
+                Err(e) => panic!("{e}"),
+            }
+        }));
+    }
+    let mut admitted = 0;
+    for task in tasks {
+        admitted += task.await.unwrap();
+    }
+    assert_eq!(admitted, 20, "5.00 / 0.25 = 20 calls fit");
+    let s = b.standing("agent-1", &line, now).await.unwrap();
+    assert_eq!((s.spent, s.reserved), (d("5"), Decimal::ZERO));
+}
+
+/// Counters lost with Redis's data are primed again from the ledger before
+/// the next reservation: the spend recorded before the loss still counts.
+#[tokio::test]
+async fn lost_counters_are_primed_from_the_ledger() {
+    let (conn, keys) = test_redis::fresh().await;
+    let history = Arc::new(History::default());
+    let c = RedisCounters::new(conn.clone(), keys.clone(), TTL, Arc::new(history.clone()));
+    let line = daily("1.00");
+    let lines = std::slice::from_ref(&line);
+    let now = t("2026-11-22T10:00:00Z");
+    let h = c
+        .reserve("agent-1", ReservationId::new(), lines, d("0.70"), now)
+        .await
+        .unwrap();
+    c.settle(&h, d("0.70"), now).await.unwrap();
+    // The ledger recorded the call; then Redis loses everything.
+    history.rows.lock().unwrap().push(Spend {
+        ts_ms: now.as_millisecond(),
+        amount: d("0.70"),
+        currency: "USD".into(),
+    });
+    flush(&conn, &keys).await;
+    assert!(!c.knows("agent-1", &line.id).await.unwrap());
+    // 0.70 is still spent: 0.40 does not fit, 0.30 does.
+    assert!(matches!(
+        c.reserve("agent-1", ReservationId::new(), lines, d("0.40"), now)
+            .await,
+        Err(NotReserved::Exceeded(_))
+    ));
+    c.reserve("agent-1", ReservationId::new(), lines, d("0.30"), now)
+        .await
+        .expect("fits");
+}
+
+/// While a lost counter cannot be primed (the ledger is unreachable), its
+/// principal's calls are refused as unavailable, never admitted on a guess.
+#[tokio::test]
+async fn an_unprimed_counter_refuses_until_the_ledger_answers() {
+    use std::sync::atomic::Ordering;
+    let (conn, keys) = test_redis::fresh().await;
+    let history = Arc::new(History::default());
+    history.down.store(true, Ordering::SeqCst);
+    let c = RedisCounters::new(conn, keys, TTL, Arc::new(history.clone()));
+    let line = daily("1.00");
+    let lines = std::slice::from_ref(&line);
+    let now = t("2026-11-22T10:00:00Z");
+    let r = c
+        .reserve("agent-1", ReservationId::new(), lines, d("0.10"), now)
+        .await;
+    assert!(matches!(r, Err(NotReserved::Unavailable(_))), "{r:?}");
+    history.down.store(false, Ordering::SeqCst);
+    c.reserve("agent-1", ReservationId::new(), lines, d("0.10"), now)
+        .await
+        .expect("primed, then admitted");
+    // Primed once: the next reservation reads no history.
+    let reads = history.reads.load(Ordering::SeqCst);
+    c.reserve("agent-1", ReservationId::new(), lines, d("0.10"), now)
+        .await
+        .unwrap();
+    assert_eq!(history.reads.load(Ordering::SeqCst), reads);
+}
+
+/// A hold whose replica died expires by itself; settling it afterwards
+/// (a retried settle, too) charges it once.
+#[tokio::test]
+async fn an_expired_hold_is_charged_once() {
+    let c = counters(SignedDuration::from_mins(5)).await;
+    let line = daily("1.00");
+    let lines = std::slice::from_ref(&line);
+    let t0 = t("2026-11-22T10:00:00Z");
+    let h = c
+        .reserve("agent-1", ReservationId::new(), lines, d("0.60"), t0)
+        .await
+        .unwrap();
+    let later = t("2026-11-22T10:06:00Z");
+    let s = c.standing("agent-1", &line, later).await.unwrap();
+    assert_eq!(s.reserved, Decimal::ZERO, "expired");
+    c.settle(&h, d("0.60"), later).await.unwrap();
+    c.settle(&h, d("0.60"), later).await.unwrap();
+    c.release(&h, later).await.unwrap();
+    let s = c.standing("agent-1", &line, later).await.unwrap();
+    assert_eq!((s.spent, s.reserved), (d("0.6"), Decimal::ZERO));
+}
+
+/// Amounts finer than a micro-unit are reserved and spent rounded up:
+/// never below what the provider can bill.
+#[tokio::test]
+async fn sub_micro_amounts_round_towards_refusing() {
+    let c = counters(TTL).await;
+    let line = daily("0.000002");
+    let lines = std::slice::from_ref(&line);
+    let now = t("2026-11-22T10:00:00Z");
+    for _ in 0..2 {
+        let h = c
+            .reserve("agent-1", ReservationId::new(), lines, d("0.0000001"), now)
+            .await
+            .unwrap();
+        c.settle(&h, d("0.0000001"), now).await.unwrap();
+    }
+    assert!(c
+        .reserve("agent-1", ReservationId::new(), lines, d("0.0000001"), now)
+        .await
+        .is_err());
+}
+
+/// A Redis that cannot be reached refuses: nothing can be promised.
+#[tokio::test]
+async fn an_unreachable_redis_refuses() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let r = crate::shared::connect(&format!("redis://127.0.0.1:{port}/")).await;
+    assert!(r.is_err(), "nothing listens there");
+}
+
+/// Principals' keys stay apart, and a principal id that is not a plain
+/// name cannot reach another's keys.
+#[tokio::test]
+async fn principals_are_counted_apart() {
+    let c = counters(TTL).await;
+    let line = daily("1.00");
+    let lines = std::slice::from_ref(&line);
+    let now = t("2026-11-22T10:00:00Z");
+    for p in ["agent-1", "agent-1}", "{agent-1}"] {
+        c.reserve(p, ReservationId::new(), lines, d("1.00"), now)
+            .await
+            .unwrap_or_else(|e| panic!("{p}: {e}"));
+    }
+}
+
+/// Deletes every key under the prefix (Redis "lost its data").
+async fn flush(conn: &redis::aio::ConnectionManager, keys: &Keys) {
+    let mut conn = conn.clone();
+    let found: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", keys.prefix()))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !found.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(found)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
