@@ -59,7 +59,7 @@ impl PrincipalKind {
 }
 
 /// An authenticated actor. Its credential is stored only as a hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Principal {
     pub id: String,
     pub kind: PrincipalKind,
@@ -208,7 +208,7 @@ impl PatternType {
 }
 
 /// One allowlist entry of a principal: a URL pattern it may call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AllowlistEntry {
     pub id: String,
     pub principal_id: String,

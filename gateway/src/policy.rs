@@ -60,7 +60,7 @@ pub struct Budget {
 pub const DEFAULT_MAX_OUTPUT_TOKENS: u64 = 4096;
 
 /// One version of a policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Policy {
     pub id: String,
     pub version: u32,

@@ -2,17 +2,17 @@
 //! halves of its signing keys: what the store persists and what the
 //! authority view is built from.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::mandate::Claims;
 use super::Scope;
 
 /// The public half of one mandate signing key, as gateways verify with it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SigningKeyRow {
     pub kid: String,
     /// Raw Ed25519 public key.
-    #[serde(serialize_with = "hex_key")]
+    #[serde(serialize_with = "hex_key", deserialize_with = "unhex_key")]
     pub public_key: [u8; 32],
     /// Unix seconds.
     pub created_at: i64,
@@ -40,9 +40,17 @@ fn hex_key<S: serde::Serializer>(key: &[u8; 32], s: S) -> Result<S::Ok, S::Error
     s.serialize_str(&hex::encode(key))
 }
 
+fn unhex_key<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+    let text = String::deserialize(d)?;
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(&text, &mut key)
+        .map_err(|e| serde::de::Error::custom(format!("public key: {e}")))?;
+    Ok(key)
+}
+
 /// The stored record of an issued mandate: its claims, the policy version
 /// that authorised it, and its revocation (if any).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MandateRecord {
     pub jti: String,
     pub issuer_id: String,

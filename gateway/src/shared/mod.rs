@@ -16,6 +16,7 @@
 
 mod counters;
 mod rate;
+pub mod state;
 
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub use counters::RedisCounters;
 pub use rate::RedisRateLimiter;
+pub use state::{publish, RedisSource};
 
 use crate::budget::counters::CounterError;
 use crate::money::Decimal;

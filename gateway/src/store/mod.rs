@@ -67,11 +67,14 @@ pub enum StoreError {
     },
 }
 
-/// Everything the snapshot is built from, read in one transaction.
-#[derive(Debug, Clone, Default)]
+/// Everything the snapshot is built from, read in one transaction. Its
+/// JSON form (token hashes in hex) is what the distributed deployment
+/// publishes to its replicas.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct StateRows {
     pub version: i64,
     /// Principals with their token hashes.
+    #[serde(with = "hex_hashes")]
     pub principals: Vec<(Principal, Vec<u8>)>,
     pub providers: Vec<ProviderDef>,
     pub allowlists: Vec<AllowlistEntry>,
@@ -87,6 +90,35 @@ pub struct StateRows {
     pub prices: Vec<crate::pricing::PriceRow>,
     /// Rows that could not be read and were left out (they can only deny more).
     pub rejected: Vec<String>,
+}
+
+/// Token hashes as hex strings in the JSON form of [`StateRows`].
+mod hex_hashes {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::model::Principal;
+
+    pub fn serialize<S: Serializer>(
+        rows: &[(Principal, Vec<u8>)],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let hexed: Vec<(&Principal, String)> =
+            rows.iter().map(|(p, h)| (p, hex::encode(h))).collect();
+        hexed.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<(Principal, Vec<u8>)>, D::Error> {
+        Vec::<(Principal, String)>::deserialize(d)?
+            .into_iter()
+            .map(|(p, h)| {
+                hex::decode(&h)
+                    .map(|h| (p, h))
+                    .map_err(|e| serde::de::Error::custom(format!("token hash: {e}")))
+            })
+            .collect()
+    }
 }
 
 /// The enforcement state as a whole: its version and a consistent read.
