@@ -17,6 +17,7 @@ mod pricebook;
 mod principals;
 mod providers;
 mod revocation;
+mod row;
 
 use std::path::Path;
 use std::str::FromStr;
