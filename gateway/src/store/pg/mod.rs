@@ -9,6 +9,8 @@
 //! until the change commits or rolls back (see [`PgStore::begin_change`]).
 
 mod allowlists;
+#[cfg(test)]
+mod conformance_tests;
 mod ledger;
 mod mandates;
 mod policies;
