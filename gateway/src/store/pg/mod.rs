@@ -18,6 +18,8 @@ mod pricebook;
 mod principals;
 mod providers;
 mod revocation;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
