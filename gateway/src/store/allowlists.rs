@@ -1,23 +1,43 @@
 //! Allowlist entries of principals.
 
 use async_trait::async_trait;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 
+use super::row::Columns;
 use super::{now, SqliteStore, StoreError};
 use crate::model::{AllowlistEntry, PatternType};
 
-fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AllowlistEntry, StoreError> {
-    let kind: String = row.try_get("pattern_type")?;
+pub(super) fn from_row(row: &impl Columns) -> Result<AllowlistEntry, StoreError> {
+    let kind = row.text("pattern_type")?;
     Ok(AllowlistEntry {
-        id: row.try_get("id")?,
-        principal_id: row.try_get("principal_id")?,
-        pattern: row.try_get("pattern")?,
+        id: row.text("id")?,
+        principal_id: row.text("principal_id")?,
+        pattern: row.text("pattern")?,
         pattern_type: PatternType::parse(&kind).ok_or_else(|| StoreError::Corrupt {
             table: "allowlists",
             message: format!("unknown pattern type {kind:?}"),
         })?,
-        created_at: row.try_get("created_at")?,
+        created_at: row.text("created_at")?,
     })
+}
+
+/// An entry added now, with a new id.
+pub(super) fn new_entry(
+    principal_id: &str,
+    pattern: &str,
+    pattern_type: PatternType,
+) -> AllowlistEntry {
+    AllowlistEntry {
+        id: uuid::Uuid::now_v7().to_string(),
+        principal_id: principal_id.to_string(),
+        pattern: pattern.to_string(),
+        pattern_type,
+        created_at: now(),
+    }
+}
+
+pub(super) fn missing(id: &str) -> StoreError {
+    StoreError::NotFound(format!("no allowlist entry with id {id:?}"))
 }
 
 pub(super) async fn all(
@@ -59,13 +79,7 @@ impl AllowlistStore for SqliteStore {
         pattern: &str,
         pattern_type: PatternType,
     ) -> Result<AllowlistEntry, StoreError> {
-        let entry = AllowlistEntry {
-            id: uuid::Uuid::now_v7().to_string(),
-            principal_id: principal_id.to_string(),
-            pattern: pattern.to_string(),
-            pattern_type,
-            created_at: now(),
-        };
+        let entry = new_entry(principal_id, pattern, pattern_type);
         let mut tx = self.begin_change().await?;
         sqlx::query(
             "INSERT INTO allowlists (id, principal_id, pattern, pattern_type, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -102,9 +116,7 @@ impl AllowlistStore for SqliteStore {
             .await?
             .rows_affected();
         if n == 0 {
-            return Err(StoreError::NotFound(format!(
-                "no allowlist entry with id {id:?}"
-            )));
+            return Err(missing(id));
         }
         tx.commit().await?;
         Ok(())

@@ -1,8 +1,9 @@
 //! Ledger rows: idempotent batch inserts and filtered queries.
 
 use async_trait::async_trait;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Sqlite};
 
+use super::row::Columns;
 use super::{SqliteStore, StoreError};
 use crate::ledger::LedgerEvent;
 
@@ -24,11 +25,11 @@ pub struct LedgerFilter {
 
 /// A wire enum read from a column; an unknown value is a corrupt row.
 fn wire<T: std::str::FromStr<Err = crate::wire::UnknownWire>>(
-    row: &sqlx::sqlite::SqliteRow,
+    row: &impl Columns,
     col: &str,
 ) -> Result<T, StoreError> {
-    let text: String = row.try_get(col)?;
-    text.parse()
+    row.text(col)?
+        .parse()
         .map_err(|e: crate::wire::UnknownWire| StoreError::Corrupt {
             table: "ledger_events",
             message: format!("{col}: {e}"),
@@ -36,60 +37,55 @@ fn wire<T: std::str::FromStr<Err = crate::wire::UnknownWire>>(
 }
 
 fn opt_wire<T: std::str::FromStr<Err = crate::wire::UnknownWire>>(
-    row: &sqlx::sqlite::SqliteRow,
+    row: &impl Columns,
     col: &str,
 ) -> Result<Option<T>, StoreError> {
-    match row.try_get::<Option<String>, _>(col)? {
+    match row.opt_text(col)? {
         None => Ok(None),
         Some(_) => wire(row, col).map(Some),
     }
 }
 
-fn opt_u64(row: &sqlx::sqlite::SqliteRow, col: &str) -> Result<Option<u64>, StoreError> {
-    Ok(row.try_get::<Option<i64>, _>(col)?.map(|v| v.max(0) as u64))
+fn opt_u64(row: &impl Columns, col: &str) -> Result<Option<u64>, StoreError> {
+    Ok(row.opt_int(col)?.map(|v| v.max(0) as u64))
 }
 
-fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<LedgerEvent, StoreError> {
+pub(super) fn from_row(row: &impl Columns) -> Result<LedgerEvent, StoreError> {
     Ok(LedgerEvent {
-        id: row.try_get("id")?,
-        ts: row.try_get("ts")?,
-        ts_ms: row.try_get("ts_ms")?,
+        id: row.text("id")?,
+        ts: row.text("ts")?,
+        ts_ms: row.int("ts_ms")?,
         kind: wire(row, "kind")?,
-        principal_id: row.try_get("principal_id")?,
+        principal_id: row.opt_text("principal_id")?,
         mode: wire(row, "mode")?,
-        provider: row.try_get("provider")?,
-        resource: row.try_get("resource")?,
-        action: row.try_get("action")?,
-        method: row.try_get("method")?,
-        url: row.try_get("url")?,
+        provider: row.opt_text("provider")?,
+        resource: row.opt_text("resource")?,
+        action: row.opt_text("action")?,
+        method: row.opt_text("method")?,
+        url: row.opt_text("url")?,
         decision: wire(row, "decision")?,
         code: wire(row, "code")?,
-        status: row
-            .try_get::<Option<i64>, _>("status")?
-            .and_then(|s| u16::try_from(s).ok()),
+        status: row.opt_int("status")?.and_then(|s| u16::try_from(s).ok()),
         request_bytes: opt_u64(row, "request_bytes")?.unwrap_or(0),
         response_bytes: opt_u64(row, "response_bytes")?.unwrap_or(0),
         duration_ms: opt_u64(row, "duration_ms")?.unwrap_or(0),
         duration_us: opt_u64(row, "duration_us")?.unwrap_or(0),
-        model: row.try_get("model")?,
+        model: row.opt_text("model")?,
         input_tokens: opt_u64(row, "input_tokens")?,
         output_tokens: opt_u64(row, "output_tokens")?,
         cached_input_tokens: opt_u64(row, "cached_input_tokens")?,
         usage: opt_wire(row, "usage")?,
-        detail: row.try_get("detail")?,
-        mandate_id: row.try_get("mandate_id")?,
+        detail: row.opt_text("detail")?,
+        mandate_id: row.opt_text("mandate_id")?,
         cost: decimal(row, "cost")?,
-        currency: row.try_get("currency")?,
+        currency: row.opt_text("currency")?,
         cost_basis: opt_wire(row, "cost_basis")?,
         reserved: decimal(row, "reserved")?,
     })
 }
 
-fn decimal(
-    row: &sqlx::sqlite::SqliteRow,
-    col: &str,
-) -> Result<Option<crate::money::Decimal>, StoreError> {
-    let Some(text) = row.try_get::<Option<String>, _>(col)? else {
+fn decimal(row: &impl Columns, col: &str) -> Result<Option<crate::money::Decimal>, StoreError> {
+    let Some(text) = row.opt_text(col)? else {
         return Ok(None);
     };
     crate::money::parse_amount(&text)
@@ -100,7 +96,18 @@ fn decimal(
         })
 }
 
-fn i(v: u64) -> i64 {
+/// A row of `ts_ms, cost, currency`.
+pub(super) fn spend_from_row(row: &impl Columns) -> Result<Spend, StoreError> {
+    Ok(Spend {
+        ts_ms: row.int("ts_ms")?,
+        amount: decimal(row, "cost")?.unwrap_or_default(),
+        currency: row.opt_text("currency")?.unwrap_or_default(),
+    })
+}
+
+/// A count as stored (BIGINT / INTEGER); counts beyond `i64::MAX` are
+/// stored as `i64::MAX`.
+pub(super) fn i(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
@@ -180,17 +187,7 @@ impl LedgerStore for SqliteStore {
         .bind(since_ms)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Spend {
-                    ts_ms: row.try_get("ts_ms")?,
-                    amount: decimal(row, "cost")?.unwrap_or_default(),
-                    currency: row
-                        .try_get::<Option<String>, _>("currency")?
-                        .unwrap_or_default(),
-                })
-            })
-            .collect()
+        rows.iter().map(spend_from_row).collect()
     }
 }
 

@@ -4,8 +4,9 @@
 //! of the enforcement state.
 
 use async_trait::async_trait;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 
+use super::row::Columns;
 use super::{SqliteStore, StoreError};
 pub use crate::authority::record::{MandateRecord, MandateState, SigningKeyRow};
 use crate::authority::Scope;
@@ -21,40 +22,39 @@ fn corrupt(table: &'static str, message: String) -> StoreError {
     StoreError::Corrupt { table, message }
 }
 
-pub(super) fn mandate_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<MandateRecord, StoreError> {
-    let jti: String = row.try_get("jti")?;
+pub(super) fn mandate_from_row(row: &impl Columns) -> Result<MandateRecord, StoreError> {
+    let jti = row.text("jti")?;
     let bad = |what: &str, e: &dyn std::fmt::Display| {
         corrupt("mandates", format!("mandate {jti}: {what}: {e}"))
     };
-    let scope: String = row.try_get("scope")?;
-    let scope: Scope = serde_json::from_str(&scope).map_err(|e| bad("scope", &e))?;
-    let chain: String = row.try_get("chain")?;
-    let chain: Vec<String> = serde_json::from_str(&chain).map_err(|e| bad("chain", &e))?;
-    let version: i64 = row.try_get("policy_version")?;
-    let depth: i64 = row.try_get("depth")?;
+    let scope: Scope = serde_json::from_str(&row.text("scope")?).map_err(|e| bad("scope", &e))?;
+    let chain: Vec<String> =
+        serde_json::from_str(&row.text("chain")?).map_err(|e| bad("chain", &e))?;
+    let version = row.int("policy_version")?;
+    let depth = row.int("depth")?;
     Ok(MandateRecord {
-        issuer_id: row.try_get("issuer_id")?,
-        subject_id: row.try_get("subject_id")?,
-        parent_jti: row.try_get("parent_jti")?,
-        policy_id: row.try_get("policy_id")?,
+        issuer_id: row.text("issuer_id")?,
+        subject_id: row.text("subject_id")?,
+        parent_jti: row.opt_text("parent_jti")?,
+        policy_id: row.text("policy_id")?,
         policy_version: u32::try_from(version).map_err(|e| bad("policy_version", &e))?,
         scope,
-        iat: row.try_get("iat")?,
-        nbf: row.try_get("nbf")?,
-        exp: row.try_get("exp")?,
+        iat: row.int("iat")?,
+        nbf: row.int("nbf")?,
+        exp: row.int("exp")?,
         depth: u32::try_from(depth).map_err(|e| bad("depth", &e))?,
         chain,
-        revoked_at: row.try_get("revoked_at")?,
-        revoked_by: row.try_get("revoked_by")?,
-        revoke_reason: row.try_get("revoke_reason")?,
-        created_at: row.try_get("created_at")?,
+        revoked_at: row.opt_int("revoked_at")?,
+        revoked_by: row.opt_text("revoked_by")?,
+        revoke_reason: row.opt_text("revoke_reason")?,
+        created_at: row.text("created_at")?,
         jti,
     })
 }
 
-fn key_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<SigningKeyRow, StoreError> {
-    let kid: String = row.try_get("kid")?;
-    let public: Vec<u8> = row.try_get("public_key")?;
+pub(super) fn key_from_row(row: &impl Columns) -> Result<SigningKeyRow, StoreError> {
+    let kid = row.text("kid")?;
+    let public = row.bytes("public_key")?;
     let public_key = <[u8; 32]>::try_from(public.as_slice()).map_err(|_| {
         corrupt(
             "signing_keys",
@@ -66,8 +66,8 @@ fn key_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<SigningKeyRow, StoreErr
     })?;
     Ok(SigningKeyRow {
         public_key,
-        created_at: row.try_get("created_at")?,
-        retired_at: row.try_get("retired_at")?,
+        created_at: row.int("created_at")?,
+        retired_at: row.opt_int("retired_at")?,
         kid,
     })
 }
@@ -154,44 +154,28 @@ impl MandateStore for SqliteStore {
     async fn sync_signing_keys(&self, keys: &[SigningKeyRow]) -> Result<bool, StoreError> {
         let mut tx = self.begin_change().await?;
         let stored = signing_keys(&mut tx).await?;
-        let mut changed = false;
-        for key in keys {
-            match stored.iter().find(|s| s.kid == key.kid) {
-                Some(s) if s.public_key != key.public_key => {
-                    return Err(StoreError::Conflict(format!(
-                        "signing key {} is stored with a different public key; \
-                         the keyring does not belong to this workspace's database",
-                        key.kid
-                    )));
-                }
-                Some(s) if s == key => {}
-                _ => {
-                    sqlx::query(
-                        "INSERT INTO signing_keys (kid, public_key, created_at, retired_at)
+        let sync = KeySync::plan(&stored, keys)?;
+        for key in &sync.put {
+            sqlx::query(
+                "INSERT INTO signing_keys (kid, public_key, created_at, retired_at)
                          VALUES (?, ?, ?, ?)
                          ON CONFLICT (kid) DO UPDATE SET
                            created_at = excluded.created_at, retired_at = excluded.retired_at",
-                    )
-                    .bind(&key.kid)
-                    .bind(key.public_key.as_slice())
-                    .bind(key.created_at)
-                    .bind(key.retired_at)
-                    .execute(&mut *tx)
-                    .await?;
-                    changed = true;
-                }
-            }
+            )
+            .bind(&key.kid)
+            .bind(key.public_key.as_slice())
+            .bind(key.created_at)
+            .bind(key.retired_at)
+            .execute(&mut *tx)
+            .await?;
         }
-        for gone in stored
-            .iter()
-            .filter(|s| !keys.iter().any(|k| k.kid == s.kid))
-        {
+        for kid in &sync.remove {
             sqlx::query("DELETE FROM signing_keys WHERE kid = ?")
-                .bind(&gone.kid)
+                .bind(kid)
                 .execute(&mut *tx)
                 .await?;
-            changed = true;
         }
+        let changed = sync.changes();
         if changed {
             tx.commit().await?;
         } else {
@@ -209,11 +193,7 @@ impl MandateStore for SqliteStore {
     }
 
     async fn insert_mandate(&self, record: &MandateRecord) -> Result<(), StoreError> {
-        let encode = |what: &str, v: serde_json::Result<String>| {
-            v.map_err(|e| corrupt("mandates", format!("mandate {}: {what}: {e}", record.jti)))
-        };
-        let scope = encode("scope", serde_json::to_string(&record.scope))?;
-        let chain = encode("chain", serde_json::to_string(&record.chain))?;
+        let (scope, chain) = encode(record)?;
         let mut tx = self.begin_change().await?;
         sqlx::query(
             "INSERT INTO mandates (jti, issuer_id, subject_id, parent_jti, policy_id,
@@ -239,47 +219,8 @@ impl MandateStore for SqliteStore {
         .bind(&record.created_at)
         .execute(&mut *tx)
         .await
-        .map_err(|e| match &e {
-            sqlx::Error::Database(d) if d.is_unique_violation() => {
-                StoreError::Conflict(format!("a mandate with id {} already exists", record.jti))
-            }
-            sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
-                StoreError::NotFound(format!(
-                    "mandate {}: its issuer, subject, parent or policy version does not exist",
-                    record.jti
-                ))
-            }
-            _ => e.into(),
-        })?;
-        let code = if record.parent_jti.is_some() {
-            crate::ledger::Outcome::MandateDelegated
-        } else {
-            crate::ledger::Outcome::MandateIssued
-        };
-        let detail = format!(
-            "mandate {} {} by {} for {} under policy {} v{}, valid until {}",
-            record.jti,
-            if record.parent_jti.is_some() {
-                "delegated"
-            } else {
-                "issued"
-            },
-            record.issuer_id,
-            record.subject_id,
-            record.policy_id,
-            record.policy_version,
-            record.exp
-        );
-        super::ledger::insert_events(
-            &mut tx,
-            &[authority_event(
-                record,
-                crate::ledger::Decision::Allow,
-                code.into(),
-                detail,
-            )],
-        )
-        .await?;
+        .map_err(|e| refused(e, record))?;
+        super::ledger::insert_events(&mut tx, &[issue_event(record)]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -298,7 +239,7 @@ impl MandateStore for SqliteStore {
             .await?;
         match row {
             Some(r) => mandate_from_row(&r),
-            None => Err(StoreError::NotFound(format!("no mandate with id {jti:?}"))),
+            None => Err(missing(jti)),
         }
     }
 
@@ -322,6 +263,95 @@ impl MandateStore for SqliteStore {
 #[cfg(test)]
 #[path = "mandates_tests.rs"]
 mod tests;
+
+pub(super) fn missing(jti: &str) -> StoreError {
+    StoreError::NotFound(format!("no mandate with id {jti:?}"))
+}
+
+/// What syncing the stored keys to a keyring writes.
+pub(super) struct KeySync<'k> {
+    /// Keys to add, or whose times changed (upserts).
+    pub put: Vec<&'k SigningKeyRow>,
+    /// Kids no longer in the keyring.
+    pub remove: Vec<String>,
+}
+
+impl<'k> KeySync<'k> {
+    /// The writes that make `stored` exactly `keys`; a kid stored with
+    /// another public key is a conflict.
+    pub fn plan(stored: &[SigningKeyRow], keys: &'k [SigningKeyRow]) -> Result<Self, StoreError> {
+        let mut put = Vec::new();
+        for key in keys {
+            match stored.iter().find(|s| s.kid == key.kid) {
+                Some(s) if s.public_key != key.public_key => {
+                    return Err(StoreError::Conflict(format!(
+                        "signing key {} is stored with a different public key; \
+                         the keyring does not belong to this workspace's database",
+                        key.kid
+                    )));
+                }
+                Some(s) if s == key => {}
+                _ => put.push(key),
+            }
+        }
+        let remove = stored
+            .iter()
+            .filter(|s| !keys.iter().any(|k| k.kid == s.kid))
+            .map(|s| s.kid.clone())
+            .collect();
+        Ok(Self { put, remove })
+    }
+
+    /// Whether the sync writes anything (and so bumps the state version).
+    pub fn changes(&self) -> bool {
+        !self.put.is_empty() || !self.remove.is_empty()
+    }
+}
+
+/// A mandate's scope and chain as stored (JSON).
+pub(super) fn encode(record: &MandateRecord) -> Result<(String, String), StoreError> {
+    let encode = |what: &str, v: serde_json::Result<String>| {
+        v.map_err(|e| corrupt("mandates", format!("mandate {}: {what}: {e}", record.jti)))
+    };
+    Ok((
+        encode("scope", serde_json::to_string(&record.scope))?,
+        encode("chain", serde_json::to_string(&record.chain))?,
+    ))
+}
+
+/// A mandate insert refused: its jti is taken, or what it refers to is
+/// missing.
+pub(super) fn refused(e: sqlx::Error, record: &MandateRecord) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            StoreError::Conflict(format!("a mandate with id {} already exists", record.jti))
+        }
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => StoreError::NotFound(format!(
+            "mandate {}: its issuer, subject, parent or policy version does not exist",
+            record.jti
+        )),
+        _ => e.into(),
+    }
+}
+
+/// The ledger row recording that `record` was issued (or delegated).
+pub(super) fn issue_event(record: &MandateRecord) -> crate::ledger::LedgerEvent {
+    let (code, verb) = if record.parent_jti.is_some() {
+        (crate::ledger::Outcome::MandateDelegated, "delegated")
+    } else {
+        (crate::ledger::Outcome::MandateIssued, "issued")
+    };
+    let detail = format!(
+        "mandate {} {verb} by {} for {} under policy {} v{}, valid until {}",
+        record.jti,
+        record.issuer_id,
+        record.subject_id,
+        record.policy_id,
+        record.policy_version,
+        record.exp
+    );
+    authority_event(record, crate::ledger::Decision::Allow, code.into(), detail)
+}
 
 /// The ledger row of an authority change to `record` (kind `authority`,
 /// mode `cli`): the subject as principal, the scope as resource and action.

@@ -6,17 +6,22 @@
 //! with its SQLite implementation, and every implementation passes the
 //! conformance suite in `crate::conformance::store`. [`SqliteStore`] is the
 //! embedded one: one SQLite file per workspace, reached through sqlx.
+//! [`PgStore`] (in `pg/`, one file per concern) is the PostgreSQL one of a
+//! distributed deployment, with the same model. Both decode rows with the
+//! same functions (`row.rs`).
 
 mod allowlists;
 #[cfg(test)]
 mod conformance_tests;
 mod ledger;
 mod mandates;
+mod pg;
 mod policies;
 mod pricebook;
 mod principals;
 mod providers;
 mod revocation;
+mod row;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -31,6 +36,7 @@ pub use ledger::{LedgerFilter, LedgerStore, Spend};
 pub use mandates::{
     MandateFilter, MandateRecord, MandateState, MandateStore, SigningKeyRow, KEEP_EXPIRED_SECS,
 };
+pub use pg::PgStore;
 pub use policies::{Change, PolicyStore};
 pub use pricebook::PricebookStore;
 pub use principals::{NewPrincipal, PrincipalStore};
@@ -136,7 +142,7 @@ pub trait StateStore: Send + Sync {
 }
 
 /// The system of record: every concern's trait. Implemented by
-/// [`SqliteStore`]; every implementation passes the conformance suite in
+/// [`SqliteStore`] and [`PgStore`]; every implementation passes the conformance suite in
 /// `crate::conformance::store`. Callers hold an `Arc<dyn Store>` and bring
 /// the methods into scope with [`prelude`].
 pub trait Store:

@@ -2,31 +2,32 @@
 //! is updated in place, so `history` shows every earlier state.
 
 use async_trait::async_trait;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 
+use super::row::Columns;
 use super::{now, SqliteStore, StoreError};
 use crate::policy::{Policy, PolicyDefinition};
 
-fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Policy, StoreError> {
-    let id: String = row.try_get("id")?;
-    let json: String = row.try_get("definition")?;
+pub(super) fn from_row(row: &impl Columns) -> Result<Policy, StoreError> {
+    let id = row.text("id")?;
+    let json = row.text("definition")?;
     let definition: PolicyDefinition =
         serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
             table: "policies",
             message: format!("policy {id}: {e}"),
         })?;
-    let version: i64 = row.try_get("version")?;
+    let version = row.int("version")?;
     Ok(Policy {
         version: u32::try_from(version).map_err(|_| StoreError::Corrupt {
             table: "policies",
             message: format!("policy {id}: version {version}"),
         })?,
-        principal_id: row.try_get("principal_id")?,
+        principal_id: row.text("principal_id")?,
         definition,
-        active: row.try_get::<i64, _>("active")? == 1,
-        changed_by: row.try_get("changed_by")?,
-        change_reason: row.try_get("change_reason")?,
-        created_at: row.try_get("created_at")?,
+        active: row.flag("active")?,
+        changed_by: row.text("changed_by")?,
+        change_reason: row.text("change_reason")?,
+        created_at: row.text("created_at")?,
         id,
     })
 }
@@ -115,11 +116,7 @@ impl PolicyStore for SqliteStore {
             .await?;
         let current = match row {
             Some(r) => from_row(&r)?,
-            None => {
-                return Err(StoreError::NotFound(format!(
-                    "no policy with id {id:?}; `caracal policy list` shows them"
-                )))
-            }
+            None => return Err(missing(id)),
         };
         let definition = definition.unwrap_or(&current.definition);
         let policy = insert(
@@ -152,23 +149,28 @@ impl PolicyStore for SqliteStore {
             .fetch_all(self.pool())
             .await?;
         if rows.is_empty() {
-            return Err(StoreError::NotFound(format!(
-                "no policy with id {id:?}; `caracal policy list` shows them"
-            )));
+            return Err(missing(id));
         }
         rows.iter().map(from_row).collect()
     }
 }
 
-async fn insert(
-    tx: &mut Transaction<'_, Sqlite>,
+pub(super) fn missing(id: &str) -> StoreError {
+    StoreError::NotFound(format!(
+        "no policy with id {id:?}; `caracal policy list` shows them"
+    ))
+}
+
+/// Version `version` of policy `id`, stamped now, and its definition as
+/// stored (JSON).
+pub(super) fn new_version(
     id: String,
     version: u32,
     principal_id: &str,
     definition: &PolicyDefinition,
     active: bool,
     change: &Change,
-) -> Result<Policy, StoreError> {
+) -> Result<(Policy, String), StoreError> {
     let policy = Policy {
         id,
         version,
@@ -183,6 +185,29 @@ async fn insert(
         table: "policies",
         message: e.to_string(),
     })?;
+    Ok((policy, json))
+}
+
+/// A policy row refused for its principal: the principal does not exist.
+pub(super) fn unknown_principal(e: sqlx::Error, principal_id: &str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+            StoreError::NotFound(format!("no principal with id {principal_id:?}"))
+        }
+        _ => e.into(),
+    }
+}
+
+async fn insert(
+    tx: &mut Transaction<'_, Sqlite>,
+    id: String,
+    version: u32,
+    principal_id: &str,
+    definition: &PolicyDefinition,
+    active: bool,
+    change: &Change,
+) -> Result<Policy, StoreError> {
+    let (policy, json) = new_version(id, version, principal_id, definition, active, change)?;
     sqlx::query(
         "INSERT INTO policies (id, version, principal_id, definition, active, changed_by, change_reason, created_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -197,11 +222,6 @@ async fn insert(
     .bind(&policy.created_at)
     .execute(&mut **tx)
     .await
-    .map_err(|e| match &e {
-        sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
-            StoreError::NotFound(format!("no principal with id {principal_id:?}"))
-        }
-        _ => e.into(),
-    })?;
+    .map_err(|e| unknown_principal(e, principal_id))?;
     Ok(policy)
 }

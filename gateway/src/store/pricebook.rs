@@ -2,8 +2,9 @@
 //! defaults are not stored; `Pricebook::build` lays these rows over them.
 
 use async_trait::async_trait;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 
+use super::row::Columns;
 use super::{now, SqliteStore, StoreError};
 use crate::money::{parse_amount, Decimal};
 use crate::pricing::{PriceKind, PriceRow, PriceSource};
@@ -17,14 +18,14 @@ fn corrupt(message: String) -> StoreError {
 
 /// A row as read, checked as thoroughly as one about to be written: a
 /// price the gateway cannot trust is an error, never a zero.
-fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<PriceRow, StoreError> {
-    let provider: String = row.try_get("provider")?;
-    let kind: String = row.try_get("kind")?;
-    let name: String = row.try_get("name")?;
+pub(super) fn from_row(row: &impl Columns) -> Result<PriceRow, StoreError> {
+    let provider = row.text("provider")?;
+    let kind = row.text("kind")?;
+    let name = row.text("name")?;
     let key = format!("{provider} {kind} {name}");
     let amount = |column: &str| -> Result<Option<Decimal>, StoreError> {
-        let text: Option<String> = row.try_get(column)?;
-        text.map(|t| parse_amount(&t))
+        row.opt_text(column)?
+            .map(|t| parse_amount(&t))
             .transpose()
             .map_err(|e| corrupt(format!("price {key}: {column}: {e}")))
     };
@@ -33,14 +34,14 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<PriceRow, StoreError> {
     };
     let kind = PriceKind::parse(&kind)
         .ok_or_else(|| corrupt(format!("price {key}: unknown kind {kind:?}")))?;
-    let currency: String = row.try_get("currency")?;
-    let source: String = row.try_get("source")?;
+    let currency = row.text("currency")?;
+    let source = row.text("source")?;
     let (input, output) = match kind {
         PriceKind::Model => (required("input")?, required("output")?),
         PriceKind::Resource | PriceKind::Tool => (Decimal::ZERO, Decimal::ZERO),
     };
-    let window: Option<i64> = row.try_get("context_window")?;
-    let context_window = window
+    let context_window = row
+        .opt_int("context_window")?
         .map(|w| u64::try_from(w).map_err(|_| corrupt(format!("price {key}: context_window {w}"))))
         .transpose()?;
     let price = PriceRow {
@@ -56,7 +57,7 @@ fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<PriceRow, StoreError> {
         source: PriceSource::parse(&source)
             .filter(|s| *s != PriceSource::Default)
             .ok_or_else(|| corrupt(format!("price {key}: unknown source {source:?}")))?,
-        updated_at: Some(row.try_get("updated_at")?),
+        updated_at: Some(row.text("updated_at")?),
         provider,
         kind,
         name,
@@ -70,6 +71,76 @@ pub(super) async fn all(tx: &mut Transaction<'_, Sqlite>) -> Result<Vec<PriceRow
         .fetch_all(&mut **tx)
         .await?;
     rows.iter().map(from_row).collect()
+}
+
+/// `prices` checked for storing, stamped now: each must pass
+/// `PriceRow::validate`, come from `set` or `import`, and appear once;
+/// else the batch is a `Conflict`.
+pub(super) fn stamped(prices: &[PriceRow]) -> Result<Vec<PriceRow>, StoreError> {
+    let ts = now();
+    let mut stored = Vec::with_capacity(prices.len());
+    for p in prices {
+        p.validate()
+            .map_err(|e| StoreError::Conflict(e.to_string()))?;
+        if p.source == PriceSource::Default {
+            return Err(StoreError::Conflict(format!(
+                "price {}: built-in defaults are not stored",
+                p.key()
+            )));
+        }
+        if stored
+            .iter()
+            .any(|s: &PriceRow| (&s.provider, s.kind, &s.name) == (&p.provider, p.kind, &p.name))
+        {
+            return Err(StoreError::Conflict(format!(
+                "price {} is given twice",
+                p.key()
+            )));
+        }
+        stored.push(PriceRow {
+            updated_at: Some(ts.clone()),
+            ..p.clone()
+        });
+    }
+    Ok(stored)
+}
+
+/// A price's amount and window columns as stored: exact decimal text; a
+/// resource or tool row has no input or output.
+pub(super) struct StoredPrice {
+    pub input: Option<String>,
+    pub output: Option<String>,
+    pub cached_input: Option<String>,
+    pub cache_write: Option<String>,
+    pub per_request: Option<String>,
+    pub context_window: Option<i64>,
+}
+
+impl StoredPrice {
+    pub fn of(p: &PriceRow) -> Self {
+        let text = |d: Option<Decimal>| d.map(|d| d.to_string());
+        let (input, output) = match p.kind {
+            PriceKind::Model => (Some(p.input_per_mtok), Some(p.output_per_mtok)),
+            PriceKind::Resource | PriceKind::Tool => (None, None),
+        };
+        Self {
+            input: text(input),
+            output: text(output),
+            cached_input: text(p.cached_input_per_mtok),
+            cache_write: text(p.cache_write_per_mtok),
+            per_request: text(p.per_request),
+            // validate() bounds the window far below i64::MAX.
+            context_window: p.context_window.map(|w| w as i64),
+        }
+    }
+}
+
+pub(super) fn missing(provider: &str, kind: PriceKind, name: &str) -> StoreError {
+    StoreError::NotFound(format!(
+        "no price is set for {provider} {} {name:?} (built-in defaults cannot be \
+         removed, only set to another price)",
+        kind.as_str()
+    ))
 }
 
 /// The stored prices of the pricebook.
@@ -99,39 +170,10 @@ pub trait PricebookStore: Send + Sync {
 #[async_trait]
 impl PricebookStore for SqliteStore {
     async fn put_prices(&self, prices: &[PriceRow]) -> Result<Vec<PriceRow>, StoreError> {
-        let ts = now();
-        let mut stored = Vec::with_capacity(prices.len());
-        for p in prices {
-            p.validate()
-                .map_err(|e| StoreError::Conflict(e.to_string()))?;
-            if p.source == PriceSource::Default {
-                return Err(StoreError::Conflict(format!(
-                    "price {}: built-in defaults are not stored",
-                    p.key()
-                )));
-            }
-            if stored.iter().any(|s: &PriceRow| {
-                (&s.provider, s.kind, &s.name) == (&p.provider, p.kind, &p.name)
-            }) {
-                return Err(StoreError::Conflict(format!(
-                    "price {} is given twice",
-                    p.key()
-                )));
-            }
-            stored.push(PriceRow {
-                updated_at: Some(ts.clone()),
-                ..p.clone()
-            });
-        }
-        let text = |d: Option<Decimal>| d.map(|d| d.to_string());
+        let stored = stamped(prices)?;
         let mut tx = self.begin_change().await?;
         for p in &stored {
-            let (input, output) = match p.kind {
-                PriceKind::Model => (Some(p.input_per_mtok), Some(p.output_per_mtok)),
-                PriceKind::Resource | PriceKind::Tool => (None, None),
-            };
-            // validate() bounds the window far below i64::MAX.
-            let window = p.context_window.map(|w| w as i64);
+            let c = StoredPrice::of(p);
             sqlx::query(
                 "INSERT INTO prices (provider, kind, name, currency, input, output, cached_input,
                                      cache_write, per_request, context_window, source, updated_at)
@@ -147,14 +189,14 @@ impl PricebookStore for SqliteStore {
             .bind(p.kind.as_str())
             .bind(&p.name)
             .bind(p.currency.as_str())
-            .bind(text(input))
-            .bind(text(output))
-            .bind(text(p.cached_input_per_mtok))
-            .bind(text(p.cache_write_per_mtok))
-            .bind(text(p.per_request))
-            .bind(window)
+            .bind(c.input)
+            .bind(c.output)
+            .bind(c.cached_input)
+            .bind(c.cache_write)
+            .bind(c.per_request)
+            .bind(c.context_window)
             .bind(p.source.as_str())
-            .bind(&ts)
+            .bind(&p.updated_at)
             .execute(&mut *tx)
             .await?;
         }
@@ -177,11 +219,7 @@ impl PricebookStore for SqliteStore {
             .await?
             .rows_affected();
         if n == 0 {
-            return Err(StoreError::NotFound(format!(
-                "no price is set for {provider} {} {name:?} (built-in defaults cannot be \
-                 removed, only set to another price)",
-                kind.as_str()
-            )));
+            return Err(missing(provider, kind, name));
         }
         tx.commit().await?;
         Ok(())

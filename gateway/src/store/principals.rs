@@ -1,8 +1,9 @@
 //! Principals: registration (the token is returned once, stored hashed).
 
 use async_trait::async_trait;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 
+use super::row::Columns;
 use super::{is_unique_violation, now, SqliteStore, StoreError};
 use crate::authn::{hash_token, new_token};
 use crate::model::{Principal, PrincipalKind};
@@ -15,17 +16,17 @@ pub struct NewPrincipal {
     pub email: String,
 }
 
-fn from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Principal, StoreError> {
-    let kind: String = row.try_get("kind")?;
+pub(super) fn from_row(row: &impl Columns) -> Result<Principal, StoreError> {
+    let kind = row.text("kind")?;
     Ok(Principal {
-        id: row.try_get("id")?,
+        id: row.text("id")?,
         kind: PrincipalKind::parse(&kind).ok_or_else(|| StoreError::Corrupt {
             table: "principals",
             message: format!("unknown kind {kind:?}"),
         })?,
-        name: row.try_get("name")?,
-        email: row.try_get("email")?,
-        created_at: row.try_get("created_at")?,
+        name: row.text("name")?,
+        email: row.text("email")?,
+        created_at: row.text("created_at")?,
     })
 }
 
@@ -36,7 +37,7 @@ pub(super) async fn all_with_hashes(
         .fetch_all(&mut **tx)
         .await?;
     rows.iter()
-        .map(|r| Ok((from_row(r)?, r.try_get::<Vec<u8>, _>("token_hash")?)))
+        .map(|r| Ok((from_row(r)?, r.bytes("token_hash")?)))
         .collect()
 }
 
@@ -63,14 +64,7 @@ impl PrincipalStore for SqliteStore {
         &self,
         new: NewPrincipal,
     ) -> Result<(Principal, String), StoreError> {
-        let token = new_token();
-        let principal = Principal {
-            id: uuid::Uuid::now_v7().to_string(),
-            kind: new.kind,
-            name: new.name,
-            email: new.email,
-            created_at: now(),
-        };
+        let (principal, token) = new_principal(new);
         let mut tx = self.begin_change().await?;
         sqlx::query(
             "INSERT INTO principals (id, kind, name, email, token_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -83,13 +77,7 @@ impl PrincipalStore for SqliteStore {
         .bind(&principal.created_at)
         .execute(&mut *tx)
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                StoreError::Conflict(format!("a principal named {:?} already exists", principal.name))
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(|e| name_taken(e, &principal.name))?;
         tx.commit().await?;
         Ok((principal, token))
     }
@@ -109,9 +97,34 @@ impl PrincipalStore for SqliteStore {
             .await?;
         match row {
             Some(r) => from_row(&r),
-            None => Err(StoreError::NotFound(format!(
-                "no principal with id or name {id_or_name:?}; `caracal principal list` shows them"
-            ))),
+            None => Err(missing(id_or_name)),
         }
     }
+}
+
+/// A principal registered now, with a new id, and its token.
+pub(super) fn new_principal(new: NewPrincipal) -> (Principal, String) {
+    let principal = Principal {
+        id: uuid::Uuid::now_v7().to_string(),
+        kind: new.kind,
+        name: new.name,
+        email: new.email,
+        created_at: now(),
+    };
+    (principal, new_token())
+}
+
+/// A registration refused: a unique violation means the name is taken.
+pub(super) fn name_taken(e: sqlx::Error, name: &str) -> StoreError {
+    if is_unique_violation(&e) {
+        StoreError::Conflict(format!("a principal named {name:?} already exists"))
+    } else {
+        e.into()
+    }
+}
+
+pub(super) fn missing(id_or_name: &str) -> StoreError {
+    StoreError::NotFound(format!(
+        "no principal with id or name {id_or_name:?}; `caracal principal list` shows them"
+    ))
 }

@@ -1,16 +1,30 @@
 //! Providers: stored as their JSON definition, keyed by name.
 
 use async_trait::async_trait;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 
+use super::row::Columns;
 use super::{now, SqliteStore, StoreError};
 use crate::model::ProviderDef;
 
-fn decode(name: &str, json: &str) -> Result<ProviderDef, StoreError> {
+pub(super) fn decode(name: &str, json: &str) -> Result<ProviderDef, StoreError> {
     serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
         table: "providers",
         message: format!("provider {name:?}: {e}"),
     })
+}
+
+pub(super) fn encode(def: &ProviderDef) -> Result<String, StoreError> {
+    serde_json::to_string(def).map_err(|e| StoreError::Corrupt {
+        table: "providers",
+        message: e.to_string(),
+    })
+}
+
+pub(super) fn taken(name: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "provider {name:?} already exists (use --replace to overwrite it)"
+    ))
 }
 
 pub(super) async fn all(tx: &mut Transaction<'_, Sqlite>) -> Result<Vec<ProviderDef>, StoreError> {
@@ -18,12 +32,7 @@ pub(super) async fn all(tx: &mut Transaction<'_, Sqlite>) -> Result<Vec<Provider
         .fetch_all(&mut **tx)
         .await?;
     rows.iter()
-        .map(|r| {
-            decode(
-                &r.try_get::<String, _>("name")?,
-                &r.try_get::<String, _>("definition")?,
-            )
-        })
+        .map(|r| decode(&r.text("name")?, &r.text("definition")?))
         .collect()
 }
 
@@ -47,10 +56,7 @@ pub trait ProviderStore: Send + Sync {
 #[async_trait]
 impl ProviderStore for SqliteStore {
     async fn put_provider(&self, def: &ProviderDef, replace: bool) -> Result<(), StoreError> {
-        let json = serde_json::to_string(def).map_err(|e| StoreError::Corrupt {
-            table: "providers",
-            message: e.to_string(),
-        })?;
+        let json = encode(def)?;
         let mut tx = self.begin_change().await?;
         let exists: Option<String> =
             sqlx::query_scalar("SELECT name FROM providers WHERE name = ?")
@@ -58,10 +64,7 @@ impl ProviderStore for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await?;
         if exists.is_some() && !replace {
-            return Err(StoreError::Conflict(format!(
-                "provider {:?} already exists (use --replace to overwrite it)",
-                def.name
-            )));
+            return Err(taken(&def.name));
         }
         let ts = now();
         sqlx::query(

@@ -111,14 +111,7 @@ impl RevocationStore for SqliteStore {
     ) -> Result<Revoked, StoreError> {
         let mut tx = self.begin_change().await?;
         let mandates = all(&mut tx).await?;
-        if !mandates.iter().any(|m| m.jti == jti) {
-            return Err(StoreError::NotFound(format!(
-                "no mandate with id {jti:?}; `caracal authority list` shows them"
-            )));
-        }
-        let selected = mandates
-            .into_iter()
-            .filter(|m| m.jti == jti || (cascade && m.chain.iter().any(|a| a == jti)));
+        let selected = select_one(mandates, jti, cascade)?;
         let result = mark(&mut tx, selected, revocation).await?;
         finish(tx, &result, false).await?;
         Ok(result)
@@ -155,6 +148,44 @@ impl RevocationStore for SqliteStore {
     }
 }
 
+/// Mandate `jti` among `mandates` and, with `cascade`, its descendants;
+/// `NotFound` when `jti` is not there.
+pub(super) fn select_one(
+    mandates: Vec<MandateRecord>,
+    jti: &str,
+    cascade: bool,
+) -> Result<impl Iterator<Item = MandateRecord> + '_, StoreError> {
+    if !mandates.iter().any(|m| m.jti == jti) {
+        return Err(StoreError::NotFound(format!(
+            "no mandate with id {jti:?}; `caracal authority list` shows them"
+        )));
+    }
+    Ok(mandates
+        .into_iter()
+        .filter(move |m| m.jti == jti || (cascade && m.chain.iter().any(|a| a == jti))))
+}
+
+/// Marks `m` revoked by `revocation`, and returns the ledger row that
+/// records it.
+pub(super) fn revoked(
+    m: &mut MandateRecord,
+    revocation: &Revocation,
+) -> crate::ledger::LedgerEvent {
+    m.revoked_at = Some(revocation.at);
+    m.revoked_by = Some(revocation.revoked_by.clone());
+    m.revoke_reason = Some(revocation.reason.clone());
+    let detail = format!(
+        "mandate {} revoked by {}: {}",
+        m.jti, revocation.revoked_by, revocation.reason
+    );
+    super::mandates::authority_event(
+        m,
+        crate::ledger::Decision::Deny,
+        crate::error::Code::MandateRevoked.into(),
+        detail,
+    )
+}
+
 /// Marks the not yet revoked among `selected` as revoked by `revocation`.
 async fn mark(
     tx: &mut Transaction<'_, Sqlite>,
@@ -177,19 +208,7 @@ async fn mark(
         .bind(&m.jti)
         .execute(&mut **tx)
         .await?;
-        m.revoked_at = Some(revocation.at);
-        m.revoked_by = Some(revocation.revoked_by.clone());
-        m.revoke_reason = Some(revocation.reason.clone());
-        let detail = format!(
-            "mandate {} revoked by {}: {}",
-            m.jti, revocation.revoked_by, revocation.reason
-        );
-        let event = super::mandates::authority_event(
-            &m,
-            crate::ledger::Decision::Deny,
-            crate::error::Code::MandateRevoked.into(),
-            detail,
-        );
+        let event = revoked(&mut m, revocation);
         super::ledger::insert_events(tx, &[event]).await?;
         result.revoked.push(m);
     }
