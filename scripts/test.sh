@@ -5,9 +5,10 @@
 #
 # The embedded deployment needs no external service. The client tests drive
 # the gateway with the official provider SDKs, installed (pinned) once into
-# target/sdk-venv by scripts/sdk-venv.sh. When the distributed deployment's
-# tests land, this script also starts PostgreSQL, Redis and the
-# Kafka-compatible broker they need (see scripts/services.sh once it exists).
+# target/sdk-venv by scripts/sdk-venv.sh. The distributed deployment's
+# tests need PostgreSQL, Redis and a Kafka-protocol broker: scripts/services.sh
+# finds them running or installs and starts them (the broker, tansu, is built
+# once into /opt/caracal-tools and reused), and points the tests at them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "==> official SDKs for the client tests (scripts/sdk-venv.sh, once)"
 ./scripts/sdk-venv.sh >/dev/null
+
+echo "==> services for the distributed deployment's tests (scripts/services.sh)"
+eval "$(./scripts/services.sh)"
 
 echo "==> tests"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -1,7 +1,8 @@
 //! State shared by every replica of the distributed deployment, in Redis:
-//! budget counters ([`RedisCounters`]) and rate limits
-//! ([`RedisRateLimiter`]). Each is one implementation of its seam's trait
-//! and passes the same conformance suite as the in-process one.
+//! budget counters ([`RedisCounters`]), rate limits ([`RedisRateLimiter`]),
+//! the published enforcement state ([`RedisSource`], [`publish`]) and the
+//! deployment's one clock ([`RedisClock`]). Each seam's implementation
+//! passes the same conformance suite as the embedded one.
 //!
 //! Keys. Every key of a workspace starts with its prefix (several
 //! workspaces, and tests, share one Redis). Every key of one principal
@@ -14,6 +15,7 @@
 //! micro-units), where Lua's doubles are still exact. Amounts are rounded
 //! towards refusing: reservations and spend up, limits down.
 
+pub mod clock;
 mod counters;
 mod rate;
 pub mod state;
@@ -22,6 +24,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+pub use clock::RedisClock;
 pub use counters::RedisCounters;
 pub use rate::RedisRateLimiter;
 pub use state::{publish, RedisSource};
