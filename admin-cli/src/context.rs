@@ -49,6 +49,14 @@ impl Context {
 impl Workspace {
     /// Opens (creating and migrating if needed) the workspace database.
     pub async fn store(&self) -> anyhow::Result<SqliteStore> {
+        if self.config.deployment != caracal_config::Deployment::Embedded {
+            anyhow::bail!(
+                "workspace {} is distributed (deployment.kind = \"distributed\"); this build of \
+                 the CLI manages embedded workspaces only: its PostgreSQL commands are not \
+                 released yet",
+                self.name
+            );
+        }
         SqliteStore::open(&self.config.database)
             .await
             .with_context(|| {

@@ -53,6 +53,71 @@ pub struct RawConfig {
     pub storage: RawStorage,
     pub tls: RawTls,
     pub authority: RawAuthority,
+    pub deployment: RawDeployment,
+    pub snapshot: RawSnapshot,
+}
+
+/// Which deployment the workspace is, and the services of a distributed one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDeployment {
+    /// "embedded" (one process, SQLite) or "distributed" (PostgreSQL, Redis, Kafka).
+    pub kind: DeploymentKind,
+    /// PostgreSQL, the system of record (CLI and ledger writers).
+    pub postgres_url: Option<String>,
+    /// Redis: published state, budget counters, rate limits (CLI and gateways).
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key of the workspace; default `caracal:<workspace>:`.
+    pub redis_prefix: Option<String>,
+    /// Kafka bootstrap brokers, `host:port[,host:port…]` (gateways and ledger writers).
+    pub kafka_brokers: Option<String>,
+    /// Where a gateway spools spend events while Kafka cannot take them.
+    pub spool_dir: PathBuf,
+    /// Past this many spooled bytes the gateway refuses calls (`not_ready`).
+    pub spool_max_bytes: u64,
+}
+
+impl Default for RawDeployment {
+    fn default() -> Self {
+        Self {
+            kind: DeploymentKind::Embedded,
+            postgres_url: None,
+            redis_url: None,
+            redis_prefix: None,
+            kafka_brokers: None,
+            spool_dir: "spool".into(),
+            spool_max_bytes: 1 << 30,
+        }
+    }
+}
+
+/// Which deployment a workspace is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeploymentKind {
+    #[default]
+    Embedded,
+    Distributed,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSnapshot {
+    /// A gateway that cannot confirm its snapshot is current for longer than
+    /// this refuses calls (`503 not_ready`), milliseconds.
+    pub max_staleness_ms: u64,
+    /// How often a gateway checks the state version even without a
+    /// notification, milliseconds.
+    pub resync_interval_ms: u64,
+}
+
+impl Default for RawSnapshot {
+    fn default() -> Self {
+        Self {
+            max_staleness_ms: 5_000,
+            resync_interval_ms: 1_000,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -239,13 +304,149 @@ pub struct Config {
     pub clock_skew: Duration,
     pub log_file: PathBuf,
     pub pid_file: PathBuf,
+    pub deployment: Deployment,
+    /// How long a gateway may go without confirming its snapshot is current.
+    pub snapshot_max_staleness: Duration,
+    /// How often it checks without a notification.
+    pub snapshot_resync: Duration,
 }
+
+/// The services of a workspace.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Deployment {
+    /// One process: the SQLite store, in-process counters and ledger writer.
+    Embedded,
+    Distributed(Distributed),
+}
+
+/// Where the services of a distributed workspace are. Each role checks
+/// that the ones it needs are set ([`Distributed::need`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Distributed {
+    pub postgres_url: Option<String>,
+    pub redis_url: Option<String>,
+    pub redis_prefix: String,
+    pub kafka_brokers: Vec<String>,
+    pub spool_dir: PathBuf,
+    pub spool_max_bytes: u64,
+}
+
+/// A service of the distributed deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Postgres,
+    Redis,
+    Kafka,
+}
+
+impl Distributed {
+    /// The setting of `service`, or an error naming the key and variable.
+    pub fn need(&self, service: Service) -> Result<String, ConfigError> {
+        let (value, key, var) = match service {
+            Service::Postgres => (
+                self.postgres_url.clone(),
+                "postgres_url",
+                "CARACAL_POSTGRES_URL",
+            ),
+            Service::Redis => (self.redis_url.clone(), "redis_url", "CARACAL_REDIS_URL"),
+            Service::Kafka => (
+                (!self.kafka_brokers.is_empty()).then(|| self.kafka_brokers.join(",")),
+                "kafka_brokers",
+                "CARACAL_KAFKA_BROKERS",
+            ),
+        };
+        value.ok_or_else(|| ConfigError::Invalid {
+            path: PathBuf::from("config.toml"),
+            message: format!(
+                "this distributed workspace sets no deployment.{key} (set it in config.toml or {var})"
+            ),
+        })
+    }
+}
+
+/// Hides the password of a URL (`scheme://user:secret@host` → `scheme://user:***@host`).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+impl std::fmt::Debug for Distributed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Distributed")
+            .field(
+                "postgres_url",
+                &self.postgres_url.as_deref().map(redact_url),
+            )
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("redis_prefix", &self.redis_prefix)
+            .field("kafka_brokers", &self.kafka_brokers)
+            .field("spool_dir", &self.spool_dir)
+            .field("spool_max_bytes", &self.spool_max_bytes)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Deployment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Deployment::Embedded => f.write_str("Embedded"),
+            Deployment::Distributed(d) => d.fmt(f),
+        }
+    }
+}
+
+/// The environment variables that override `[deployment]` settings (for
+/// containers): `CARACAL_POSTGRES_URL`, `CARACAL_REDIS_URL`,
+/// `CARACAL_KAFKA_BROKERS`, `CARACAL_REDIS_PREFIX`.
+pub const DEPLOYMENT_ENV: [(&str, &str); 4] = [
+    ("CARACAL_POSTGRES_URL", "postgres_url"),
+    ("CARACAL_REDIS_URL", "redis_url"),
+    ("CARACAL_KAFKA_BROKERS", "kafka_brokers"),
+    ("CARACAL_REDIS_PREFIX", "redis_prefix"),
+];
 
 impl Config {
     /// Reads and validates the configuration file at `path`.
+    /// `[deployment]` settings are overridden by the environment
+    /// ([`DEPLOYMENT_ENV`]).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io("read", path, e))?;
-        Self::parse(&text, path)
+        Self::parse_with_env(&text, path, |k| std::env::var(k).ok())
+    }
+
+    /// Validates configuration text; `path` locates relative paths and names
+    /// the file in errors; `env` looks up the overriding variables.
+    pub fn parse_with_env(
+        text: &str,
+        path: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let d = &mut raw.deployment;
+        for (var, key) in DEPLOYMENT_ENV {
+            let Some(value) = env(var).filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            match key {
+                "postgres_url" => d.postgres_url = Some(value),
+                "redis_url" => d.redis_url = Some(value),
+                "kafka_brokers" => d.kafka_brokers = Some(value),
+                _ => d.redis_prefix = Some(value),
+            }
+        }
+        Self::from_raw(raw, path)
     }
 
     /// Validates configuration text; `path` locates relative paths and names
@@ -256,6 +457,14 @@ impl Config {
             message,
         };
         let raw: RawConfig = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        Self::from_raw(raw, path)
+    }
+
+    fn from_raw(raw: RawConfig, path: &Path) -> Result<Self, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let dir = if dir.as_os_str().is_empty() {
             PathBuf::from(".")
@@ -318,7 +527,23 @@ impl Config {
             }
         };
         let ws = WorkspacePaths::new(dir.clone());
+        let deployment = deployment(&raw.deployment, &dir, &invalid)?;
+        let s = &raw.snapshot;
+        if !(100..=600_000).contains(&s.max_staleness_ms) {
+            return Err(invalid(
+                "snapshot.max_staleness_ms must be between 100 and 600000".into(),
+            ));
+        }
+        if s.resync_interval_ms == 0 || s.resync_interval_ms >= s.max_staleness_ms {
+            return Err(invalid(
+                "snapshot.resync_interval_ms must be greater than 0 and less than max_staleness_ms"
+                    .into(),
+            ));
+        }
         Ok(Self {
+            deployment,
+            snapshot_max_staleness: Duration::from_millis(s.max_staleness_ms),
+            snapshot_resync: Duration::from_millis(s.resync_interval_ms),
             listen: addr("gateway.listen", &raw.gateway.listen)?,
             metrics_listen: addr("gateway.metrics_listen", &raw.gateway.metrics_listen)?,
             server_names: raw.gateway.server_names.clone(),
@@ -369,6 +594,106 @@ impl Config {
         }
         self
     }
+}
+
+/// Validates the `[deployment]` section.
+fn deployment(
+    d: &RawDeployment,
+    dir: &Path,
+    invalid: &dyn Fn(String) -> ConfigError,
+) -> Result<Deployment, ConfigError> {
+    let set = d.postgres_url.is_some() || d.redis_url.is_some() || d.kafka_brokers.is_some();
+    if d.kind == DeploymentKind::Embedded {
+        if set {
+            return Err(invalid(
+                "deployment.kind is \"embedded\" but PostgreSQL, Redis or Kafka is set: \
+                 set kind = \"distributed\" to use them"
+                    .into(),
+            ));
+        }
+        return Ok(Deployment::Embedded);
+    }
+    if !set {
+        return Err(invalid(
+            "a distributed deployment needs deployment.postgres_url, redis_url and kafka_brokers \
+             (or CARACAL_POSTGRES_URL, CARACAL_REDIS_URL, CARACAL_KAFKA_BROKERS)"
+                .into(),
+        ));
+    }
+    if let Some(url) = &d.postgres_url {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(invalid(format!(
+                "deployment.postgres_url {:?} is not a postgres:// URL",
+                redact_url(url)
+            )));
+        }
+    }
+    if let Some(url) = &d.redis_url {
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            return Err(invalid(format!(
+                "deployment.redis_url {:?} is not a redis:// URL",
+                redact_url(url)
+            )));
+        }
+    }
+    let mut brokers = Vec::new();
+    if let Some(list) = &d.kafka_brokers {
+        for b in list.split(',').map(str::trim) {
+            let ok = b.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            });
+            if !ok {
+                return Err(invalid(format!(
+                    "deployment.kafka_brokers: {b:?} is not host:port"
+                )));
+            }
+            brokers.push(b.to_string());
+        }
+    }
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "default".into());
+    let prefix = d.redis_prefix.clone().unwrap_or_else(|| {
+        let clean: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("caracal:{clean}:")
+    });
+    if prefix.is_empty()
+        || !prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+    {
+        return Err(invalid(format!(
+            "deployment.redis_prefix {prefix:?}: use letters, digits and . _ : - (no braces)"
+        )));
+    }
+    if d.spool_max_bytes < 1 << 20 {
+        return Err(invalid(
+            "deployment.spool_max_bytes must be at least 1048576".into(),
+        ));
+    }
+    let spool_dir = if d.spool_dir.is_absolute() {
+        d.spool_dir.clone()
+    } else {
+        dir.join(&d.spool_dir)
+    };
+    Ok(Deployment::Distributed(Distributed {
+        postgres_url: d.postgres_url.clone(),
+        redis_url: d.redis_url.clone(),
+        redis_prefix: prefix,
+        kafka_brokers: brokers,
+        spool_dir,
+        spool_max_bytes: d.spool_max_bytes,
+    }))
 }
 
 /// The configuration file a new workspace starts with: every setting, with
@@ -427,6 +752,28 @@ expiry_margin_days = {em}
 keyring = "{keyring}"
 # Clock difference tolerated when checking a mandate's validity window (0 to 300).
 clock_skew_secs = {skew}
+
+[deployment]
+# "embedded": one process, the SQLite file above, nothing else to run.
+# "distributed": PostgreSQL (system of record), Redis (state, budgets, rate
+# limits) and Kafka (spend events); each setting below is overridden by its
+# environment variable (CARACAL_POSTGRES_URL, CARACAL_REDIS_URL,
+# CARACAL_KAFKA_BROKERS, CARACAL_REDIS_PREFIX).
+kind = "embedded"
+# postgres_url = "postgres://caracal@127.0.0.1:5432/caracal"
+# redis_url = "redis://127.0.0.1:6379/0"
+# redis_prefix = "caracal:<workspace>:"
+# kafka_brokers = "127.0.0.1:9092"
+# Spend events wait here while Kafka cannot take them; past the size, calls
+# are refused (not_ready): an unrecorded call is never forwarded.
+spool_dir = "spool"
+spool_max_bytes = 1073741824
+
+[snapshot]
+# A gateway that cannot confirm its enforcement state is current for this
+# long refuses calls (503 not_ready); it checks at least every resync interval.
+max_staleness_ms = 5000
+resync_interval_ms = 1000
 "#,
         keyring = a.keyring.display(),
         skew = a.clock_skew_secs,
@@ -496,6 +843,69 @@ mod tests {
         assert_eq!(c.clock_skew, Duration::from_secs(300));
         let c = Config::parse("[authority]\nkeyring = \"k/ring.json\"", p).unwrap();
         assert_eq!(c.keyring, Path::new("/ws/k/ring.json"));
+    }
+
+    #[test]
+    fn a_distributed_deployment_is_read_validated_and_overridden_by_the_environment() {
+        let p = Path::new("/ws/prod/config.toml");
+        let text = "[deployment]\nkind = \"distributed\"\npostgres_url = \"postgres://u:secret@db/caracal\"\nredis_url = \"redis://cache:6379/2\"\nkafka_brokers = \"k1:9092, k2:9092\"";
+        let c = Config::parse(text, p).unwrap();
+        let Deployment::Distributed(d) = &c.deployment else {
+            panic!("distributed");
+        };
+        assert_eq!(d.kafka_brokers, ["k1:9092", "k2:9092"]);
+        assert_eq!(d.redis_prefix, "caracal:prod:");
+        assert_eq!(d.spool_dir, Path::new("/ws/prod/spool"));
+        assert_eq!(d.need(Service::Kafka).unwrap(), "k1:9092,k2:9092");
+        // Passwords never reach logs through Debug.
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("secret") && shown.contains("u:***@db"),
+            "{shown}"
+        );
+        let env = |k: &str| (k == "CARACAL_REDIS_URL").then(|| "redis://other:6380/0".to_string());
+        let c = Config::parse_with_env(text, p, env).unwrap();
+        let Deployment::Distributed(d) = c.deployment else {
+            panic!("distributed");
+        };
+        assert_eq!(d.redis_url.as_deref(), Some("redis://other:6380/0"));
+        // A replica needs Redis and Kafka only; missing ones are named.
+        let c = Config::parse(
+            "[deployment]\nkind = \"distributed\"\nredis_url = \"redis://r/\"",
+            p,
+        )
+        .unwrap();
+        let Deployment::Distributed(d) = c.deployment else {
+            panic!("distributed");
+        };
+        let err = d.need(Service::Kafka).unwrap_err().to_string();
+        assert!(err.contains("CARACAL_KAFKA_BROKERS"), "{err}");
+        assert_eq!(
+            Config::parse("", p).unwrap().deployment,
+            Deployment::Embedded
+        );
+    }
+
+    #[test]
+    fn bad_deployments_are_rejected_with_the_reason() {
+        let p = Path::new("/ws/config.toml");
+        for (text, needle) in [
+            ("[deployment]\nredis_url = \"redis://r/\"", "kind = \"distributed\""),
+            ("[deployment]\nkind = \"distributed\"", "needs deployment.postgres_url"),
+            ("[deployment]\nkind = \"sharded\"", "unknown variant"),
+            ("[deployment]\nkind = \"distributed\"\nredis_url = \"http://r\"", "not a redis://"),
+            ("[deployment]\nkind = \"distributed\"\npostgres_url = \"mysql://x:pw@h/d\"", "x:***@h"),
+            ("[deployment]\nkind = \"distributed\"\nkafka_brokers = \"k1\"", "not host:port"),
+            ("[deployment]\nkind = \"distributed\"\nkafka_brokers = \"k1:0\"", "not host:port"),
+            ("[deployment]\nkind = \"distributed\"\nkafka_brokers = \"k:1\"\nredis_prefix = \"a{b}\"", "redis_prefix"),
+            ("[deployment]\nkind = \"distributed\"\nkafka_brokers = \"k:1\"\nspool_max_bytes = 10", "spool_max_bytes"),
+            ("[snapshot]\nmax_staleness_ms = 0", "max_staleness_ms"),
+            ("[snapshot]\nresync_interval_ms = 6000", "resync_interval_ms"),
+        ] {
+            let err = Config::parse(text, p).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text:?}: {err}");
+            assert!(!err.contains(":pw@"), "{err}");
+        }
     }
 
     #[test]

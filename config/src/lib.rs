@@ -8,5 +8,8 @@ mod gateway;
 pub mod home;
 
 pub use error::ConfigError;
-pub use gateway::{AllowlistDefault, Config, Limits, Overrides, RawConfig, WorkspacePaths};
+pub use gateway::{
+    redact_url, AllowlistDefault, Config, Deployment, DeploymentKind, Distributed, Limits,
+    Overrides, RawConfig, Service, WorkspacePaths, DEPLOYMENT_ENV,
+};
 pub use home::{CaracalHome, WorkspaceName};

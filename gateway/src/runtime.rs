@@ -42,6 +42,11 @@ pub enum StartError {
     },
     #[error("cannot load the enforcement state: {0}")]
     Snapshot(String),
+    #[error(
+        "deployment.kind = \"distributed\": this build's gateway serves embedded workspaces only \
+         (its distributed replica is not released yet); set kind = \"embedded\""
+    )]
+    Distributed,
     #[error("certificates: {0}")]
     Certs(#[from] caracal_certs::CertError),
     #[error("upstream TLS: {0}")]
@@ -67,6 +72,9 @@ pub struct RunningGateway {
 
 /// Starts a gateway with `config`; returns once both listeners are bound.
 pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
+    if config.deployment != caracal_config::Deployment::Embedded {
+        return Err(StartError::Distributed);
+    }
     let sqlite = SqliteStore::open(&config.database)
         .await
         .map_err(|source| StartError::Store {
@@ -260,4 +268,26 @@ pub async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    /// A distributed workspace is refused by name, never served as if it
+    /// were embedded (its calls would be recorded where nobody looks).
+    #[tokio::test]
+    async fn a_distributed_workspace_is_refused_not_served_embedded() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "[gateway]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n\
+                    [deployment]\nkind = \"distributed\"\nredis_url = \"redis://127.0.0.1:6379/\"\n\
+                    kafka_brokers = \"127.0.0.1:9092\"";
+        let config = caracal_config::Config::parse(text, &dir.path().join("config.toml")).unwrap();
+        let Err(e) = super::start(config).await else {
+            panic!("started");
+        };
+        assert!(matches!(e, super::StartError::Distributed), "{e}");
+        assert!(
+            !dir.path().join("caracal.db").exists(),
+            "no SQLite file made"
+        );
+    }
 }
