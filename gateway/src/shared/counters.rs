@@ -343,26 +343,26 @@ const LONGEST_WINDOW: SignedDuration = SignedDuration::from_hours(32 * 24);
 fn parse_reserved(answer: &[redis::Value], id: ReservationId) -> Result<Reserved, CounterError> {
     use redis::{from_redis_value_ref as get, Value};
     let tag: String = match answer.first() {
-        Some(v) => get(v).map_err(|e| corrupt(e))?,
+        Some(v) => get(v).map_err(corrupt)?,
         None => return Err(corrupt("nothing")),
     };
     let int = |i: usize| -> Result<i64, CounterError> {
         let v: &Value = answer.get(i).ok_or_else(|| corrupt("too short"))?;
-        get::<i64>(v).map_err(|e| corrupt(e))
+        get::<i64>(v).map_err(corrupt)
     };
     Ok(match tag.as_str() {
         "ok" => Reserved::Ok,
         "finished" => Reserved::Finished,
         "held" => {
             let text: String =
-                get(answer.get(1).ok_or_else(|| corrupt("no record"))?).map_err(|e| corrupt(e))?;
+                get(answer.get(1).ok_or_else(|| corrupt("no record"))?).map_err(corrupt)?;
             let record: HoldRecord = serde_json::from_str(&text)
                 .map_err(|e| CounterError(format!("corrupt hold record {id}: {e}")))?;
             Reserved::Held(record.into_hold(id)?)
         }
-        "unprimed" => Reserved::Unprimed(usize::try_from(int(1)? - 1).map_err(|e| corrupt(e))?),
+        "unprimed" => Reserved::Unprimed(usize::try_from(int(1)? - 1).map_err(corrupt)?),
         "exceeded" => Reserved::Exceeded {
-            line: usize::try_from(int(1)? - 1).map_err(|e| corrupt(e))?,
+            line: usize::try_from(int(1)? - 1).map_err(corrupt)?,
             spent: int(2)?,
             reserved: int(3)?,
         },
