@@ -202,7 +202,7 @@ pub trait Counters: Send + Sync + 'static {
 
 /// The cell a reservation at `now` goes into and the cells whose sum is
 /// the window's spend.
-fn cells_at(spec: &WindowSpec, now: Timestamp) -> (i64, std::ops::RangeInclusive<i64>) {
+pub(crate) fn cells_at(spec: &WindowSpec, now: Timestamp) -> (i64, std::ops::RangeInclusive<i64>) {
     match spec.window_type() {
         WindowType::Calendar => {
             let key = spec.key(now);
@@ -214,7 +214,7 @@ fn cells_at(spec: &WindowSpec, now: Timestamp) -> (i64, std::ops::RangeInclusive
 
 /// The window bounds of a standing (time-zone arithmetic: done outside
 /// any lock).
-fn standing_at(
+pub(crate) fn standing_at(
     spec: &WindowSpec,
     now: Timestamp,
     (spent, reserved): (Decimal, Decimal),

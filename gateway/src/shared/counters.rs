@@ -31,6 +31,7 @@ use redis::Script;
 use serde::{Deserialize, Serialize};
 
 use super::{from_micros, micros_down, micros_up, unavailable, Keys};
+use crate::budget::counters::standing_at;
 use crate::budget::counters::{
     BoxFuture, CounterError, CounterId, Counters, Exceeded, Hold, Line, NotReserved, ReservationId,
     Standing, FINISHED_MEMORY,
@@ -103,18 +104,10 @@ impl PrincipalKeys {
 }
 
 /// The cell a reservation at `now` goes into and the first and last cells
-/// counted (as the in-process counters do).
+/// counted (as the in-process counters count them).
 fn cells_at(spec: &WindowSpec, now: Timestamp) -> (i64, i64, i64) {
-    match spec.window_type() {
-        WindowType::Calendar => {
-            let key = spec.key(now);
-            (key, key, key)
-        }
-        WindowType::Rolling => {
-            let range = spec.buckets_in(now);
-            (spec.bucket_of(now), *range.start(), *range.end())
-        }
-    }
+    let (cell, counted) = crate::budget::counters::cells_at(spec, now);
+    (cell, *counted.start(), *counted.end())
 }
 
 /// The instant (ms) after which `cell` of `spec` no longer counts.
@@ -408,20 +401,14 @@ impl Counters for RedisCounters {
                         reserved,
                     } => {
                         let line = lines.get(line).ok_or_else(|| corrupt("no such line"))?;
-                        let window = line.spec.current(now);
+                        let sums = (from_micros(spent), from_micros(reserved));
                         return Err(NotReserved::Exceeded(Box::new(Exceeded {
                             policy_id: line.id.policy_id.clone(),
                             policy_version: line.policy_version,
                             limit: line.limit,
                             currency: line.currency,
                             requested: amount,
-                            standing: Standing {
-                                spent: from_micros(spent),
-                                reserved: from_micros(reserved),
-                                window_start: window.start,
-                                window_end: window.end,
-                                resets_at: line.spec.resets_at(now),
-                            },
+                            standing: standing_at(&line.spec, now, sums),
                             window: line.id.window.clone(),
                         })));
                     }
@@ -469,14 +456,8 @@ impl Counters for RedisCounters {
                 .invoke_async(&mut this.conn.clone())
                 .await
                 .map_err(unavailable)?;
-            let window = spec.current(now);
-            Ok(Standing {
-                spent: from_micros(spent),
-                reserved: from_micros(reserved),
-                window_start: window.start,
-                window_end: window.end,
-                resets_at: spec.resets_at(now),
-            })
+            let sums = (from_micros(spent), from_micros(reserved));
+            Ok(standing_at(&spec, now, sums))
         })
     }
 
