@@ -6,7 +6,8 @@
 //! `destination`, `path`, `policy`, `pricing`, `usage`. Around them:
 //! `store` (the SQLite system of record), `snapshot` (what decisions read,
 //! and its refresh from a snapshot source), `ledger` (events, the sink
-//! seam and the embedded writer), `proxy` (the listener and the request
+//! seam and the embedded writer), `kafka` (the distributed deployment's
+//! event sink, spool and topics), `proxy` (the listener and the request
 //! stack, one file per layer), `error` (the data path's codes and
 //! refusals), `ops` (health, metrics, logs), `runtime` (start/stop).
 #![forbid(unsafe_code)]
@@ -20,6 +21,7 @@ pub mod conformance;
 pub mod destination;
 pub mod error;
 pub mod header_policy;
+pub mod kafka;
 pub mod ledger;
 pub mod model;
 pub mod money;

@@ -4,7 +4,9 @@
 //! [`mock`] is a fake OpenAI/Anthropic provider that the gateway's
 //! integration tests, the quick start and the benchmarks run against.
 //! [`load`] is the closed-loop load generator behind `caracal-load` and the
-//! scripts in `bench/`.
+//! scripts in `bench/`. [`faults`] is a TCP proxy that breaks the
+//! network between a test and a server (Kafka, Redis, PostgreSQL) on cue.
 
+pub mod faults;
 pub mod load;
 pub mod mock;
