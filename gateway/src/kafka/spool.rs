@@ -484,9 +484,12 @@ enum ReadError {
     Io(io::Error),
 }
 
+/// A record as read back: key, value, and its size on disk.
+type ReadRecord = (Vec<u8>, Vec<u8>, u64);
+
 /// The next record of `r`: `None` at a clean end, and the record's size on
 /// disk with it.
-fn read_record(r: &mut impl Read) -> Result<Option<(Vec<u8>, Vec<u8>, u64)>, ReadError> {
+fn read_record(r: &mut impl Read) -> Result<Option<ReadRecord>, ReadError> {
     let mut header = [0u8; HEADER as usize];
     let mut got = 0;
     while got < header.len() {
