@@ -9,7 +9,6 @@ use caracal_gateway::allowlist::validate_pattern;
 use caracal_gateway::destination::{self, Host};
 use caracal_gateway::model::{AllowlistEntry, PatternType};
 use caracal_gateway::snapshot::Snapshot;
-use caracal_gateway::store::prelude::*;
 use clap::{ArgGroup, Subcommand, ValueEnum};
 use serde::Serialize;
 
@@ -101,7 +100,8 @@ struct Decision {
 
 pub async fn run(cmd: AllowlistCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Result<Exit> {
     let ws = ctx.workspace()?;
-    let store = ws.store().await?;
+    let opened = ws.store().await?;
+    let store: &dyn caracal_gateway::store::Store = &*opened;
     match cmd {
         AllowlistCmd::Create {
             agent_id,
@@ -109,7 +109,7 @@ pub async fn run(cmd: AllowlistCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::R
             pattern_type,
             json,
         } => {
-            let principal = context::principal(&store, &agent_id).await?;
+            let principal = context::principal(store, &agent_id).await?;
             let kind = PatternType::from(pattern_type);
             validate_pattern(&pattern, kind)
                 .map_err(|e| anyhow!("pattern {pattern:?} rejected: {e}"))?;
@@ -126,7 +126,7 @@ pub async fn run(cmd: AllowlistCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::R
         }
         AllowlistCmd::List { agent_id, json } => {
             let only = match &agent_id {
-                Some(a) => Some(context::principal(&store, a).await?.id),
+                Some(a) => Some(context::principal(store, a).await?.id),
                 None => None,
             };
             let entries = store.list_allowlists(only.as_deref()).await?;
@@ -135,7 +135,7 @@ pub async fn run(cmd: AllowlistCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::R
             } else if entries.is_empty() {
                 writeln!(io.out, "no allowlist entries")?;
             } else {
-                let names = context::principal_names(&store).await?;
+                let names = context::principal_names(store).await?;
                 print_entries(io.out, &entries, &names)?;
             }
         }
@@ -149,7 +149,7 @@ pub async fn run(cmd: AllowlistCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::R
             url,
             json,
         } => {
-            let principal = context::principal(&store, &agent_id).await?;
+            let principal = context::principal(store, &agent_id).await?;
             let url = canonical_url(&url)?;
             let (snapshot, _warnings) =
                 Snapshot::build(store.load_state().await?, ws.config.allowlist_default);

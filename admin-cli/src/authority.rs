@@ -101,15 +101,16 @@ fn parse_time(s: &str) -> Result<i64, String> {
 
 pub async fn run(cmd: AuthorityCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Result<Exit> {
     let ws = ctx.workspace()?;
-    let store = ws.store().await?;
+    let opened = ws.store().await?;
+    let store: &dyn caracal_gateway::store::Store = &*opened;
     match cmd {
-        AuthorityCmd::Mandate(args) => issue_mandate(args, &ws, &store, io).await,
-        AuthorityCmd::Enforce(args) => enforce(args, &ws, &store, io).await,
-        AuthorityCmd::Delegate(args) => delegate::run(args, &ws, &store, io).await,
-        AuthorityCmd::Revoke(args) => revoke::run(args, &store, io).await,
-        AuthorityCmd::Graph(args) => graph::graph(args, &store, io).await,
-        AuthorityCmd::List(args) => graph::list(args, &store, io).await,
-        AuthorityCmd::Keys(cmd) => keys::run(cmd, &ws, &store, io).await,
+        AuthorityCmd::Mandate(args) => issue_mandate(args, &ws, store, io).await,
+        AuthorityCmd::Enforce(args) => enforce(args, &ws, store, io).await,
+        AuthorityCmd::Delegate(args) => delegate::run(args, &ws, store, io).await,
+        AuthorityCmd::Revoke(args) => revoke::run(args, store, io).await,
+        AuthorityCmd::Graph(args) => graph::graph(args, store, io).await,
+        AuthorityCmd::List(args) => graph::list(args, store, io).await,
+        AuthorityCmd::Keys(cmd) => keys::run(cmd, &ws, store, io).await,
     }
 }
 

@@ -4,7 +4,8 @@
 use clap::{Parser, Subcommand};
 
 use crate::{
-    allowlist, authority, certs, ledger, policy, pricebook, principal, provider, runtime, workspace,
+    allowlist, authority, certs, distributed, ledger, policy, pricebook, principal, provider,
+    runtime, workspace,
 };
 
 /// Caracal: the enforcement gateway AI agents' outbound calls pass through.
@@ -74,6 +75,14 @@ pub enum Command {
     /// resources' prices per request.
     #[command(subcommand)]
     Pricebook(pricebook::PricebookCmd),
+    /// The PostgreSQL database of a distributed workspace: migrate, check,
+    /// reset.
+    #[command(subcommand)]
+    Db(distributed::DbCmd),
+    /// The enforcement state published in Redis for a distributed
+    /// workspace's gateway replicas: publish it again, see what each runs.
+    #[command(subcommand)]
+    Cache(distributed::CacheCmd),
 }
 
 #[cfg(test)]

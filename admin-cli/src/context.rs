@@ -3,7 +3,10 @@
 use anyhow::Context as _;
 use caracal_config::{CaracalHome, Config, WorkspaceName, WorkspacePaths};
 use caracal_gateway::model::Principal;
-use caracal_gateway::store::{SqliteStore, Store};
+use std::sync::Arc;
+
+use caracal_config::{Deployment, Service};
+use caracal_gateway::store::{PgStore, SqliteStore, Store};
 
 /// The Caracal home and the workspace named on the command line, if any.
 pub struct Context {
@@ -47,16 +50,28 @@ impl Context {
 }
 
 impl Workspace {
-    /// Opens (creating and migrating if needed) the workspace database.
-    pub async fn store(&self) -> anyhow::Result<SqliteStore> {
-        if self.config.deployment != caracal_config::Deployment::Embedded {
-            anyhow::bail!(
-                "workspace {} is distributed (deployment.kind = \"distributed\"); this build of \
-                 the CLI manages embedded workspaces only: its PostgreSQL commands are not \
-                 released yet",
-                self.name
-            );
+    /// Opens the workspace's system of record: its SQLite file (created
+    /// and migrated if needed), or the PostgreSQL database of a distributed
+    /// workspace (which `caracal db migrate` must have migrated).
+    pub async fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
+        match &self.config.deployment {
+            Deployment::Embedded => Ok(Arc::new(self.sqlite().await?)),
+            Deployment::Distributed(_) => {
+                let pg = self.postgres().await?;
+                let (have, want) = (pg.migration_version().await?, PgStore::latest_migration());
+                if have != Some(want) {
+                    anyhow::bail!(
+                        "the workspace database is at migration {} of {want}: run `caracal db migrate`",
+                        have.map_or("none".to_string(), |v| v.to_string())
+                    );
+                }
+                Ok(Arc::new(pg))
+            }
         }
+    }
+
+    /// The embedded workspace's SQLite file.
+    pub async fn sqlite(&self) -> anyhow::Result<SqliteStore> {
         SqliteStore::open(&self.config.database)
             .await
             .with_context(|| {
@@ -65,6 +80,30 @@ impl Workspace {
                     self.config.database.display()
                 )
             })
+    }
+
+    /// The distributed workspace's PostgreSQL database (not migrated).
+    pub async fn postgres(&self) -> anyhow::Result<PgStore> {
+        let url = self.distributed()?.need(Service::Postgres)?;
+        PgStore::connect(&url).await.with_context(|| {
+            format!(
+                "cannot reach the workspace database {}",
+                caracal_config::redact_url(&url)
+            )
+        })
+    }
+
+    /// The services of a distributed workspace, or an error saying the
+    /// workspace is embedded.
+    pub fn distributed(&self) -> anyhow::Result<&caracal_config::Distributed> {
+        match &self.config.deployment {
+            Deployment::Distributed(d) => Ok(d),
+            Deployment::Embedded => anyhow::bail!(
+                "workspace {} is embedded: this command is for distributed workspaces \
+                 (deployment.kind = \"distributed\" in its config.toml)",
+                self.name
+            ),
+        }
     }
 }
 

@@ -8,7 +8,6 @@ use std::io::Write;
 use anyhow::{anyhow, bail};
 use caracal_gateway::budget::window::Period;
 use caracal_gateway::ledger::{EventKind, LedgerEvent};
-use caracal_gateway::store::prelude::*;
 use caracal_gateway::store::LedgerFilter;
 use clap::Subcommand;
 use jiff::Timestamp;
@@ -107,9 +106,10 @@ pub async fn run(cmd: LedgerCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Resu
             bail!("--start-time {s} is after --end-time {e}");
         }
     }
-    let store = ctx.workspace()?.store().await?;
+    let opened = ctx.workspace()?.store().await?;
+    let store: &dyn caracal_gateway::store::Store = &*opened;
     let principal_id = match &agent_id {
-        Some(a) => Some(context::principal(&store, a).await?.id),
+        Some(a) => Some(context::principal(store, a).await?.id),
         None => None,
     };
     let events = store
@@ -130,7 +130,7 @@ pub async fn run(cmd: LedgerCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Resu
     } else if events.is_empty() {
         writeln!(io.out, "no ledger events match")?;
     } else {
-        let names = context::principal_names(&store).await?;
+        let names = context::principal_names(store).await?;
         print_events(io.out, &events, &names)?;
     }
     Ok(Exit::Success)

@@ -7,6 +7,7 @@ mod authority;
 mod certs;
 mod cli;
 mod context;
+mod distributed;
 mod ledger;
 mod output;
 mod policy;
@@ -69,6 +70,16 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// Runs one command, writing to `io`.
 pub async fn run(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<Exit> {
     let ctx = Context::from_env(cli.workspace)?;
+    let changes_state = matches!(
+        cli.command,
+        Command::Provider(_)
+            | Command::Principal(_)
+            | Command::Agent(_)
+            | Command::Allowlist(_)
+            | Command::Policy(_)
+            | Command::Authority(_)
+            | Command::Pricebook(_)
+    );
     let exit = match cli.command {
         Command::Workspace(cmd) => workspace::run(cmd, &ctx, io)?,
         Command::Up(args) => runtime::up::run(args, &ctx, io).await?,
@@ -84,7 +95,13 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<Exit> {
         Command::Policy(cmd) => policy::run(cmd, &ctx, io).await?,
         Command::Authority(cmd) => authority::run(cmd, &ctx, io).await?,
         Command::Pricebook(cmd) => pricebook::run(cmd, &ctx, io).await?,
+        Command::Db(cmd) => distributed::run_db(cmd, &ctx, io).await?,
+        Command::Cache(cmd) => distributed::run_cache(cmd, &ctx, io).await?,
     };
+    if changes_state {
+        // A distributed workspace's replicas learn the change from Redis.
+        distributed::publish_if_behind(&ctx).await?;
+    }
     io.out.flush()?;
     Ok(exit)
 }

@@ -11,7 +11,6 @@ use caracal_gateway::money::{parse_amount, Currency, Decimal, Money};
 use caracal_gateway::policy::{
     validate_reason, Budget, Policy, PolicyDefinition, DEFAULT_MAX_OUTPUT_TOKENS,
 };
-use caracal_gateway::store::prelude::*;
 use caracal_gateway::store::{Change, Store};
 use clap::{Args, Subcommand};
 
@@ -318,7 +317,8 @@ fn budget(args: &DefinitionArgs, base: Option<&Budget>) -> anyhow::Result<Option
 
 pub async fn run(cmd: PolicyCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Result<Exit> {
     let ws = ctx.workspace()?;
-    let store = ws.store().await?;
+    let opened = ws.store().await?;
+    let store: &dyn caracal_gateway::store::Store = &*opened;
     match cmd {
         PolicyCmd::Create {
             principal_id,
@@ -326,10 +326,10 @@ pub async fn run(cmd: PolicyCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Resu
             change_reason,
             json,
         } => {
-            let principal = context::principal(&store, &principal_id).await?;
+            let principal = context::principal(store, &principal_id).await?;
             let change = change(change_reason)?;
             let def = definition(args, None, false)?;
-            def.validate(&catalog(&store).await?)?;
+            def.validate(&catalog(store).await?)?;
             let policy = store.create_policy(&principal.id, &def, &change).await?;
             print_one(io, &policy, json, "created")?;
         }
@@ -341,9 +341,9 @@ pub async fn run(cmd: PolicyCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Resu
             json,
         } => {
             let change = change(change_reason)?;
-            let current = current(&store, &id).await?;
+            let current = current(store, &id).await?;
             let def = definition(args, Some(&current.definition), no_delegation)?;
-            def.validate(&catalog(&store).await?)?;
+            def.validate(&catalog(store).await?)?;
             let policy = store.change_policy(&id, Some(&def), true, &change).await?;
             print_one(io, &policy, json, "updated")?;
         }
@@ -358,14 +358,14 @@ pub async fn run(cmd: PolicyCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Resu
         }
         PolicyCmd::List { principal_id, json } => {
             let only = match principal_id {
-                Some(p) => Some(context::principal(&store, &p).await?.id),
+                Some(p) => Some(context::principal(store, &p).await?.id),
                 None => None,
             };
             let policies = store.list_policies(only.as_deref()).await?;
             print_many(io, &policies, json, "no policies")?;
         }
         PolicyCmd::Show { id, json } => {
-            let policy = current(&store, &id).await?;
+            let policy = current(store, &id).await?;
             print_one(io, &policy, json, "")?;
         }
         PolicyCmd::History { id, json } => {

@@ -17,7 +17,6 @@ use caracal_gateway::pricing::{
     default_rows, valid_model, valid_tool, PriceKind, PriceRow, PriceSource, Pricebook, ANY_MODEL,
     MAX_CONTEXT_WINDOW,
 };
-use caracal_gateway::store::prelude::*;
 use clap::{ArgGroup, Args, Subcommand};
 use serde::Serialize;
 
@@ -399,7 +398,8 @@ fn check_provider(
 
 pub async fn run(cmd: PricebookCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Result<Exit> {
     let ws = ctx.workspace()?;
-    let store = ws.store().await?;
+    let opened = ws.store().await?;
+    let store: &dyn caracal_gateway::store::Store = &*opened;
     let providers: BTreeMap<String, ProviderDef> = store
         .list_providers()
         .await?

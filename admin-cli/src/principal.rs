@@ -3,7 +3,6 @@
 
 use anyhow::bail;
 use caracal_gateway::model::{Principal, PrincipalKind};
-use caracal_gateway::store::prelude::*;
 use caracal_gateway::store::{NewPrincipal, Store};
 use clap::{Subcommand, ValueEnum};
 use serde::Serialize;
@@ -105,14 +104,15 @@ impl<'a> Row<'a> {
 }
 
 pub async fn run(cmd: PrincipalCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Result<Exit> {
-    let store = ctx.workspace()?.store().await?;
+    let opened = ctx.workspace()?.store().await?;
+    let store: &dyn caracal_gateway::store::Store = &*opened;
     match cmd {
         PrincipalCmd::Register {
             kind,
             name,
             email,
             json,
-        } => register(&store, kind.into(), name, email, None, json, io).await,
+        } => register(store, kind.into(), name, email, None, json, io).await,
         PrincipalCmd::List { json } => {
             let all = store.list_principals().await?;
             let rows: Vec<Row> = all.iter().map(Row::new).collect();
@@ -136,7 +136,8 @@ pub async fn run(cmd: PrincipalCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::R
 }
 
 pub async fn run_agent(cmd: AgentCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Result<Exit> {
-    let store = ctx.workspace()?.store().await?;
+    let opened = ctx.workspace()?.store().await?;
+    let store: &dyn caracal_gateway::store::Store = &*opened;
     match cmd {
         AgentCmd::Create {
             name,
@@ -145,7 +146,7 @@ pub async fn run_agent(cmd: AgentCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow:
             json,
         } => {
             register(
-                &store,
+                store,
                 PrincipalKind::Agent,
                 name,
                 owner,

@@ -10,10 +10,27 @@ use crate::output::{self, Exit, Io};
 #[derive(Debug, Subcommand)]
 pub enum WorkspaceCmd {
     /// Create a workspace with a default config.toml. The first workspace
-    /// created (while none is active) also becomes the active one.
+    /// created (while none is active) also becomes the active one. With
+    /// --postgres-url, --redis-url or --kafka-brokers it is a distributed
+    /// workspace (then run `caracal db migrate` and `caracal cache sync`).
     Create {
         /// Workspace name: 1-64 characters of letters, digits, '-' and '_'.
         name: String,
+        /// PostgreSQL of a distributed workspace (system of record), e.g.
+        /// postgres://caracal@db:5432/caracal.
+        #[arg(long, value_name = "URL")]
+        postgres_url: Option<String>,
+        /// Redis of a distributed workspace (published state, budgets, rate
+        /// limits), e.g. redis://cache:6379/0 (the path is the database number).
+        #[arg(long, value_name = "URL")]
+        redis_url: Option<String>,
+        /// Prefix of the workspace's Redis keys (default caracal:NAME:), so
+        /// several workspaces share one Redis.
+        #[arg(long, value_name = "PREFIX")]
+        redis_prefix: Option<String>,
+        /// Kafka bootstrap brokers of a distributed workspace, HOST:PORT[,…].
+        #[arg(long, value_name = "HOST:PORT,…")]
+        kafka_brokers: Option<String>,
     },
     /// Make NAME the active workspace (what commands act on without --workspace).
     Use {
@@ -44,18 +61,50 @@ struct Row {
 pub fn run(cmd: WorkspaceCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Result<Exit> {
     let home = ctx.home();
     match cmd {
-        WorkspaceCmd::Create { name } => {
+        WorkspaceCmd::Create {
+            name,
+            postgres_url,
+            redis_url,
+            redis_prefix,
+            kafka_brokers,
+        } => {
             let name = WorkspaceName::parse(&name)?;
+            let services = caracal_config::NewDistributed {
+                postgres_url,
+                redis_url,
+                redis_prefix,
+                kafka_brokers,
+            };
+            let distributed = services.postgres_url.is_some()
+                || services.redis_url.is_some()
+                || services.kafka_brokers.is_some();
+            let config = if distributed {
+                caracal_config::distributed_config_toml(&services)
+            } else if services.redis_prefix.is_some() {
+                anyhow::bail!("--redis-prefix is for distributed workspaces (with --redis-url)");
+            } else {
+                caracal_config::default_config_toml()
+            };
+            // Refuse bad settings before anything is written.
+            let target = home.workspace(&name).config_file();
+            caracal_config::Config::parse_with_env(&config, &target, |_| None)?;
             // An active file naming a removed workspace counts as none.
             let active = home
                 .active()?
                 .filter(|a| home.workspace(a).config_file().is_file());
-            let paths = home.create(&name)?;
+            let paths = home.create_with(&name, &config)?;
             writeln!(
                 io.out,
                 "created workspace {name} at {}",
                 paths.root().display()
             )?;
+            if distributed {
+                writeln!(
+                    io.out,
+                    "it is distributed: run `caracal --workspace {name} db migrate`, then \
+                     `caracal --workspace {name} cache sync` once its services answer"
+                )?;
+            }
             if active.is_none() {
                 home.set_active(&name)?;
                 writeln!(io.out, "{name} is now the active workspace")?;

@@ -8,6 +8,8 @@ mod allowlist;
 mod authority;
 #[path = "cli/delegation.rs"]
 mod delegation;
+#[path = "cli/distributed.rs"]
+mod distributed;
 #[path = "cli/ledger.rs"]
 mod ledger;
 #[path = "cli/policy.rs"]

@@ -596,6 +596,13 @@ impl Config {
     }
 }
 
+/// No whitespace, control character or quote: a URL pasted with a line of
+/// something else in it is refused, not half-used.
+fn plain(url: &str) -> bool {
+    !url.chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '"')
+}
+
 /// Validates the `[deployment]` section.
 fn deployment(
     d: &RawDeployment,
@@ -621,7 +628,7 @@ fn deployment(
         ));
     }
     if let Some(url) = &d.postgres_url {
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) || !plain(url) {
             return Err(invalid(format!(
                 "deployment.postgres_url {:?} is not a postgres:// URL",
                 redact_url(url)
@@ -629,7 +636,7 @@ fn deployment(
         }
     }
     if let Some(url) = &d.redis_url {
-        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) || !plain(url) {
             return Err(invalid(format!(
                 "deployment.redis_url {:?} is not a redis:// URL",
                 redact_url(url)
@@ -694,6 +701,40 @@ fn deployment(
         spool_dir,
         spool_max_bytes: d.spool_max_bytes,
     }))
+}
+
+/// The services of a new distributed workspace (`caracal workspace create
+/// NAME --postgres-url … --redis-url … --kafka-brokers …`).
+#[derive(Debug, Clone, Default)]
+pub struct NewDistributed {
+    pub postgres_url: Option<String>,
+    pub redis_url: Option<String>,
+    pub redis_prefix: Option<String>,
+    pub kafka_brokers: Option<String>,
+}
+
+/// The configuration file of a new distributed workspace: the default one
+/// with `[deployment]` set to `d`. Callers validate it with
+/// [`Config::parse`] before writing it.
+pub fn distributed_config_toml(d: &NewDistributed) -> String {
+    let quote = |v: &str| toml::Value::String(v.to_string()).to_string();
+    let mut text =
+        default_config_toml().replacen("kind = \"embedded\"", "kind = \"distributed\"", 1);
+    for (key, value) in [
+        ("postgres_url", &d.postgres_url),
+        ("redis_url", &d.redis_url),
+        ("redis_prefix", &d.redis_prefix),
+        ("kafka_brokers", &d.kafka_brokers),
+    ] {
+        let Some(value) = value else { continue };
+        let commented = format!("# {key} = ");
+        let Some(start) = text.find(&commented) else {
+            continue;
+        };
+        let end = text[start..].find('\n').map_or(text.len(), |e| start + e);
+        text.replace_range(start..end, &format!("{key} = {}", quote(value)));
+    }
+    text
 }
 
 /// The configuration file a new workspace starts with: every setting, with
@@ -906,6 +947,36 @@ mod tests {
             assert!(err.contains(needle), "{text:?}: {err}");
             assert!(!err.contains(":pw@"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_new_distributed_workspace_config_names_its_services() {
+        let text = distributed_config_toml(&NewDistributed {
+            postgres_url: Some("postgres://caracal@db:5432/caracal".into()),
+            redis_url: Some("redis://cache:6379/3".into()),
+            redis_prefix: None,
+            kafka_brokers: Some("k1:9092,k2:9092".into()),
+        });
+        let c = Config::parse_with_env(&text, Path::new("/ws/prod/config.toml"), |_| None).unwrap();
+        let Deployment::Distributed(d) = c.deployment else {
+            panic!("distributed");
+        };
+        assert_eq!(
+            d.postgres_url.as_deref(),
+            Some("postgres://caracal@db:5432/caracal")
+        );
+        assert_eq!(d.redis_url.as_deref(), Some("redis://cache:6379/3"));
+        assert_eq!(d.redis_prefix, "caracal:prod:");
+        assert_eq!(d.kafka_brokers, ["k1:9092", "k2:9092"]);
+        // A value that needs quoting stays one TOML string.
+        let text = distributed_config_toml(&NewDistributed {
+            redis_url: Some("redis://r/0\"\nkind = \"embedded".into()),
+            ..Default::default()
+        });
+        assert!(Config::parse(&text, Path::new("/ws/config.toml"))
+            .unwrap_err()
+            .to_string()
+            .contains("not a redis://"));
     }
 
     #[test]

@@ -111,6 +111,16 @@ impl CaracalHome {
 
     /// Creates the workspace directory with a default configuration.
     pub fn create(&self, name: &WorkspaceName) -> Result<WorkspacePaths, ConfigError> {
+        self.create_with(name, &default_config_toml())
+    }
+
+    /// Creates workspace `name` with `config` (already validated) as its
+    /// `config.toml`.
+    pub fn create_with(
+        &self,
+        name: &WorkspaceName,
+        config: &str,
+    ) -> Result<WorkspacePaths, ConfigError> {
         let paths = self.workspace(name);
         if paths.config_file().exists() {
             return Err(ConfigError::WorkspaceExists(name.to_string()));
@@ -123,11 +133,7 @@ impl CaracalHome {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| ConfigError::io("create directory", &dir, e))?;
         }
-        write_atomic(
-            &paths.config_file(),
-            default_config_toml().as_bytes(),
-            0o600,
-        )?;
+        write_atomic(&paths.config_file(), config.as_bytes(), 0o600)?;
         Ok(paths)
     }
 

@@ -9,7 +9,8 @@ pub mod home;
 
 pub use error::ConfigError;
 pub use gateway::{
-    redact_url, AllowlistDefault, Config, Deployment, DeploymentKind, Distributed, Limits,
-    Overrides, RawConfig, Service, WorkspacePaths, DEPLOYMENT_ENV,
+    default_config_toml, distributed_config_toml, redact_url, AllowlistDefault, Config, Deployment,
+    DeploymentKind, Distributed, Limits, NewDistributed, Overrides, RawConfig, Service,
+    WorkspacePaths, DEPLOYMENT_ENV,
 };
 pub use home::{CaracalHome, WorkspaceName};

@@ -9,7 +9,6 @@ use caracal_gateway::budget::window::{Period, WindowSpec, WindowType};
 use caracal_gateway::model::Principal;
 use caracal_gateway::money::{fmt_amount, parse_amount, Decimal};
 use caracal_gateway::policy::{Budget, Policy};
-use caracal_gateway::store::prelude::*;
 use caracal_gateway::store::Spend;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -89,8 +88,9 @@ pub(super) async fn spending(
     json: bool,
 ) -> anyhow::Result<Exit> {
     let ws = ctx.workspace()?;
-    let store = ws.store().await?;
-    let principal = context::principal(&store, agent).await?;
+    let opened = ws.store().await?;
+    let store: &dyn caracal_gateway::store::Store = &*opened;
+    let principal = context::principal(store, agent).await?;
     let budgets: Vec<(Policy, Budget)> = store
         .list_policies(Some(&principal.id))
         .await?

@@ -10,7 +10,6 @@ use std::io::Write;
 use anyhow::{anyhow, bail};
 use caracal_gateway::model::{Action, ProviderDef};
 use caracal_gateway::provider::Provider;
-use caracal_gateway::store::prelude::*;
 use clap::Subcommand;
 use serde::Serialize;
 
@@ -74,7 +73,8 @@ pub enum ProviderCmd {
 
 pub async fn run(cmd: ProviderCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Result<Exit> {
     let ws = ctx.workspace()?;
-    let store = ws.store().await?;
+    let opened = ws.store().await?;
+    let store: &dyn caracal_gateway::store::Store = &*opened;
     match cmd {
         ProviderCmd::Add(args) => {
             let def = add::definition(&args)?;

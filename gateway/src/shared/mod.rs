@@ -27,7 +27,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 pub use clock::RedisClock;
 pub use counters::RedisCounters;
 pub use rate::RedisRateLimiter;
-pub use state::{publish, RedisSource};
+pub use state::{publish, published_version, replicas, report_replica, RedisSource, ReplicaReport};
 
 use crate::budget::counters::CounterError;
 use crate::money::Decimal;

@@ -33,15 +33,15 @@ use crate::store::StateRows;
 /// How long a superseded state stays readable.
 pub const SUPERSEDED_TTL: Duration = Duration::from_secs(60);
 
-/// Publishes a state unless a newer one is already published.
+/// Publishes a state unless a newer one is already published (or forced).
 /// KEYS: version, state. ARGV: version, state, prefix of the state keys,
-/// ttl of the superseded state (ms), channel.
+/// ttl of the superseded state (ms), channel, '1' to force.
 static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local current = tonumber(redis.call('GET', KEYS[1]) or '-1')
 local version = tonumber(ARGV[1])
-if version < current then return 0 end
+if version < current and ARGV[6] ~= '1' then return 0 end
 redis.call('SET', KEYS[2], ARGV[2])
 redis.call('PERSIST', KEYS[2])
 if current >= 0 and current ~= version then
@@ -86,11 +86,15 @@ impl StateKeys {
 
 /// Publishes `rows` as the state at `rows.version`. Returns false (and
 /// changes nothing) when a newer version is already published: a slow
-/// publisher never rolls the replicas back.
+/// publisher never rolls the replicas back. `force` publishes it anyway
+/// (`caracal cache sync` after the database was restored from a backup
+/// older than what Redis holds): replicas swap in any version that differs
+/// from theirs.
 pub async fn publish(
     conn: &ConnectionManager,
     keys: &Keys,
     rows: &StateRows,
+    force: bool,
 ) -> Result<bool, redis::RedisError> {
     let k = StateKeys::new(keys);
     let json = serde_json::to_string(rows).expect("the state serialises");
@@ -102,6 +106,7 @@ pub async fn publish(
         .arg(&k.state_prefix)
         .arg(SUPERSEDED_TTL.as_millis() as u64)
         .arg(&k.channel)
+        .arg(if force { "1" } else { "0" })
         .invoke_async(&mut conn.clone())
         .await?;
     Ok(published == 1)
@@ -116,6 +121,69 @@ pub async fn published_version(
         .arg(StateKeys::new(keys).version)
         .query_async(&mut conn.clone())
         .await
+}
+
+/// What a replica last reported of itself (`caracal cache status`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReplicaReport {
+    /// Host name and listen address, unique per replica.
+    pub replica: String,
+    /// The state version its snapshot is at.
+    pub version: i64,
+    /// Unix milliseconds of the report (replicas report every few seconds).
+    pub reported_ms: i64,
+    /// Whether its snapshot was confirmed current within the staleness bound.
+    pub fresh: bool,
+}
+
+fn replicas_key(keys: &Keys) -> String {
+    format!("{}replicas", keys.prefix())
+}
+
+/// Records `report` (a replica's own, every few seconds).
+pub async fn report_replica(
+    conn: &ConnectionManager,
+    keys: &Keys,
+    report: &ReplicaReport,
+) -> Result<(), redis::RedisError> {
+    let json = serde_json::to_string(report).expect("a report serialises");
+    redis::cmd("HSET")
+        .arg(replicas_key(keys))
+        .arg(&report.replica)
+        .arg(json)
+        .query_async(&mut conn.clone())
+        .await
+}
+
+/// Every replica's last report; reports older than `forget` are removed
+/// (a replica that stopped).
+pub async fn replicas(
+    conn: &ConnectionManager,
+    keys: &Keys,
+    now_ms: i64,
+    forget: Duration,
+) -> Result<Vec<ReplicaReport>, redis::RedisError> {
+    let all: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(replicas_key(keys))
+        .query_async(&mut conn.clone())
+        .await?;
+    let mut out = Vec::new();
+    for (field, json) in all {
+        match serde_json::from_str::<ReplicaReport>(&json) {
+            Ok(r) if now_ms.saturating_sub(r.reported_ms) <= forget.as_millis() as i64 => {
+                out.push(r)
+            }
+            _ => {
+                let _: i64 = redis::cmd("HDEL")
+                    .arg(replicas_key(keys))
+                    .arg(&field)
+                    .query_async(&mut conn.clone())
+                    .await?;
+            }
+        }
+    }
+    out.sort_by(|a, b| a.replica.cmp(&b.replica));
+    Ok(out)
 }
 
 /// A replica's source of snapshots: the state published in Redis.
@@ -274,7 +342,7 @@ mod tests {
                 let mut rows = rows.lock().await;
                 rows.version = version.fetch_add(1, Ordering::SeqCst) + 1;
                 rows.principals.push((principal(&name), vec![1, 2, 3]));
-                assert!(publish(&conn, &keys, &rows).await.expect("publish"));
+                assert!(publish(&conn, &keys, &rows, false).await.expect("publish"));
             })
         }
     }
@@ -295,7 +363,7 @@ mod tests {
             version: 1,
             ..Default::default()
         };
-        publish(&conn, &keys, &rows).await.expect("publish");
+        publish(&conn, &keys, &rows, false).await.expect("publish");
         let source = RedisSource::new(&test_redis::url(), conn.clone(), &keys).expect("source");
         Published {
             conn,
@@ -327,9 +395,17 @@ mod tests {
             version: 1,
             ..Default::default()
         };
-        assert!(!publish(&h.conn, &h.keys, &old).await.expect("publish"));
+        assert!(!publish(&h.conn, &h.keys, &old, false)
+            .await
+            .expect("publish"));
         assert_eq!(h.source.version().await.expect("version"), 2);
         assert_eq!(h.source.load().await.expect("load").principals.len(), 1);
+        // Forced (a database restored from an older backup), it is.
+        assert!(publish(&h.conn, &h.keys, &old, true)
+            .await
+            .expect("publish"));
+        assert_eq!(h.source.version().await.expect("version"), 1);
+        assert!(h.source.load().await.expect("load").principals.is_empty());
     }
 
     /// Nothing published, or a corrupt state, is an error naming what to
@@ -376,6 +452,33 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    /// Replicas' reports are listed, and a report older than the bound
+    /// (a replica that stopped) is forgotten.
+    #[tokio::test]
+    async fn replicas_report_their_version() {
+        let (conn, keys) = test_redis::fresh().await;
+        let report = |replica: &str, version, reported_ms| ReplicaReport {
+            replica: replica.into(),
+            version,
+            reported_ms,
+            fresh: true,
+        };
+        report_replica(&conn, &keys, &report("a:8443", 7, 10_000))
+            .await
+            .unwrap();
+        report_replica(&conn, &keys, &report("b:8443", 6, 1_000))
+            .await
+            .unwrap();
+        let live = replicas(&conn, &keys, 12_000, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(live, vec![report("a:8443", 7, 10_000)]);
+        let all = replicas(&conn, &keys, 12_000, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 1, "the stale report was removed");
     }
 
     impl Published {

@@ -63,6 +63,11 @@ impl PgStore {
         Ok(())
     }
 
+    /// The version of the newest migration this build carries.
+    pub fn latest_migration() -> i64 {
+        MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+    }
+
     /// The version of the latest migration applied; None before the first.
     pub async fn migration_version(&self) -> Result<Option<i64>, StoreError> {
         let migrated: bool =
@@ -81,8 +86,13 @@ impl PgStore {
 
     /// Drops every table of the store's schema (the ledger's partitions
     /// and the migration history with them) and migrates afresh: an empty
-    /// store at state version 1.
+    /// store, at a state version above any it had before (so a replica
+    /// never takes the empty state for an old one, nor an old one for it).
     pub async fn reset(&self) -> Result<(), StoreError> {
+        let before: Option<i64> = match self.state_version().await {
+            Ok(v) => Some(v),
+            Err(_) => None, // not migrated, or no state row: nothing to stay above
+        };
         let mut tx = self.pool.begin().await?;
         let tables: Vec<String> = sqlx::query_scalar(
             "SELECT quote_ident(c.relname) FROM pg_class c
@@ -98,7 +108,25 @@ impl PgStore {
         }
         tx.commit().await?;
         self.known_months().clear();
-        self.migrate().await
+        self.migrate().await?;
+        if let Some(v) = before {
+            sqlx::query("UPDATE state SET version = $1 + 1 WHERE id = 1")
+                .bind(v)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The standbys streaming from this server: name, state and replay
+    /// lag in seconds (unknown while idle).
+    pub async fn standbys(&self) -> Result<Vec<(String, String, Option<f64>)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT application_name, state, EXTRACT(EPOCH FROM replay_lag)::float8
+             FROM pg_stat_replication ORDER BY application_name",
+        )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// How many events the ledger holds.

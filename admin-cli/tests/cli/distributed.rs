@@ -1,0 +1,189 @@
+//! A distributed workspace's control plane against the real PostgreSQL
+//! and Redis (`scripts/services.sh`): each test gets its own database and
+//! Redis key prefix.
+
+use crate::principal::register;
+use crate::support::{free_port, Home};
+
+fn postgres_admin_url() -> String {
+    std::env::var("CARACAL_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn redis_url() -> String {
+    std::env::var("CARACAL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+}
+
+/// A new, empty database; its URL.
+fn fresh_database() -> String {
+    let admin = postgres_admin_url();
+    let name = format!("caracal_cli_{}", uuid::Uuid::now_v7().simple());
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL at {admin} is needed by this test ({e}); run scripts/services.sh"
+                )
+            });
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut c)
+            .await
+            .unwrap();
+    });
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    format!("{base}/{name}")
+}
+
+fn redis_keys(prefix: &str) -> Vec<String> {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut c = client.get_connection().unwrap();
+    redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut c)
+        .unwrap()
+}
+
+fn redis_del(keys: &[String]) {
+    if keys.is_empty() {
+        return;
+    }
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut c = client.get_connection().unwrap();
+    let _: i64 = redis::cmd("DEL").arg(keys).query(&mut c).unwrap();
+}
+
+/// A distributed workspace `prod` on a fresh database and prefix.
+fn distributed_home() -> (Home, String) {
+    let home = Home::empty();
+    let db = fresh_database();
+    let prefix = format!("caracal-test:{}:", uuid::Uuid::now_v7().simple());
+    let out = home.ok(&[
+        "workspace",
+        "create",
+        "prod",
+        "--postgres-url",
+        &db,
+        "--redis-url",
+        &redis_url(),
+        "--redis-prefix",
+        &prefix,
+        "--kafka-brokers",
+        "127.0.0.1:9092",
+    ]);
+    assert!(out.contains("db migrate"), "{out}");
+    (home, prefix)
+}
+
+/// Migrate, check, change, publish: every change reaches Redis under
+/// PostgreSQL's state version; a state Redis lost is published again by
+/// `cache sync`.
+#[test]
+fn changes_are_committed_to_postgres_then_published_to_redis() {
+    let (home, prefix) = distributed_home();
+    let out = home.fails(1, &["principal", "list"]);
+    assert!(out.stderr.contains("caracal db migrate"), "{out:?}");
+    let out = home.fails(1, &["db", "health-check"]);
+    assert!(out.stdout.contains("migrations pending"), "{out:?}");
+    assert!(home
+        .ok(&["db", "migrate"])
+        .contains("migrated the database"));
+    assert!(home.ok(&["db", "migrate"]).contains("already at migration"));
+    let h = home.json(&["db", "health-check", "--json"]);
+    assert_eq!(h["healthy"], true, "{h}");
+    assert_eq!(h["ledger_rows"], 0, "{h}");
+
+    register(&home, "worker-1");
+    let status = home.json(&["cache", "status", "--json"]);
+    assert_eq!(status["published"], status["database"], "{status}");
+    assert_eq!(status["in_sync"], true, "{status}");
+    let listed = home.json(&["principal", "list", "--json"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+
+    // Redis loses its data: replicas would have nothing; sync restores it.
+    redis_del(&redis_keys(&prefix));
+    let out = home.fails(1, &["cache", "status", "--json"]);
+    assert_eq!(out.json()["published"], serde_json::Value::Null, "{out:?}");
+    assert!(home
+        .ok(&["cache", "sync"])
+        .contains("published state version"));
+    assert_eq!(home.json(&["cache", "status", "--json"])["in_sync"], true);
+}
+
+/// A change made while Redis is down stays committed, and the command
+/// fails saying the replicas were not told and how to tell them.
+#[test]
+fn a_change_redis_cannot_take_is_committed_and_reported() {
+    let (home, _) = distributed_home();
+    home.ok(&["db", "migrate"]);
+    let mut cmd = home.command(&[
+        "principal",
+        "register",
+        "--type",
+        "agent",
+        "--name",
+        "w",
+        "--email",
+        "w@example.com",
+    ]);
+    cmd.env(
+        "CARACAL_REDIS_URL",
+        format!("redis://127.0.0.1:{}/", free_port()),
+    );
+    let out = Home::run_cmd(cmd);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("committed to PostgreSQL"), "{out:?}");
+    assert!(out.stderr.contains("caracal cache sync"), "{out:?}");
+    assert!(!out.stderr.contains("panicked"), "{out:?}");
+    // Committed: the next command (Redis back) publishes it too.
+    let listed = home.json(&["principal", "list", "--json"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(home.json(&["cache", "status", "--json"])["in_sync"], true);
+}
+
+/// `db reset` needs --confirm; with it the database is empty again and the
+/// replicas are told.
+#[test]
+fn reset_needs_confirmation() {
+    let (home, _) = distributed_home();
+    home.ok(&["db", "migrate"]);
+    register(&home, "worker-1");
+    let out = home.fails(1, &["db", "reset"]);
+    assert!(out.stderr.contains("--confirm"), "{out:?}");
+    assert_eq!(
+        home.json(&["principal", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    home.ok(&["db", "reset", "--confirm"]);
+    assert_eq!(
+        home.json(&["principal", "list", "--json"]),
+        serde_json::json!([])
+    );
+    assert_eq!(home.json(&["cache", "status", "--json"])["in_sync"], true);
+}
+
+/// Bad settings are refused before anything is written; `db` and `cache`
+/// on an embedded workspace say what they are for.
+#[test]
+fn bad_distributed_settings_are_refused() {
+    let home = Home::empty();
+    for (flag, value, needle) in [
+        ("--redis-url", "http://cache", "not a redis://"),
+        ("--postgres-url", "mysql://u:pw@db/x", "u:***@db"),
+        ("--kafka-brokers", "k1", "not host:port"),
+    ] {
+        let out = home.fails(1, &["workspace", "create", "bad", flag, value]);
+        assert!(out.stderr.contains(needle), "{out:?}");
+        assert!(!out.stderr.contains("pw@"), "{out:?}");
+        assert!(!home.workspace_dir("bad").exists());
+    }
+    home.ok(&["workspace", "create", "local"]);
+    let out = home.fails(1, &["db", "health-check"]);
+    assert!(out.stderr.contains("is embedded"), "{out:?}");
+    let out = home.fails(1, &["cache", "sync"]);
+    assert!(out.stderr.contains("is embedded"), "{out:?}");
+}
