@@ -89,10 +89,8 @@ impl PgStore {
     /// store, at a state version above any it had before (so a replica
     /// never takes the empty state for an old one, nor an old one for it).
     pub async fn reset(&self) -> Result<(), StoreError> {
-        let before: Option<i64> = match self.state_version().await {
-            Ok(v) => Some(v),
-            Err(_) => None, // not migrated, or no state row: nothing to stay above
-        };
+        // Not migrated, or no state row: nothing to stay above.
+        let before = self.state_version().await.ok();
         let mut tx = self.pool.begin().await?;
         let tables: Vec<String> = sqlx::query_scalar(
             "SELECT quote_ident(c.relname) FROM pg_class c
