@@ -61,7 +61,10 @@ pub enum AdminError {
     #[error("kafka admin: {0}")]
     Client(#[from] KafkaError),
     #[error("topic {name}: {code}")]
-    Topic { name: String, code: RDKafkaErrorCode },
+    Topic {
+        name: String,
+        code: RDKafkaErrorCode,
+    },
     #[error("topic {name}: {what} must be at least 1")]
     Invalid { name: String, what: &'static str },
 }

@@ -296,7 +296,10 @@ mod tests {
             v["schema"] = 2.into();
             v["event"]["new_field"] = "x".into();
         });
-        assert!(matches!(decode(&newer), Err(DecodeError::UnknownVersion(2))));
+        assert!(matches!(
+            decode(&newer),
+            Err(DecodeError::UnknownVersion(2))
+        ));
         let none = with(|v| {
             v.as_object_mut().unwrap().remove("schema");
         });
@@ -320,7 +323,10 @@ mod tests {
             ("binary", vec![0xff, 0xfe, 0x00, 0x01]),
             ("array", b"[1,2,3]".to_vec()),
             ("no event", br#"{"schema":1}"#.to_vec()),
-            ("event not an object", br#"{"schema":1,"event":"x"}"#.to_vec()),
+            (
+                "event not an object",
+                br#"{"schema":1,"event":"x"}"#.to_vec(),
+            ),
             ("deep", {
                 let mut s = r#"{"schema":1,"event":"#.to_string();
                 s.push_str(&"[".repeat(10_000));
@@ -365,10 +371,7 @@ mod tests {
                 "unknown enum",
                 with(|v| v["event"]["decision"] = "maybe".into()),
             ),
-            (
-                "unknown field",
-                with(|v| v["event"]["extra"] = true.into()),
-            ),
+            ("unknown field", with(|v| v["event"]["extra"] = true.into())),
             ("unknown envelope field", with(|v| v["extra"] = 1.into())),
             (
                 "missing id",
@@ -376,7 +379,10 @@ mod tests {
                     v["event"].as_object_mut().unwrap().remove("id");
                 }),
             ),
-            ("null id", with(|v| v["event"]["id"] = serde_json::Value::Null)),
+            (
+                "null id",
+                with(|v| v["event"]["id"] = serde_json::Value::Null),
+            ),
         ];
         for (name, bytes) in cases {
             match decode(&bytes) {

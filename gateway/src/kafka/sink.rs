@@ -128,7 +128,10 @@ impl KafkaConfig {
         if self.topic.is_empty() {
             return Err(SinkError::Config("no topic".into()));
         }
-        let timeout_ms = self.message_timeout.as_millis().clamp(1000, i32::MAX as u128);
+        let timeout_ms = self
+            .message_timeout
+            .as_millis()
+            .clamp(1000, i32::MAX as u128);
         let mut c = ClientConfig::new();
         for (k, v) in &self.properties {
             c.set(k, v);
@@ -138,10 +141,7 @@ impl KafkaConfig {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("message.timeout.ms", timeout_ms.to_string())
-            .set(
-                "request.timeout.ms",
-                timeout_ms.min(30_000).to_string(),
-            )
+            .set("request.timeout.ms", timeout_ms.min(30_000).to_string())
             .set("linger.ms", "5")
             // Java's key hashing, so other clients agree on the partitions.
             .set("partitioner", "murmur2_random")
@@ -386,7 +386,7 @@ impl Publisher {
             };
             match step {
                 Step::Events(0) => rx_open = false,
-                Step::Events(_) => self.take(batch.drain(..).collect()).await,
+                Step::Events(_) => self.take(std::mem::take(&mut batch)).await,
                 Step::Front(r) => self.confirm_front(r).await,
                 Step::Drained(r) => {
                     if !self.drained_batch(r).await && deadline.is_some() {
@@ -482,7 +482,9 @@ impl Publisher {
             };
             metrics::counter!("caracal_kafka_delivery_failures_total").increment(1);
             tracing::warn!(
-                error = error.as_ref().map_or("producer gone".into(), |e| e.to_string()),
+                error = error
+                    .as_ref()
+                    .map_or("producer gone".into(), |e| e.to_string()),
                 "kafka delivery failed; spooling events until the broker answers"
             );
             self.divert(Vec::new()).await;
@@ -511,7 +513,7 @@ impl Publisher {
     async fn divert(&mut self, after: Vec<(Vec<u8>, Vec<u8>)>) {
         // Those not sent yet will be sent from the spool; those in flight
         // may still land (a duplicate the ledger writer drops).
-        let _ = self.producer.purge(PurgeConfig::default().queue());
+        self.producer.purge(PurgeConfig::default().queue());
         let unconfirmed = self.inflight.drain(..).map(|f| (f.key, f.value));
         self.pending.extend(unconfirmed);
         self.pending.extend(after);
@@ -591,7 +593,10 @@ impl Publisher {
     /// Whether all of it was confirmed.
     async fn drained_batch(&mut self, results: Vec<Delivered>) -> bool {
         let drain = self.drain.take().expect("a drain was running");
-        let confirmed = results.iter().take_while(|r| matches!(r, Ok(Ok(_)))).count();
+        let confirmed = results
+            .iter()
+            .take_while(|r| matches!(r, Ok(Ok(_))))
+            .count();
         if confirmed > 0 {
             let last = drain.records[confirmed - 1].clone();
             if let Err(e) = self.with_spool(move |s| s.ack(&last)).await {
@@ -651,7 +656,11 @@ impl Publisher {
         if fatal.is_none() && refused.is_none() {
             return;
         }
-        tracing::warn!(?fatal, ?refused, "kafka producer unusable; creating a new one");
+        tracing::warn!(
+            ?fatal,
+            ?refused,
+            "kafka producer unusable; creating a new one"
+        );
         match self.client.create::<FutureProducer>() {
             Ok(new) => {
                 let old = std::mem::replace(&mut self.producer, new);
@@ -673,7 +682,7 @@ impl Publisher {
         // twice); unconfirmed direct sends, and what was still queued,
         // join it.
         self.drain = None;
-        let _ = self.producer.purge(PurgeConfig::default().queue());
+        self.producer.purge(PurgeConfig::default().queue());
         self.divert(rest).await;
         if !self.pending.is_empty() {
             tracing::error!(

@@ -246,9 +246,10 @@ impl Spool {
             .filter(|&l| l <= MAX_RECORD)
             .ok_or(SpoolError::TooLarge(body_len))?;
         let rollover = self.broken
-            || self.segments.back().is_none_or(|s| {
-                s.len > 0 && s.len + HEADER + u64::from(len) > self.segment_bytes
-            });
+            || self
+                .segments
+                .back()
+                .is_none_or(|s| s.len > 0 && s.len + HEADER + u64::from(len) > self.segment_bytes);
         if rollover || self.writer.is_none() {
             self.open_writer(rollover)?;
         }
@@ -294,7 +295,11 @@ impl Spool {
     /// Up to `max_records` records from the head, in order, stopping
     /// early past `max_bytes` (at least one record is returned if any is
     /// there). The head does not move.
-    pub fn peek(&mut self, max_records: usize, max_bytes: usize) -> Result<Vec<Record>, SpoolError> {
+    pub fn peek(
+        &mut self,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Record>, SpoolError> {
         if let (Some(writer), Some(last)) = (self.writer.as_mut(), self.segments.back()) {
             let path = segment_path(&self.dir, last.seq);
             writer.flush().map_err(io_err("flush", &path))?;
@@ -479,9 +484,12 @@ enum ReadError {
     Io(io::Error),
 }
 
+/// A record as read back: key, value, and its size on disk.
+type ReadRecord = (Vec<u8>, Vec<u8>, u64);
+
 /// The next record of `r`: `None` at a clean end, and the record's size on
 /// disk with it.
-fn read_record(r: &mut impl Read) -> Result<Option<(Vec<u8>, Vec<u8>, u64)>, ReadError> {
+fn read_record(r: &mut impl Read) -> Result<Option<ReadRecord>, ReadError> {
     let mut header = [0u8; HEADER as usize];
     let mut got = 0;
     while got < header.len() {
@@ -644,7 +652,10 @@ mod tests {
         spool.ack(rest.last().unwrap()).unwrap();
         assert!(spool.is_empty());
         assert_eq!(spool.len_bytes(), 0);
-        assert!(segments(dir.path()).is_empty(), "all delivered: all deleted");
+        assert!(
+            segments(dir.path()).is_empty(),
+            "all delivered: all deleted"
+        );
         fill(&mut spool, 10..12);
         assert_eq!(values(&spool.peek(10, usize::MAX).unwrap()), ["v10", "v11"]);
     }
@@ -726,8 +737,9 @@ mod tests {
             match damage {
                 "flip" => bytes[last_start + 13] ^= 0x40,
                 "zeros" => bytes.extend_from_slice(&[0; 4096]),
-                "huge length" => bytes[last_start..last_start + 4]
-                    .copy_from_slice(&u32::MAX.to_le_bytes()),
+                "huge length" => {
+                    bytes[last_start..last_start + 4].copy_from_slice(&u32::MAX.to_le_bytes())
+                }
                 _ => bytes.truncate(bytes.len() - 3),
             }
             fs::write(&seg, &bytes).unwrap();

@@ -26,7 +26,12 @@ use crate::ledger::{Decision, EventCode, EventKind, EventSink, LedgerEvent, Mode
 const LONG: Duration = Duration::from_secs(30);
 
 fn event(principal: Option<&str>, n: u64) -> LedgerEvent {
-    let mut e = LedgerEvent::new(EventKind::Call, Mode::BaseUrl, Decision::Allow, EventCode::OK);
+    let mut e = LedgerEvent::new(
+        EventKind::Call,
+        Mode::BaseUrl,
+        Decision::Allow,
+        EventCode::OK,
+    );
     e.principal_id = principal.map(str::to_string);
     e.request_bytes = n;
     e.url = Some(format!("https://api.openai.com/v1/chat/completions?n={n}"));
@@ -98,7 +103,10 @@ async fn topics_are_created_once_and_again_is_fine() {
         ]
     );
     let again = create_topics(&broker.brokers, &topics).await.unwrap();
-    assert!(again.iter().all(|(_, c)| *c == Created::AlreadyExisted), "{again:?}");
+    assert!(
+        again.iter().all(|(_, c)| *c == Created::AlreadyExisted),
+        "{again:?}"
+    );
     let zero = TopicSpec::new("x", 0, 1);
     assert!(create_topics(&broker.brokers, &[zero]).await.is_err());
 }
@@ -158,9 +166,11 @@ async fn events_arrive_as_encoded_keyed_and_in_order_per_principal() {
     assert_eq!(order[&b""[..]].len(), 150);
     publisher.finish().await;
     assert!(
-        std::fs::read_dir(dir.path())
+        std::fs::read_dir(dir.path()).unwrap().all(|e| !e
             .unwrap()
-            .all(|e| !e.unwrap().path().to_string_lossy().ends_with(".seg")),
+            .path()
+            .to_string_lossy()
+            .ends_with(".seg")),
         "nothing was spooled"
     );
 }
@@ -196,8 +206,15 @@ async fn a_cut_broker_never_blocks_emit_and_the_spool_drains_when_it_returns() {
     })
     .await;
     emit(99, &mut slowest);
-    wait_for("the next events confirmed", LONG, || publisher.backlog() == 0).await;
-    assert_eq!(publisher.spool_bytes(), 0, "nothing spooled while the broker answers");
+    wait_for("the next events confirmed", LONG, || {
+        publisher.backlog() == 0
+    })
+    .await;
+    assert_eq!(
+        publisher.spool_bytes(),
+        0,
+        "nothing spooled while the broker answers"
+    );
 
     proxy.set(Fault::Blackhole);
     let mut slowest_cut = Duration::ZERO;
@@ -228,7 +245,11 @@ async fn a_cut_broker_never_blocks_emit_and_the_spool_drains_when_it_returns() {
         .await;
     let (got, repeats) = distinct(&msgs);
     eprintln!("{} events, {repeats} duplicates", got.len());
-    assert_eq!(got.keys().cloned().collect::<HashSet<_>>(), ids, "none lost");
+    assert_eq!(
+        got.keys().cloned().collect::<HashSet<_>>(),
+        ids,
+        "none lost"
+    );
     for (k, seq) in first_occurrences_per_key(&msgs) {
         let mut sorted = seq.clone();
         sorted.sort_unstable();
@@ -261,7 +282,11 @@ async fn past_its_limits_the_sink_refuses_until_it_drains() {
         "60 events waiting in memory, past the queue limit of 50"
     );
     wait_for("the events spooled", LONG, || publisher.backlog() == 0).await;
-    assert!(publisher.spool_bytes() < 60_000, "{}", publisher.spool_bytes());
+    assert!(
+        publisher.spool_bytes() < 60_000,
+        "{}",
+        publisher.spool_bytes()
+    );
     assert!(sink.accepting(), "spooled, under the spool limit");
     let mut i = 60;
     while sink.accepting() {
@@ -278,7 +303,9 @@ async fn past_its_limits_the_sink_refuses_until_it_drains() {
     wait_for("accepting again once drained", LONG, || sink.accepting()).await;
     wait_for("the spool empty", LONG, || publisher.spool_bytes() == 0).await;
     reader
-        .until("every event read", LONG, |m| distinct(m).0.len() >= ids.len())
+        .until("every event read", LONG, |m| {
+            distinct(m).0.len() >= ids.len()
+        })
         .await;
     publisher.finish().await;
 }
@@ -331,9 +358,14 @@ async fn a_restarted_sink_delivers_what_the_last_one_spooled() {
     wait_for("the spool drained", LONG, || third.spool_bytes() == 0).await;
     let reader = TopicReader::start(&broker.brokers, &topic);
     let msgs = reader
-        .until("every event read", LONG, |m| distinct(m).0.len() >= ids.len())
+        .until("every event read", LONG, |m| {
+            distinct(m).0.len() >= ids.len()
+        })
         .await;
-    assert_eq!(distinct(&msgs).0.keys().cloned().collect::<HashSet<_>>(), ids);
+    assert_eq!(
+        distinct(&msgs).0.keys().cloned().collect::<HashSet<_>>(),
+        ids
+    );
     for (k, seq) in first_occurrences_per_key(&msgs) {
         let mut sorted = seq.clone();
         sorted.sort_unstable();
