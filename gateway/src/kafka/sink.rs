@@ -398,8 +398,11 @@ impl Publisher {
                     rx.close();
                     deadline = Some(Instant::now() + self.config.finish_timeout);
                 }
-                Step::Tick => self.check_slow().await,
+                Step::Tick => {}
             }
+            // Every turn, not only on ticks: a flood of events must not
+            // keep a cut broker from being noticed.
+            self.check_slow().await;
             if !self.pending.is_empty() && Instant::now() >= self.spool_retry_after {
                 self.spool_pending().await;
             }
@@ -621,7 +624,17 @@ impl Publisher {
                 Some(Ok(Err((e, _)))) => Some(e),
                 _ => None,
             };
-            tracing::debug!(?error, "kafka spool drain failed");
+            if self.drain_batch == DRAIN_BATCH {
+                tracing::warn!(
+                    ?error,
+                    "kafka spool drain failed; retrying one event at a time"
+                );
+            } else {
+                tracing::debug!(?error, "kafka spool drain failed");
+            }
+            // What is still queued behind the failure must not be sent
+            // before it is (an epoch bump could let it through).
+            self.producer.purge(PurgeConfig::default().queue());
             self.renew_if_broken(error).await;
             self.drain_failed();
             false
