@@ -310,6 +310,47 @@ async fn past_its_limits_the_sink_refuses_until_it_drains() {
     publisher.finish().await;
 }
 
+/// With no broker at all: past ten times the queue limit, refusals
+/// (sheddable) are dropped and counted, events of forwarded calls never;
+/// `finish` leaves every event kept in the spool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_hard_limit_refusals_are_shed_and_calls_kept() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(&nowhere, "caracal.test.nowhere", dir.path());
+    c.queue_limit = 5;
+    // Nothing leaves memory while the test emits.
+    c.spool_after = Duration::from_secs(60);
+    let (publisher, sink) = start(c);
+    let refusal = || {
+        LedgerEvent::new(
+            EventKind::Call,
+            Mode::BaseUrl,
+            Decision::Error,
+            crate::error::Code::NotReady,
+        )
+    };
+    for _ in 0..100 {
+        sink.emit(refusal(), Retention::Shed);
+    }
+    assert_eq!(
+        publisher.dropped(),
+        50,
+        "refusals stop at ten times the limit"
+    );
+    assert!(!sink.accepting());
+    for i in 0..10 {
+        sink.emit(event(Some("agent-1"), i), Retention::Keep);
+    }
+    assert_eq!(publisher.dropped(), 50, "forwarded calls are never dropped");
+    assert_eq!(publisher.backlog(), 60);
+    publisher.finish().await;
+    let mut spool = super::spool::Spool::open(dir.path()).unwrap();
+    assert_eq!(spool.peek(1000, usize::MAX).unwrap().len(), 60, "all kept");
+}
+
 /// A sink stopped with events in its spool (by a crash, then by `finish`
 /// while the broker is cut off), and a torn record at the spool's end:
 /// the next sink on the same directory delivers every whole event.
