@@ -27,12 +27,20 @@
 //! unconfirmed event is then appended to the spool, in send order, before
 //! any newer one, so the spool keeps emit order. What happens to their
 //! first sends: those not yet sent are purged from the producer; those in
-//! flight may still be written by the broker (their timeout says only that
-//! no answer came), so the event is on the topic twice. Per principal,
-//! first occurrences stay in emit order (one partition per key, and the
-//! idempotent producer writes a partition in send order); duplicates are
+//! flight may still be written by the broker (a timeout says only that no
+//! answer came), so the event is on the topic twice. Duplicates are
 //! allowed here and removed by the ledger writer, which keys rows by event
-//! id.
+//! id. Per principal, first occurrences stay in emit order: one partition
+//! per key, each send (direct, or a drain batch) in order, and a retry
+//! starts at the first unconfirmed event. The one way around it is a
+//! delivery that timed out in flight while later events of its partition
+//! were sent under a bumped producer epoch before the failure was seen;
+//! purging the queue on every failure makes that window small, not empty.
+//!
+//! A producer the broker refuses (a fatal error, or a fenced or unknown
+//! producer id or epoch, which follows the epoch bump librdkafka makes
+//! after a timed-out delivery on brokers that do not accept the bump) is
+//! replaced by a new one, which gets a new id.
 //!
 //! Back-pressure, as in the embedded writer: past [`KafkaConfig::queue_limit`]
 //! events in memory (neither confirmed nor spooled), past
