@@ -17,6 +17,7 @@ pub mod authn;
 pub mod authority;
 pub mod budget;
 pub mod catalog;
+pub mod clock;
 pub mod conformance;
 pub mod destination;
 pub mod error;

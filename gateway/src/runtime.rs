@@ -15,14 +15,24 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::budget::counters::{Counters, InProcessCounters};
+use std::sync::atomic::Ordering;
+
+use caracal_config::{Deployment, Distributed, Service};
+use redis::aio::ConnectionManager;
+
+use crate::budget::counters::{Counters, InProcessCounters, DEFAULT_HOLD_TTL};
 use crate::budget::rate::{InProcessRateLimiter, RateLimiter};
-use crate::ledger::LedgerWriter;
+use crate::kafka::{KafkaConfig, KafkaPublisher};
+use crate::ledger::{EventSink, LedgerWriter};
 use crate::ops::{health::Health, metrics};
 use crate::proxy::{self, Shared, Upstream};
+use crate::shared::{
+    Keys, RedisClock, RedisCounters, RedisRateLimiter, RedisSource, ReplicaReport,
+};
 use crate::snapshot::refresh::Refresher;
+use crate::snapshot::SpendHistory;
 use crate::snapshot::{SnapshotSource, StoreSource};
-use crate::store::{SqliteStore, Store};
+use crate::store::{PgStore, SqliteStore, Store};
 
 /// How often the refresher looks for changes (bounds how long a change
 /// takes to reach a running gateway).
@@ -42,11 +52,8 @@ pub enum StartError {
     },
     #[error("cannot load the enforcement state: {0}")]
     Snapshot(String),
-    #[error(
-        "deployment.kind = \"distributed\": this build's gateway serves embedded workspaces only \
-         (its distributed replica is not released yet); set kind = \"embedded\""
-    )]
-    Distributed,
+    #[error("distributed deployment: {0}")]
+    Distributed(String),
     #[error("certificates: {0}")]
     Certs(#[from] caracal_certs::CertError),
     #[error("upstream TLS: {0}")]
@@ -64,17 +71,45 @@ pub struct RunningGateway {
     pub addr: SocketAddr,
     pub metrics_addr: SocketAddr,
     shared: Arc<Shared>,
-    writer: LedgerWriter,
+    ledger: Ledger,
     refresher: tokio::task::JoinHandle<()>,
-    /// The embedded store, kept to close its pool once the ledger is written.
-    sqlite: SqliteStore,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// Starts a gateway with `config`; returns once both listeners are bound.
-pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
-    if config.deployment != caracal_config::Deployment::Embedded {
-        return Err(StartError::Distributed);
-    }
+/// Where the data path's seams lead: the embedded deployment's in-process
+/// ones, or the distributed deployment's Redis and Kafka ones.
+struct Backends {
+    counters: Arc<dyn Counters>,
+    limiter: Arc<dyn RateLimiter>,
+    source: Arc<dyn SnapshotSource>,
+    history: Arc<dyn SpendHistory>,
+    sink: Arc<dyn EventSink>,
+    ledger: Ledger,
+    /// Health guards beyond `snapshot` and `tls`.
+    guards: Vec<(&'static str, Arc<AtomicBool>)>,
+    /// How long the snapshot may go unconfirmed, and how often it is checked.
+    max_staleness: Option<Duration>,
+    resync: Duration,
+    /// Background tasks of the backends, stopped at shutdown.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The distributed replica's report to `caracal cache status`, and the
+    /// `redis` health guard it keeps.
+    report: Option<(ConnectionManager, Keys, Arc<AtomicBool>)>,
+}
+
+/// Who writes the ledger, for shutdown.
+enum Ledger {
+    Embedded {
+        writer: LedgerWriter,
+        sqlite: SqliteStore,
+    },
+    Kafka {
+        publisher: KafkaPublisher,
+        postgres: Option<PgStore>,
+    },
+}
+
+async fn embedded(config: &Config) -> Result<Backends, StartError> {
     let sqlite = SqliteStore::open(&config.database)
         .await
         .map_err(|source| StartError::Store {
@@ -82,6 +117,130 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
             source,
         })?;
     let store: Arc<dyn Store> = Arc::new(sqlite.clone());
+    let (writer, sink) = LedgerWriter::start(store.clone());
+    Ok(Backends {
+        counters: Arc::new(InProcessCounters::default()),
+        limiter: Arc::new(InProcessRateLimiter::new()),
+        source: Arc::new(StoreSource::new(store.clone())),
+        history: Arc::new(store),
+        sink: Arc::new(sink),
+        guards: vec![("ledger", writer.healthy())],
+        ledger: Ledger::Embedded { writer, sqlite },
+        max_staleness: None,
+        resync: REFRESH_INTERVAL,
+        tasks: Vec::new(),
+        report: None,
+    })
+}
+
+/// A replica of the distributed deployment: state, budgets and rate limits
+/// in Redis, spend events to Kafka (spooled locally while it cannot take
+/// them). PostgreSQL, if configured, is read only to prime a budget
+/// counter Redis does not know.
+async fn distributed(config: &Config, d: &Distributed) -> Result<Backends, StartError> {
+    let need = |s| {
+        d.need(s)
+            .map_err(|e| StartError::Distributed(e.to_string()))
+    };
+    let redis_url = need(Service::Redis)?;
+    let brokers = need(Service::Kafka)?;
+    let redis = |e: crate::shared::SharedError| {
+        StartError::Distributed(format!(
+            "Redis at {}: {e}",
+            caracal_config::redact_url(&redis_url)
+        ))
+    };
+    let conn = crate::shared::connect(&redis_url).await.map_err(redis)?;
+    let keys = Keys::new(&d.redis_prefix).map_err(redis)?;
+    let clock = RedisClock::sync(&conn).await.map_err(|e| redis(e.into()))?;
+    let mut tasks = vec![clock.install(conn.clone())];
+    let postgres = match &d.postgres_url {
+        Some(url) => Some(
+            PgStore::connect(url)
+                .await
+                .map_err(|source| StartError::Store {
+                    path: caracal_config::redact_url(url),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let history: Arc<dyn SpendHistory> = match &postgres {
+        Some(pg) => Arc::new(Arc::new(pg.clone()) as Arc<dyn Store>),
+        None => Arc::new(NoLedger),
+    };
+    let source = RedisSource::new(&redis_url, conn.clone(), &keys).map_err(|e| redis(e.into()))?;
+    let mut kafka = KafkaConfig::new(brokers, &d.spool_dir);
+    kafka.spool_max_bytes = d.spool_max_bytes;
+    let (publisher, sink) = KafkaPublisher::start(kafka)
+        .map_err(|e| StartError::Distributed(format!("spend events: {e}")))?;
+    let sink = Arc::new(sink);
+    let events = Arc::new(AtomicBool::new(true));
+    let redis_ok = Arc::new(AtomicBool::new(true));
+    tasks.push(watch(events.clone(), {
+        let sink = sink.clone();
+        move || sink.accepting()
+    }));
+    Ok(Backends {
+        counters: Arc::new(RedisCounters::new(
+            conn.clone(),
+            keys.clone(),
+            DEFAULT_HOLD_TTL,
+            history.clone(),
+        )),
+        limiter: Arc::new(RedisRateLimiter::new(conn.clone(), keys.clone())),
+        source: Arc::new(source),
+        history,
+        sink,
+        guards: vec![("events", events), ("redis", redis_ok.clone())],
+        ledger: Ledger::Kafka {
+            publisher,
+            postgres,
+        },
+        max_staleness: Some(config.snapshot_max_staleness),
+        resync: config.snapshot_resync,
+        tasks,
+        report: Some((conn, keys, redis_ok)),
+    })
+}
+
+/// Sets `flag` to `check()` every 100 ms.
+fn watch(
+    flag: Arc<AtomicBool>,
+    check: impl Fn() -> bool + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            flag.store(check(), Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// A replica configured without PostgreSQL cannot prime a budget counter
+/// Redis lost: its principal's calls are refused until it is primed.
+struct NoLedger;
+
+impl SpendHistory for NoLedger {
+    fn spend_since(
+        &self,
+        _principal: &str,
+        _since_ms: i64,
+    ) -> crate::budget::counters::BoxFuture<
+        Result<Vec<crate::store::Spend>, crate::snapshot::SourceError>,
+    > {
+        Box::pin(std::future::ready(Err(crate::snapshot::SourceError(
+            "this replica has no deployment.postgres_url to prime budget counters from".into(),
+        ))))
+    }
+}
+
+/// Starts a gateway with `config`; returns once both listeners are bound.
+pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
+    let backends = match &config.deployment {
+        Deployment::Embedded => embedded(&config).await?,
+        Deployment::Distributed(d) => distributed(&config, d).await?,
+    };
     let ca_name = format!(
         "Caracal workspace CA ({})",
         config
@@ -105,27 +264,38 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
     let server_not_after = caracal_certs::not_after(&server_cert.cert_pem, &config.server_cert)?;
     let minter = LeafMinter::new(Arc::new(ca), 10_000)?;
 
-    let counters: Arc<dyn Counters> = Arc::new(InProcessCounters::default());
-    let limiter: Arc<dyn RateLimiter> = Arc::new(InProcessRateLimiter::new());
-    let source: Arc<dyn SnapshotSource> = Arc::new(StoreSource::new(store.clone()));
+    let Backends {
+        counters,
+        limiter,
+        source,
+        history,
+        sink,
+        ledger,
+        guards,
+        max_staleness,
+        resync,
+        mut tasks,
+        report,
+    } = backends;
     let loader = Refresher {
         source,
         counters: counters.clone(),
-        history: Arc::new(store.clone()),
+        history,
         allowlist_default: config.allowlist_default,
     };
     let snapshot = loader.load().await.map_err(|e| StartError::Snapshot(e.0))?;
     let cell = Arc::new(ArcSwap::from_pointee(snapshot));
-    let (writer, sink) = LedgerWriter::start(store.clone());
     let fresh = Arc::new(AtomicBool::new(true));
-    let refresher = loader.spawn(cell.clone(), REFRESH_INTERVAL, fresh.clone());
+    let refresher = loader.spawn(cell.clone(), resync, fresh.clone(), max_staleness);
     let upstream = Upstream::new(
         config.limits.upstream_connect_timeout,
         config.upstream_ca_file.as_deref(),
     )?;
     let mut health = Health::default();
-    health.guard("snapshot", fresh);
-    health.guard("ledger", writer.healthy());
+    health.guard("snapshot", fresh.clone());
+    for (name, flag) in guards {
+        health.guard(name, flag);
+    }
     let expiries = vec![
         ("workspace CA", ca_not_after),
         ("gateway certificate", server_not_after),
@@ -155,17 +325,29 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
             source,
         })?;
 
+    if let Some((conn, keys, redis_ok)) = report {
+        tasks.push(report_replica(
+            conn,
+            keys,
+            addr,
+            cell.clone(),
+            fresh.clone(),
+            redis_ok,
+        ));
+    }
+
     let shutdown = CancellationToken::new();
     let shared = Arc::new(Shared {
         config,
         snapshot: cell,
-        sink: Arc::new(sink),
+        sink,
         minter,
         upstream,
         health,
         tracker: TaskTracker::new(),
         counters,
         limiter,
+        snapshot_current: max_staleness.map(|_| fresh.clone()),
         stack: Default::default(),
         shutdown: shutdown.clone(),
         force_close: CancellationToken::new(),
@@ -195,9 +377,9 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         addr,
         metrics_addr,
         shared,
-        writer,
+        ledger,
         refresher,
-        sqlite,
+        tasks,
     })
 }
 
@@ -214,7 +396,10 @@ impl RunningGateway {
     }
 
     pub fn ledger_backlog(&self) -> u64 {
-        self.writer.backlog()
+        match &self.ledger {
+            Ledger::Embedded { writer, .. } => writer.backlog(),
+            Ledger::Kafka { publisher, .. } => publisher.backlog(),
+        }
     }
 
     /// Stops accepting, lets in-flight calls finish (up to 10 s), then
@@ -222,9 +407,9 @@ impl RunningGateway {
     pub async fn shutdown(self) {
         let Self {
             shared,
-            writer,
+            ledger,
             refresher,
-            sqlite,
+            tasks,
             ..
         } = self;
         shared.shutdown.cancel();
@@ -238,12 +423,29 @@ impl RunningGateway {
             let _ = tokio::time::timeout(Duration::from_secs(2), shared.tracker.wait()).await;
         }
         refresher.abort();
+        for task in tasks {
+            task.abort();
+        }
         shared.remove_stack();
         drop(shared);
-        if tokio::time::timeout(DRAIN, writer.finish()).await.is_err() {
-            tracing::error!("ledger writer did not drain within {DRAIN:?}");
+        match ledger {
+            Ledger::Embedded { writer, sqlite } => {
+                if tokio::time::timeout(DRAIN, writer.finish()).await.is_err() {
+                    tracing::error!("ledger writer did not drain within {DRAIN:?}");
+                }
+                sqlite.close().await;
+            }
+            Ledger::Kafka {
+                publisher,
+                postgres,
+            } => {
+                // What Kafka does not take in time stays spooled on disk.
+                publisher.finish().await;
+                if let Some(pg) = postgres {
+                    pg.close().await;
+                }
+            }
         }
-        sqlite.close().await;
         tracing::info!("caracal gateway stopped");
     }
 }
@@ -270,24 +472,40 @@ pub async fn wait_for_signal() {
     let _ = ctrl_c.await;
 }
 
-#[cfg(test)]
-mod tests {
-    /// A distributed workspace is refused by name, never served as if it
-    /// were embedded (its calls would be recorded where nobody looks).
-    #[tokio::test]
-    async fn a_distributed_workspace_is_refused_not_served_embedded() {
-        let dir = tempfile::tempdir().unwrap();
-        let text = "[gateway]\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n\
-                    [deployment]\nkind = \"distributed\"\nredis_url = \"redis://127.0.0.1:6379/\"\n\
-                    kafka_brokers = \"127.0.0.1:9092\"";
-        let config = caracal_config::Config::parse(text, &dir.path().join("config.toml")).unwrap();
-        let Err(e) = super::start(config).await else {
-            panic!("started");
-        };
-        assert!(matches!(e, super::StartError::Distributed), "{e}");
-        assert!(
-            !dir.path().join("caracal.db").exists(),
-            "no SQLite file made"
-        );
-    }
+/// How often a replica reports its snapshot version to Redis.
+const REPORT_EVERY: Duration = Duration::from_secs(2);
+
+/// Reports this replica's snapshot version for `caracal cache status`;
+/// `redis_ok` says whether the last report reached Redis.
+fn report_replica(
+    conn: ConnectionManager,
+    keys: Keys,
+    listen: SocketAddr,
+    cell: crate::snapshot::SnapshotCell,
+    fresh: Arc<AtomicBool>,
+    redis_ok: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    let replica = format!("{host}/{listen}/{}", std::process::id());
+    tokio::spawn(async move {
+        loop {
+            let report = ReplicaReport {
+                replica: replica.clone(),
+                version: cell.load().version,
+                reported_ms: crate::clock::now().as_millisecond(),
+                fresh: fresh.load(Ordering::Relaxed),
+            };
+            let reached = crate::shared::report_replica(&conn, &keys, &report).await;
+            if let Err(e) = &reached {
+                tracing::warn!(error = %e, "cannot reach Redis to report this replica's version");
+            }
+            redis_ok.store(reached.is_ok(), Ordering::Relaxed);
+            let pause = if reached.is_ok() {
+                REPORT_EVERY
+            } else {
+                Duration::from_millis(250)
+            };
+            tokio::time::sleep(pause).await;
+        }
+    })
 }

@@ -505,7 +505,7 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         if let Some(h) = self.hold.take() {
-            let now = Timestamp::now();
+            let now = crate::clock::now();
             finish_later("budget release", self.counters.release(&h, now));
         }
     }
@@ -546,7 +546,7 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         if let Some(t) = self.ticket.take() {
-            finish_later("rate release", self.limiter.release(t, Timestamp::now()));
+            finish_later("rate release", self.limiter.release(t, crate::clock::now()));
         }
     }
 }

@@ -97,7 +97,7 @@ impl AsyncStep for Budget {
                 );
                 return Err(Refusal::new(d, call));
             };
-            let now = jiff::Timestamp::now();
+            let now = crate::clock::now();
             let id = ReservationId::new();
             match self
                 .counters

@@ -59,23 +59,38 @@ pub fn layer(limits: &caracal_config::Limits) -> StepLayer<Limits> {
     })
 }
 
-/// The readiness step: the ledger can record the call.
+/// The readiness step: the ledger can record the call, and (in the
+/// distributed deployment) the enforcement state deciding it is confirmed
+/// current within the staleness bound.
 pub struct Recordable {
     pub sink: Arc<dyn EventSink>,
+    pub current: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Step for Recordable {
     fn check(&self, _: &mut Call) -> Result<(), Denial> {
-        if self.sink.accepting() {
-            return Ok(());
+        if !self.sink.accepting() {
+            return Err(Denial::new(
+                Code::NotReady,
+                "the ledger cannot record calls right now; try again shortly",
+            ));
         }
-        Err(Denial::new(
-            Code::NotReady,
-            "the ledger cannot record calls right now; try again shortly",
-        ))
+        if let Some(current) = &self.current {
+            if !current.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(Denial::new(
+                    Code::NotReady,
+                    "this gateway cannot confirm its enforcement state is current (see /health); \
+                     try again shortly",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
-pub fn recordable(sink: Arc<dyn EventSink>) -> StepLayer<Recordable> {
-    StepLayer::new(Recordable { sink })
+pub fn recordable(
+    sink: Arc<dyn EventSink>,
+    current: Option<Arc<std::sync::atomic::AtomicBool>>,
+) -> StepLayer<Recordable> {
+    StepLayer::new(Recordable { sink, current })
 }

@@ -254,7 +254,7 @@ impl Pending {
                     usage_code: event.usage,
                     usage,
                 };
-                Some(charge.settle(end, jiff::Timestamp::now()))
+                Some(charge.settle(end, crate::clock::now()))
             }
             Some(Pricing::After { prices, provider }) => Some(price_after(
                 &prices,

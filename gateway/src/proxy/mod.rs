@@ -59,6 +59,9 @@ pub struct Shared {
     /// Budget counters (reserve before forwarding, settle after).
     pub counters: Arc<dyn Counters>,
     pub limiter: Arc<dyn RateLimiter>,
+    /// Whether the snapshot is confirmed current, where a stale one must
+    /// refuse calls (the distributed deployment's `snapshot.max_staleness`).
+    pub snapshot_current: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// The request stack, built once the rest is in place (tunnels serve
     /// it too), and taken away at shutdown (it holds this `Shared`).
     pub stack: Mutex<Option<stack::Stack>>,

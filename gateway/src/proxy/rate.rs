@@ -60,7 +60,7 @@ impl AsyncStep for Rate {
             };
             let principal = principal.id.clone();
             let tokens = call.ctx.charge.as_ref().map_or(0, |c| c.priced.tokens);
-            let now = jiff::Timestamp::now();
+            let now = crate::clock::now();
             match self
                 .limiter
                 .admit(&principal, &plan.rates, tokens, now)

@@ -61,8 +61,12 @@ pub fn stack(shared: &Arc<Shared>) -> Stack {
         .layer(overload::layer(limits.max_in_flight))
         // Oversized headers and declared bodies, before anything reads them.
         .layer(limits::layer(limits))
-        // Fail closed: no call is taken on that the ledger cannot record.
-        .layer(limits::recordable(shared.sink.clone()))
+        // Fail closed: no call is taken on that the ledger cannot record,
+        // nor decided on a state not confirmed current (distributed).
+        .layer(limits::recordable(
+            shared.sink.clone(),
+            shared.snapshot_current.clone(),
+        ))
         // Identity first, so an unauthenticated caller learns nothing else.
         .layer(authenticate::layer())
         // One principal's share of the gateway: past its in-flight limit,

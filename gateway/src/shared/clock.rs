@@ -19,7 +19,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use redis::aio::ConnectionManager;
 
 /// Readings taken per synchronisation.
@@ -82,8 +82,11 @@ impl RedisClock {
     /// Redis's time now.
     pub fn now(&self) -> Timestamp {
         let r = *self.reading.read().unwrap_or_else(|e| e.into_inner());
-        let elapsed = SignedDuration::try_from(r.at.elapsed()).unwrap_or(SignedDuration::MAX);
-        r.redis.checked_add(elapsed).unwrap_or(Timestamp::MAX)
+        crate::clock::Reference {
+            time: r.redis,
+            at: r.at,
+        }
+        .now()
     }
 
     /// The round trip of the reading in use: how far apart two replicas'
@@ -95,15 +98,26 @@ impl RedisClock {
             .round_trip
     }
 
-    /// Renews the reading every [`RESYNC`] until the task is aborted.
-    pub fn spawn_resync(&self, conn: ConnectionManager) -> tokio::task::JoinHandle<()> {
+    /// Makes this clock the process's (`crate::clock::now`), and renews
+    /// its reading every [`RESYNC`] until the task is aborted.
+    pub fn install(&self, conn: ConnectionManager) -> tokio::task::JoinHandle<()> {
         let reading = self.reading.clone();
+        let reference = |r: &Reading| crate::clock::Reference {
+            time: r.redis,
+            at: r.at,
+        };
+        crate::clock::install(reference(
+            &reading.read().unwrap_or_else(|e| e.into_inner()),
+        ));
         tokio::spawn(async move {
             let mut conn = conn;
             loop {
                 tokio::time::sleep(RESYNC).await;
                 match read(&mut conn).await {
-                    Ok(r) => *reading.write().unwrap_or_else(|e| e.into_inner()) = r,
+                    Ok(r) => {
+                        crate::clock::install(reference(&r));
+                        *reading.write().unwrap_or_else(|e| e.into_inner()) = r;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot read Redis's time; keeping the last reading")
                     }
@@ -117,6 +131,7 @@ impl RedisClock {
 mod tests {
     use super::*;
     use crate::shared::test_redis;
+    use jiff::SignedDuration;
 
     /// The clock reads Redis's time (this Redis runs on this machine, so
     /// both agree to within the round trip) and moves forward with the

@@ -71,6 +71,18 @@ pub async fn spend_in_window(
         .collect())
 }
 
+/// Aborts the task it holds when dropped (the refresher's watchdog ends
+/// with the refresher).
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(t) = &self.0 {
+            t.abort();
+        }
+    }
+}
+
 /// What the refresher needs.
 #[derive(Clone)]
 pub struct Refresher {
@@ -134,19 +146,56 @@ impl Refresher {
     }
 
     /// Swaps in a new snapshot whenever the source's version changes, at
-    /// the latest every `interval`. `fresh` is false while the source
-    /// cannot be read.
+    /// the latest every `interval`. `fresh` says whether the snapshot in
+    /// use is confirmed current: without `max_staleness` it is false as
+    /// soon as the source cannot be read; with it, once the snapshot has
+    /// gone unconfirmed for longer than that (a watchdog checks every
+    /// 100 ms, whatever the source is doing).
     pub fn spawn(
         self,
         cell: SnapshotCell,
         interval: Duration,
         fresh: Arc<AtomicBool>,
+        max_staleness: Option<Duration>,
     ) -> tokio::task::JoinHandle<()> {
+        let base = std::time::Instant::now();
+        let confirmed_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let confirm = {
+            let (fresh, confirmed_ms) = (fresh.clone(), confirmed_ms.clone());
+            move || {
+                confirmed_ms.store(base.elapsed().as_millis() as u64, Ordering::Relaxed);
+                fresh.store(true, Ordering::Relaxed);
+            }
+        };
+        let unconfirmed = {
+            let fresh = fresh.clone();
+            move || {
+                if max_staleness.is_none() {
+                    fresh.store(false, Ordering::Relaxed);
+                }
+            }
+        };
+        let watchdog = max_staleness.map(|bound| {
+            let (fresh, confirmed_ms) = (fresh.clone(), confirmed_ms.clone());
+            tokio::spawn(async move {
+                loop {
+                    let since = base.elapsed().as_millis() as u64
+                        - confirmed_ms
+                            .load(Ordering::Relaxed)
+                            .min(base.elapsed().as_millis() as u64);
+                    if since > bound.as_millis() as u64 {
+                        fresh.store(false, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        });
         tokio::spawn(async move {
+            let _watchdog = AbortOnDrop(watchdog);
             loop {
                 self.source.changed(interval).await;
                 match self.source.version().await {
-                    Ok(v) if v == cell.load().version => fresh.store(true, Ordering::Relaxed),
+                    Ok(v) if v == cell.load().version => confirm(),
                     Ok(_) => match self.load().await {
                         Ok(s) => {
                             tracing::info!(version = s.version, "snapshot refreshed");
@@ -154,18 +203,18 @@ impl Refresher {
                                 .increment(1);
                             metrics::gauge!("caracal_snapshot_version").set(s.version as f64);
                             cell.store(Arc::new(s));
-                            fresh.store(true, Ordering::Relaxed);
+                            confirm();
                         }
                         Err(e) => {
                             metrics::counter!("caracal_snapshot_reloads_total", "result" => "error")
                                 .increment(1);
                             tracing::error!(error = %e, "snapshot refresh failed; keeping the last good snapshot");
-                            fresh.store(false, Ordering::Relaxed);
+                            unconfirmed();
                         }
                     },
                     Err(e) => {
                         tracing::error!(error = %e, "cannot read the state version");
-                        fresh.store(false, Ordering::Relaxed);
+                        unconfirmed();
                     }
                 }
             }

@@ -1,0 +1,620 @@
+//! The distributed deployment end to end, against the real services
+//! `scripts/services.sh` provides: two gateway replicas sharing one
+//! PostgreSQL database (the CLI's system of record), one Redis prefix
+//! (published state, budget counters, rate limits, clock) and one
+//! Kafka-protocol broker (spend events). Each test has its own database,
+//! prefix, broker and topic.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use caracal_config::Config;
+use caracal_gateway::authority::issue::{self, IssueRequest};
+use caracal_gateway::authority::Scope;
+use caracal_gateway::budget::window::{Period, WindowSpec, WindowType};
+use caracal_gateway::kafka::admin::{create_topics, TopicSpec};
+use caracal_gateway::model::Principal;
+use caracal_gateway::model::{PrincipalKind, Template};
+use caracal_gateway::money::{parse_amount, Currency, Decimal, Money};
+use caracal_gateway::policy::{Budget, PolicyDefinition};
+use caracal_gateway::pricing::{PriceRow, PriceSource};
+use caracal_gateway::shared::{self, Keys};
+use caracal_gateway::store::{MandateRecord, NewPrincipal, PgStore, Revocation, Store};
+use caracal_gateway::RunningGateway;
+use caracal_load_tests::faults::{Fault, FaultProxy};
+use caracal_load_tests::mock::{self, MockHandle};
+use common::authority::{self, change, Authority};
+use serde_json::json;
+
+fn d(s: &str) -> Decimal {
+    parse_amount(s).unwrap()
+}
+
+/// A tansu broker on a free port, stopped on drop.
+struct Broker {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn broker() -> Broker {
+    let bin =
+        std::env::var("CARACAL_TANSU").unwrap_or_else(|_| "/opt/caracal-tools/bin/tansu".into());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let child = Command::new(&bin)
+        .args([
+            "broker",
+            "--storage-engine",
+            "memory://tansu/",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("the tansu broker ({bin}) is needed ({e}); run scripts/services.sh")
+        });
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(&addr).await.is_err() {
+        assert!(Instant::now() < deadline, "tansu did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Broker { child, addr }
+}
+
+/// A fresh database, migrated; its URL.
+async fn database() -> (PgStore, String) {
+    use sqlx::Connection;
+    let admin = std::env::var("CARACAL_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("caracal_dist_{}", uuid::Uuid::now_v7().simple());
+    let mut c = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL at {admin} is needed ({e}); run scripts/services.sh")
+        });
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let pg = PgStore::connect(&url).await.unwrap();
+    pg.migrate().await.unwrap();
+    (pg, url)
+}
+
+fn redis_url() -> String {
+    std::env::var("CARACAL_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+}
+
+/// Two replicas of one distributed workspace.
+struct Cluster {
+    replicas: Vec<RunningGateway>,
+    store: Arc<dyn Store>,
+    redis: redis::aio::ConnectionManager,
+    keys: Keys,
+    _authority: Authority,
+    agent_id: String,
+    token: String,
+    ca_pem: String,
+    _mock: MockHandle,
+    _broker: Broker,
+    _dirs: Vec<tempfile::TempDir>,
+    topic_brokers: String,
+}
+
+impl Cluster {
+    /// Publishes the store's state to Redis, as the CLI does after a change.
+    async fn publish(&self) {
+        let rows = self.store.load_state().await.unwrap();
+        shared::publish(&self.redis, &self.keys, &rows, false)
+            .await
+            .unwrap();
+    }
+
+    /// Publishes, then waits until every replica runs the new state.
+    async fn publish_and_wait(&self) {
+        self.publish().await;
+        let want = self.store.state_version().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for r in &self.replicas {
+            while r.snapshot_version() < want {
+                assert!(
+                    Instant::now() < deadline,
+                    "a replica never reached version {want}"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+
+    fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).unwrap())
+            .no_proxy()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap()
+    }
+
+    /// A chat completion through replica `i`: status, body, event id.
+    async fn call(
+        &self,
+        client: &reqwest::Client,
+        i: usize,
+        max_tokens: u64,
+    ) -> (u16, serde_json::Value, String) {
+        let port = self.replicas[i].addr.port();
+        let r = client
+            .post(format!("https://127.0.0.1:{port}/openai/v1/chat/completions"))
+            .bearer_auth(&self.token)
+            .header("x-mock-latency-ms", "20")
+            .json(&json!({"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], "max_tokens": max_tokens}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let id = common::event_id(&r);
+        (status, r.json().await.unwrap_or_default(), id)
+    }
+
+    async fn health(&self, i: usize) -> (u16, serde_json::Value) {
+        let port = self.replicas[i].addr.port();
+        let r = self
+            .client()
+            .get(format!("https://127.0.0.1:{port}/health"))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or_default())
+    }
+}
+
+/// The config of one replica: Redis reached at `redis`, 1 s staleness.
+fn replica_config(
+    dir: &std::path::Path,
+    redis: &str,
+    prefix: &str,
+    brokers: &str,
+    pg: &str,
+    ca: &std::path::Path,
+) -> Config {
+    let text = format!(
+        r#"
+[gateway]
+listen = "127.0.0.1:0"
+metrics_listen = "127.0.0.1:0"
+[limits]
+max_request_body_bytes = 1048576
+upstream_response_timeout_secs = 5
+[tls]
+ca_cert = "{ca}/ca.pem"
+ca_key = "{ca}/ca.key"
+[deployment]
+kind = "distributed"
+postgres_url = "{pg}"
+redis_url = "{redis}"
+redis_prefix = "{prefix}"
+kafka_brokers = "{brokers}"
+[snapshot]
+max_staleness_ms = 1000
+resync_interval_ms = 200
+"#,
+        ca = ca.display()
+    );
+    Config::parse_with_env(&text, &dir.join("config.toml"), |_| None).unwrap()
+}
+
+/// Starts two replicas; Redis is reached through `redis_front` when given
+/// (a fault proxy), else directly.
+async fn cluster(redis_front: Option<&FaultProxy>) -> Cluster {
+    let (pg, pg_url) = database().await;
+    let store: Arc<dyn Store> = Arc::new(pg);
+    let mock = mock::start("127.0.0.1:0".parse().unwrap(), Default::default())
+        .await
+        .unwrap();
+    store
+        .put_provider(
+            &common::provider(
+                "openai",
+                Template::Openai,
+                &mock.base_url(),
+                "api.openai.com",
+            ),
+            false,
+        )
+        .await
+        .unwrap();
+    let (agent, token) = store
+        .register_principal(NewPrincipal {
+            kind: PrincipalKind::Agent,
+            name: "worker-1".into(),
+            email: "worker@example.com".into(),
+        })
+        .await
+        .unwrap();
+    common::allow_usual(&*store, &agent.id).await;
+    let authority = Authority::create(&*store).await;
+    let everything = authority::scope(&["*"], authority::ALL);
+    // A mandate over everything, recorded: the agent calls with its token.
+    grant(&*store, &authority, &agent, &everything).await;
+    let redis = shared::connect(&redis_url()).await.unwrap();
+    let prefix = format!("caracal-test:{}:", uuid::Uuid::now_v7().simple());
+    let keys = Keys::new(&prefix).unwrap();
+    let rows = store.load_state().await.unwrap();
+    shared::publish(&redis, &keys, &rows, false).await.unwrap();
+    let broker = broker().await;
+    create_topics(
+        &broker.addr,
+        &[TopicSpec {
+            name: "caracal.metering.events".into(),
+            partitions: 2,
+            replication: 1,
+        }],
+    )
+    .await
+    .unwrap();
+    let replica_redis = match redis_front {
+        Some(p) => format!("redis://{}/", p.addr()),
+        None => redis_url(),
+    };
+    // Both replicas serve with one workspace CA (as replicas behind one
+    // load balancer would).
+    let ca_dir = tempfile::tempdir().unwrap();
+    let mut dirs = vec![];
+    let mut replicas = vec![];
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let config = replica_config(
+            dir.path(),
+            &replica_redis,
+            &prefix,
+            &broker.addr,
+            &pg_url_of(&pg_url),
+            ca_dir.path(),
+        );
+        replicas.push(
+            caracal_gateway::start(config)
+                .await
+                .expect("a replica starts"),
+        );
+        dirs.push(dir);
+    }
+    let ca_pem = replicas[0].ca_pem();
+    dirs.push(ca_dir);
+    Cluster {
+        replicas,
+        store,
+        redis,
+        keys,
+        _authority: authority,
+        agent_id: agent.id,
+        token,
+        ca_pem,
+        _mock: mock,
+        topic_brokers: broker.addr.clone(),
+        _broker: broker,
+        _dirs: dirs,
+    }
+}
+
+fn pg_url_of(url: &str) -> String {
+    url.to_string()
+}
+
+/// Issues and records a root mandate from `ops` to `subject`, as `caracal
+/// authority issue` does.
+async fn grant(store: &dyn Store, authority: &Authority, subject: &Principal, scope: &Scope) {
+    let policies = store.list_policies(None).await.unwrap();
+    let issued = issue::issue(
+        &policies,
+        &IssueRequest {
+            issuer: &authority.ops,
+            subject,
+            scope,
+            validity_secs: 3600,
+            now: authority::now(),
+            workspace: None,
+        },
+    )
+    .unwrap();
+    let record = MandateRecord::issued(&issued.claims, &issued.policy_id, issued.policy_version);
+    store.insert_mandate(&record).await.unwrap();
+}
+
+/// Every replica serves, and a revocation made in the system of record and
+/// published reaches both within a second (the distribution is printed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revocation_reaches_both_replicas_within_a_second() {
+    let c = cluster(None).await;
+    let client = c.client();
+    for i in 0..2 {
+        let (status, body, _) = c.call(&client, i, 5).await;
+        assert_eq!(status, 200, "replica {i}: {body}");
+    }
+    let mandates = c.store.list_mandates(&Default::default()).await.unwrap();
+    let agents: Vec<_> = mandates
+        .iter()
+        .filter(|m| m.subject_id == c.agent_id)
+        .collect();
+    assert_eq!(agents.len(), 1);
+    let started = Instant::now();
+    c.store
+        .revoke_mandate(
+            &agents[0].jti,
+            false,
+            &Revocation {
+                revoked_by: "test".into(),
+                reason: "test revocation".into(),
+                at: authority::now(),
+            },
+        )
+        .await
+        .unwrap();
+    c.publish().await;
+    let mut took = vec![];
+    for i in 0..2 {
+        loop {
+            let (status, body, _) = c.call(&client, i, 5).await;
+            if status == 403 {
+                assert_eq!(body["error"], "mandate_revoked", "{body}");
+                took.push(started.elapsed());
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "replica {i} still admits after 1 s"
+            );
+        }
+    }
+    eprintln!(
+        "revocation enforced by replica 0 after {:?}, replica 1 after {:?}",
+        took[0], took[1]
+    );
+}
+
+/// 64 concurrent clients split across both replicas never overspend one
+/// shared budget; every call and refusal is produced to Kafka.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shared_budget_is_never_overspent_across_replicas() {
+    let c = Arc::new(cluster(None).await);
+    c.store
+        .put_prices(&[PriceRow::model(
+            "openai",
+            "gpt-test",
+            Currency::USD,
+            d("1000"),
+            d("1000"),
+            None,
+            None,
+            PriceSource::Set,
+        )])
+        .await
+        .unwrap();
+    let limit = d("2.00");
+    let def = PolicyDefinition {
+        budget: Some(Budget {
+            limit: Money::new(limit, Currency::USD),
+            window: WindowSpec::new(Period::Daily, WindowType::Calendar, "UTC").unwrap(),
+            max_output_tokens: 64,
+        }),
+        ..PolicyDefinition::default()
+    };
+    c.store
+        .create_policy(&c.agent_id, &def, &change("shared budget"))
+        .await
+        .unwrap();
+    c.publish_and_wait().await;
+    let client = c.client();
+    let mut tasks = vec![];
+    for n in 0..64 {
+        let (c, client) = (c.clone(), client.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut seen = vec![];
+            for _ in 0..3 {
+                let (status, body, id) = c.call(&client, n % 2, 10).await;
+                if status == 402 {
+                    assert_eq!(body["error"], "budget_exceeded", "{body}");
+                }
+                assert!(status == 200 || status == 402, "{status}: {body}");
+                seen.push((status, id));
+            }
+            seen
+        }));
+    }
+    let mut seen = vec![];
+    for t in tasks {
+        seen.extend(t.await.unwrap());
+    }
+    let allowed = seen.iter().filter(|(s, _)| *s == 200).count();
+    assert!(
+        allowed > 0 && allowed < seen.len(),
+        "{allowed} of {} allowed",
+        seen.len()
+    );
+    // The shared counters: settled spend within the limit, nothing held.
+    let counters = caracal_gateway::shared::RedisCounters::new(
+        c.redis.clone(),
+        c.keys.clone(),
+        caracal_gateway::budget::counters::DEFAULT_HOLD_TTL,
+        Arc::new(NoHistory),
+    );
+    let plan_line = caracal_gateway::budget::counters::Line {
+        id: caracal_gateway::budget::counters::CounterId::new(
+            &c.store
+                .list_policies(Some(&c.agent_id))
+                .await
+                .unwrap()
+                .iter()
+                .find(|p| p.definition.budget.is_some())
+                .unwrap()
+                .id,
+            &WindowSpec::new(Period::Daily, WindowType::Calendar, "UTC").unwrap(),
+        ),
+        policy_version: 1,
+        limit,
+        currency: Currency::USD,
+        spec: WindowSpec::new(Period::Daily, WindowType::Calendar, "UTC").unwrap(),
+    };
+    use caracal_gateway::budget::counters::Counters;
+    let standing = || async {
+        counters
+            .standing(&c.agent_id, &plan_line, caracal_gateway::clock::now())
+            .await
+            .unwrap()
+    };
+    let s = standing().await;
+    assert!(s.spent <= limit, "spent {} of {limit}", s.spent);
+    assert_eq!(
+        s.reserved,
+        Decimal::ZERO,
+        "nothing is held once calls settled"
+    );
+    // Calls that fit are admitted again, on either replica, until what is
+    // left is below one call's worst case; only then refused.
+    let mut seen = seen;
+    let mut i = 0;
+    loop {
+        let before = standing().await;
+        let (status, body, id) = c.call(&client, i % 2, 10).await;
+        seen.push((status, id));
+        i += 1;
+        if status == 402 {
+            let left = limit - before.spent;
+            let wanted = d(body["requested"].as_str().expect("the refused amount"));
+            assert!(
+                left < wanted,
+                "falsely refused with {left} left for {wanted}: {body}"
+            );
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+        assert!(i < 200, "the budget is never reached");
+    }
+    assert!(standing().await.spent <= limit);
+    // Every call and refusal is on the topic, by its event id.
+    let ids: std::collections::HashSet<String> = seen.iter().map(|(_, id)| id.clone()).collect();
+    assert_eq!(
+        ids.len(),
+        seen.len(),
+        "every response carries its own event id"
+    );
+    let found = read_event_ids(&c.topic_brokers, ids.len()).await;
+    let missing: Vec<_> = ids.difference(&found).collect();
+    assert!(
+        missing.is_empty(),
+        "{} events never reached Kafka: {:?}",
+        missing.len(),
+        missing.iter().take(3).collect::<Vec<_>>()
+    );
+}
+
+struct NoHistory;
+
+impl caracal_gateway::snapshot::SpendHistory for NoHistory {
+    fn spend_since(
+        &self,
+        _: &str,
+        _: i64,
+    ) -> caracal_gateway::budget::counters::BoxFuture<
+        Result<Vec<caracal_gateway::store::Spend>, caracal_gateway::snapshot::SourceError>,
+    > {
+        Box::pin(std::future::ready(Ok(vec![])))
+    }
+}
+
+/// The event ids on the spend topic (waits until `n` distinct, 20 s at most).
+async fn read_event_ids(brokers: &str, n: usize) -> std::collections::HashSet<String> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::Message;
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("test-{}", uuid::Uuid::now_v7()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["caracal.metering.events"]).unwrap();
+    let mut ids = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ids.len() < n && Instant::now() < deadline {
+        if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(500), consumer.recv()).await {
+            let event = caracal_gateway::kafka::schema::decode(m.payload().unwrap_or_default())
+                .expect("a spend event");
+            ids.insert(event.id);
+        }
+    }
+    ids
+}
+
+/// Redis cut off: both replicas refuse with `not_ready` within the
+/// staleness bound (1 s here) and `/health` names `snapshot` and `redis`;
+/// when it returns they serve again by themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_fail_closed_without_redis_and_recover() {
+    let target: std::net::SocketAddr = redis_url()
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let proxy = FaultProxy::start(target).await.unwrap();
+    let c = cluster(Some(&proxy)).await;
+    let client = c.client();
+    assert_eq!(c.call(&client, 0, 5).await.0, 200);
+    proxy.set(Fault::Blackhole);
+    let cut = Instant::now();
+    for i in 0..2 {
+        loop {
+            let (status, body, _) = c.call(&client, i, 5).await;
+            if status == 503 {
+                assert_eq!(body["error"], "not_ready", "{body}");
+                break;
+            }
+            assert!(
+                cut.elapsed() < Duration::from_secs(4),
+                "replica {i} still admits {:?} after Redis was cut: {status} {body}",
+                cut.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let (status, health) = c.health(0).await;
+    assert_eq!(status, 503);
+    let failing = health["failing"].to_string();
+    assert!(failing.contains("snapshot"), "{health}");
+    proxy.set(Fault::Pass);
+    let back = Instant::now();
+    for i in 0..2 {
+        loop {
+            let (status, _, _) = c.call(&client, i, 5).await;
+            if status == 200 {
+                break;
+            }
+            assert!(
+                back.elapsed() < Duration::from_secs(15),
+                "replica {i} did not recover"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(c.health(1).await.0, 200);
+}
