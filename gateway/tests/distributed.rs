@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +23,7 @@ use caracal_gateway::pricing::{PriceRow, PriceSource};
 use caracal_gateway::shared::{self, Keys};
 use caracal_gateway::store::{MandateRecord, NewPrincipal, PgStore, Revocation, Store};
 use caracal_gateway::RunningGateway;
+use caracal_load_tests::broker::Broker;
 use caracal_load_tests::faults::{Fault, FaultProxy};
 use caracal_load_tests::mock::{self, MockHandle};
 use common::authority::{self, change, Authority};
@@ -31,53 +31,6 @@ use serde_json::json;
 
 fn d(s: &str) -> Decimal {
     parse_amount(s).unwrap()
-}
-
-/// A tansu broker on a free port, stopped on drop.
-struct Broker {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn broker() -> Broker {
-    let bin =
-        std::env::var("CARACAL_TANSU").unwrap_or_else(|_| "/opt/caracal-tools/bin/tansu".into());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new(&bin)
-        .args([
-            "broker",
-            "--storage-engine",
-            "memory://tansu/",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("the tansu broker ({bin}) is needed ({e}); run scripts/services.sh")
-        });
-    let addr = format!("127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(&addr).await.is_err() {
-        assert!(Instant::now() < deadline, "tansu did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Broker { child, addr }
 }
 
 /// A fresh database, migrated; its URL.
@@ -119,6 +72,8 @@ struct Cluster {
     _broker: Broker,
     _dirs: Vec<tempfile::TempDir>,
     topic_brokers: String,
+    /// The fault proxy every connection to the broker goes through, if any.
+    broker_front: Option<FaultProxy>,
 }
 
 impl Cluster {
@@ -224,9 +179,16 @@ resync_interval_ms = 200
     Config::parse_with_env(&text, &dir.join("config.toml"), |_| None).unwrap()
 }
 
+/// How the replicas reach the broker.
+enum Kafka {
+    Direct,
+    /// Through a fault proxy (`Cluster::broker_front`).
+    BehindProxy,
+}
+
 /// Starts two replicas; Redis is reached through `redis_front` when given
 /// (a fault proxy), else directly.
-async fn cluster(redis_front: Option<&FaultProxy>) -> Cluster {
+async fn cluster(redis_front: Option<&FaultProxy>, kafka: Kafka) -> Cluster {
     let (pg, pg_url) = database().await;
     let store: Arc<dyn Store> = Arc::new(pg);
     let mock = mock::start("127.0.0.1:0".parse().unwrap(), Default::default())
@@ -262,9 +224,15 @@ async fn cluster(redis_front: Option<&FaultProxy>) -> Cluster {
     let keys = Keys::new(&prefix).unwrap();
     let rows = store.load_state().await.unwrap();
     shared::publish(&redis, &keys, &rows, false).await.unwrap();
-    let broker = broker().await;
+    let (broker, broker_front) = match kafka {
+        Kafka::Direct => (Broker::start().await, None),
+        Kafka::BehindProxy => {
+            let (b, p) = Broker::behind_proxy().await;
+            (b, Some(p))
+        }
+    };
     create_topics(
-        &broker.addr,
+        &broker.brokers,
         &[TopicSpec {
             name: "caracal.metering.events".into(),
             partitions: 2,
@@ -288,7 +256,7 @@ async fn cluster(redis_front: Option<&FaultProxy>) -> Cluster {
             dir.path(),
             &replica_redis,
             &prefix,
-            &broker.addr,
+            &broker.brokers,
             &pg_url_of(&pg_url),
             ca_dir.path(),
         );
@@ -311,7 +279,8 @@ async fn cluster(redis_front: Option<&FaultProxy>) -> Cluster {
         token,
         ca_pem,
         _mock: mock,
-        topic_brokers: broker.addr.clone(),
+        topic_brokers: broker.brokers.clone(),
+        broker_front,
         _broker: broker,
         _dirs: dirs,
     }
@@ -345,7 +314,7 @@ async fn grant(store: &dyn Store, authority: &Authority, subject: &Principal, sc
 /// published reaches both within a second (the distribution is printed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revocation_reaches_both_replicas_within_a_second() {
-    let c = cluster(None).await;
+    let c = cluster(None, Kafka::Direct).await;
     let client = c.client();
     for i in 0..2 {
         let (status, body, _) = c.call(&client, i, 5).await;
@@ -396,7 +365,7 @@ async fn a_revocation_reaches_both_replicas_within_a_second() {
 /// shared budget; every call and refusal is produced to Kafka.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_shared_budget_is_never_overspent_across_replicas() {
-    let c = Arc::new(cluster(None).await);
+    let c = Arc::new(cluster(None, Kafka::Direct).await);
     c.store
         .put_prices(&[PriceRow::model(
             "openai",
@@ -577,7 +546,7 @@ async fn replicas_fail_closed_without_redis_and_recover() {
         .parse()
         .unwrap();
     let proxy = FaultProxy::start(target).await.unwrap();
-    let c = cluster(Some(&proxy)).await;
+    let c = cluster(Some(&proxy), Kafka::Direct).await;
     let client = c.client();
     assert_eq!(c.call(&client, 0, 5).await.0, 200);
     proxy.set(Fault::Blackhole);
@@ -617,4 +586,62 @@ async fn replicas_fail_closed_without_redis_and_recover() {
         }
     }
     assert_eq!(c.health(1).await.0, 200);
+}
+
+/// The broker cut off for 30 s under load: no call waits on Kafka (each is
+/// answered as fast as before), events spool on the replicas and drain when
+/// it returns, and every call's event reaches the topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_outage_blocks_no_call_and_loses_no_event() {
+    let c = Arc::new(cluster(None, Kafka::BehindProxy).await);
+    let client = c.client();
+    let front = c.broker_front.as_ref().expect("behind a proxy");
+    let mut ids = std::collections::HashSet::new();
+    for i in 0..4 {
+        let (status, body, id) = c.call(&client, i % 2, 5).await;
+        assert_eq!(status, 200, "{body}");
+        ids.insert(id);
+    }
+    front.set(Fault::Blackhole);
+    let cut = Instant::now();
+    let mut slowest = Duration::ZERO;
+    let mut n = 0;
+    while cut.elapsed() < Duration::from_secs(30) {
+        let mut batch = vec![];
+        for i in 0..8 {
+            let (c, client) = (c.clone(), client.clone());
+            batch.push(tokio::spawn(async move {
+                let sent = Instant::now();
+                let r = c.call(&client, i % 2, 5).await;
+                (r, sent.elapsed())
+            }));
+        }
+        for t in batch {
+            let ((status, body, id), took) = t.await.unwrap();
+            assert_eq!(
+                status, 200,
+                "a call was refused while Kafka was away: {body}"
+            );
+            slowest = slowest.max(took);
+            ids.insert(id);
+            n += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("{n} calls while the broker was cut off for 30 s; slowest {slowest:?}");
+    // The mock answers in 20 ms; nothing waited on the broker's timeouts.
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a call waited on Kafka: {slowest:?}"
+    );
+    front.set(Fault::Pass);
+    let found = read_event_ids(&c.topic_brokers, ids.len()).await;
+    let missing: Vec<_> = ids.difference(&found).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} events lost: {:?}",
+        missing.len(),
+        ids.len(),
+        missing.iter().take(3).collect::<Vec<_>>()
+    );
 }

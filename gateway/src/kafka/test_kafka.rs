@@ -1,105 +1,25 @@
-//! The Kafka broker the tests use: `tansu` (Kafka-compatible, in-memory
-//! storage), one per test, started on a free port as a child process and
-//! killed when dropped. Its path is `CARACAL_TANSU`, or
-//! `/opt/caracal-tools/bin/tansu`; a test that needs it fails, saying how
-//! to get it, when it is not there. And a reader of a topic, in a consumer
-//! group of its own.
+//! The Kafka broker the tests use (`caracal_load_tests::broker`: tansu, one
+//! per test), its topics, and a reader of a topic in a consumer group of
+//! its own.
 
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use caracal_load_tests::faults::FaultProxy;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::Message;
 
 use super::admin::{create_topics, TopicSpec};
 
-const DEFAULT_TANSU: &str = "/opt/caracal-tools/bin/tansu";
+pub use caracal_load_tests::broker::Broker;
 
-/// A running broker; killed on drop.
-pub struct Broker {
-    child: Child,
-    /// What clients bootstrap to (the proxy's address, behind one).
-    pub brokers: String,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-impl Broker {
-    /// A broker clients reach directly.
-    pub async fn start() -> Broker {
-        let port = free_port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        spawn(addr, addr).await
-    }
-
-    /// A broker clients reach only through a fault proxy: it advertises
-    /// the proxy's address, so every connection goes through it.
-    pub async fn behind_proxy() -> (Broker, FaultProxy) {
-        let port = free_port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let proxy = FaultProxy::start(addr).await.expect("fault proxy");
-        (spawn(addr, proxy.addr()).await, proxy)
-    }
-
-    /// Creates `topic` with `partitions` partitions.
-    pub async fn topic(&self, partitions: u32) -> String {
-        let name = format!("caracal.test.{}", uuid::Uuid::new_v4().simple());
-        create_topics(&self.brokers, &[TopicSpec::new(&name, partitions, 1)])
-            .await
-            .expect("create the test topic");
-        name
-    }
-}
-
-async fn spawn(listen: SocketAddr, advertised: SocketAddr) -> Broker {
-    let path = std::env::var("CARACAL_TANSU").unwrap_or_else(|_| DEFAULT_TANSU.into());
-    let mut child = Command::new(&path)
-        .arg("broker")
-        .args(["--storage-engine", "memory://tansu/"])
-        .args(["--listener-url", &format!("tcp://{listen}")])
-        .args(["--advertised-listener-url", &format!("tcp://{advertised}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "the Kafka tests need the tansu broker at {path} ({e}); \
-                 install it with `cargo install --locked tansu --root /opt/caracal-tools` \
-                 or point CARACAL_TANSU at it"
-            )
-        });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(listen).await.is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("tansu at {path} exited at start: {status}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "tansu at {path} did not listen on {listen} within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Broker {
-        child,
-        brokers: advertised.to_string(),
-    }
+/// Creates a fresh topic with `partitions` partitions on `broker`; its name.
+pub async fn topic(broker: &Broker, partitions: u32) -> String {
+    let name = format!("caracal.test.{}", uuid::Uuid::new_v4().simple());
+    create_topics(&broker.brokers, &[TopicSpec::new(&name, partitions, 1)])
+        .await
+        .expect("create the test topic");
+    name
 }
 
 /// One message read back.

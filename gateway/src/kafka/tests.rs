@@ -18,7 +18,7 @@ use std::time::Duration;
 use caracal_load_tests::faults::Fault;
 
 use super::schema::{decode, encode, key};
-use super::test_kafka::{wait_for, Broker, Msg, TopicReader};
+use super::test_kafka::{topic, wait_for, Broker, Msg, TopicReader};
 use super::{create_topics, KafkaConfig, KafkaPublisher, KafkaSink, TopicSpec};
 use crate::budget::counters::BoxFuture;
 use crate::ledger::{Decision, EventCode, EventKind, EventSink, LedgerEvent, Mode, Retention};
@@ -116,7 +116,7 @@ async fn topics_are_created_once_and_again_is_fine() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_arrive_as_encoded_keyed_and_in_order_per_principal() {
     let broker = Broker::start().await;
-    let topic = broker.topic(3).await;
+    let topic = topic(&broker, 3).await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(&broker.brokers, &topic, dir.path());
     c.spool_after = Duration::from_secs(10);
@@ -181,7 +181,7 @@ async fn events_arrive_as_encoded_keyed_and_in_order_per_principal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_broker_never_blocks_emit_and_the_spool_drains_when_it_returns() {
     let (broker, proxy) = Broker::behind_proxy().await;
-    let topic = broker.topic(3).await;
+    let topic = topic(&broker, 3).await;
     let dir = tempfile::tempdir().unwrap();
     let (publisher, sink) = start(config(&broker.brokers, &topic, dir.path()));
     let principals = ["agent-a", "agent-b", "agent-c", "agent-d"];
@@ -263,7 +263,7 @@ async fn a_cut_broker_never_blocks_emit_and_the_spool_drains_when_it_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_its_limits_the_sink_refuses_until_it_drains() {
     let (broker, proxy) = Broker::behind_proxy().await;
-    let topic = broker.topic(1).await;
+    let topic = topic(&broker, 1).await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(&broker.brokers, &topic, dir.path());
     c.spool_max_bytes = 60_000;
@@ -357,7 +357,7 @@ async fn past_its_hard_limit_refusals_are_shed_and_calls_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_sink_delivers_what_the_last_one_spooled() {
     let (broker, proxy) = Broker::behind_proxy().await;
-    let topic = broker.topic(2).await;
+    let topic = topic(&broker, 2).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&broker.brokers, &topic, dir.path());
     let mut ids = HashSet::new();
@@ -465,7 +465,7 @@ impl crate::conformance::event_sink::Harness for Kafka {
 
 async fn kafka() -> Kafka {
     let broker = Broker::start().await;
-    let topic = broker.topic(3).await;
+    let topic = topic(&broker, 3).await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = KafkaConfig::new(&broker.brokers, dir.path());
     c.topic = topic.clone();
