@@ -460,7 +460,6 @@ async fn a_shared_budget_is_never_overspent_across_replicas() {
     );
     // Calls that fit are admitted again, on either replica, until what is
     // left is below one call's worst case; only then refused.
-    let mut seen = seen;
     let mut i = 0;
     loop {
         let before = standing().await;
