@@ -75,6 +75,9 @@ pub struct RawDeployment {
     pub spool_dir: PathBuf,
     /// Past this many spooled bytes the gateway refuses calls (`not_ready`).
     pub spool_max_bytes: u64,
+    /// How long a budget hold outlives a replica that stopped renewing it
+    /// (it died), seconds; live replicas renew every third of it.
+    pub hold_ttl_secs: u64,
 }
 
 impl Default for RawDeployment {
@@ -87,6 +90,7 @@ impl Default for RawDeployment {
             kafka_brokers: None,
             spool_dir: "spool".into(),
             spool_max_bytes: 1 << 30,
+            hold_ttl_secs: 60,
         }
     }
 }
@@ -329,6 +333,8 @@ pub struct Distributed {
     pub kafka_brokers: Vec<String>,
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,
+    /// How long a budget hold outlives a replica that stopped renewing it.
+    pub hold_ttl: Duration,
 }
 
 /// A service of the distributed deployment.
@@ -390,6 +396,7 @@ impl std::fmt::Debug for Distributed {
             .field("kafka_brokers", &self.kafka_brokers)
             .field("spool_dir", &self.spool_dir)
             .field("spool_max_bytes", &self.spool_max_bytes)
+            .field("hold_ttl", &self.hold_ttl)
             .finish()
     }
 }
@@ -683,6 +690,11 @@ fn deployment(
             "deployment.redis_prefix {prefix:?}: use letters, digits and . _ : - (no braces)"
         )));
     }
+    if !(3..=3600).contains(&d.hold_ttl_secs) {
+        return Err(invalid(
+            "deployment.hold_ttl_secs must be between 3 and 3600".into(),
+        ));
+    }
     if d.spool_max_bytes < 1 << 20 {
         return Err(invalid(
             "deployment.spool_max_bytes must be at least 1048576".into(),
@@ -700,6 +712,7 @@ fn deployment(
         kafka_brokers: brokers,
         spool_dir,
         spool_max_bytes: d.spool_max_bytes,
+        hold_ttl: Duration::from_secs(d.hold_ttl_secs),
     }))
 }
 
@@ -809,6 +822,9 @@ kind = "embedded"
 # are refused (not_ready): an unrecorded call is never forwarded.
 spool_dir = "spool"
 spool_max_bytes = 1073741824
+# A budget hold of a replica that died (stopped renewing it) counts for
+# nothing after this many seconds; live replicas renew every third of it.
+hold_ttl_secs = 60
 
 [snapshot]
 # A gateway that cannot confirm its enforcement state is current for this
@@ -940,6 +956,7 @@ mod tests {
             ("[deployment]\nkind = \"distributed\"\nkafka_brokers = \"k1:0\"", "not host:port"),
             ("[deployment]\nkind = \"distributed\"\nkafka_brokers = \"k:1\"\nredis_prefix = \"a{b}\"", "redis_prefix"),
             ("[deployment]\nkind = \"distributed\"\nkafka_brokers = \"k:1\"\nspool_max_bytes = 10", "spool_max_bytes"),
+            ("[deployment]\nkind = \"distributed\"\nkafka_brokers = \"k:1\"\nhold_ttl_secs = 1", "hold_ttl_secs"),
             ("[snapshot]\nmax_staleness_ms = 0", "max_staleness_ms"),
             ("[snapshot]\nresync_interval_ms = 6000", "resync_interval_ms"),
         ] {

@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use std::sync::atomic::Ordering;
 
 use caracal_config::{Deployment, Distributed, Service};
+use jiff::SignedDuration;
 use redis::aio::ConnectionManager;
 
 use crate::budget::counters::{Counters, InProcessCounters, DEFAULT_HOLD_TTL};
@@ -185,7 +186,7 @@ async fn distributed(config: &Config, d: &Distributed) -> Result<Backends, Start
         counters: Arc::new(RedisCounters::new(
             conn.clone(),
             keys.clone(),
-            DEFAULT_HOLD_TTL,
+            SignedDuration::try_from(d.hold_ttl).unwrap_or(DEFAULT_HOLD_TTL),
             history.clone(),
         )),
         limiter: Arc::new(RedisRateLimiter::new(conn.clone(), keys.clone())),

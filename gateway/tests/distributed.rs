@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use caracal_config::Config;
 use caracal_gateway::authority::issue::{self, IssueRequest};
 use caracal_gateway::authority::Scope;
+use caracal_gateway::budget::counters::{CounterId, Counters, Line, DEFAULT_HOLD_TTL};
 use caracal_gateway::budget::window::{Period, WindowSpec, WindowType};
 use caracal_gateway::kafka::admin::{create_topics, TopicSpec};
 use caracal_gateway::model::Principal;
@@ -20,7 +21,7 @@ use caracal_gateway::model::{PrincipalKind, Template};
 use caracal_gateway::money::{parse_amount, Currency, Decimal, Money};
 use caracal_gateway::policy::{Budget, PolicyDefinition};
 use caracal_gateway::pricing::{PriceRow, PriceSource};
-use caracal_gateway::shared::{self, Keys};
+use caracal_gateway::shared::{self, Keys, RedisCounters};
 use caracal_gateway::store::{MandateRecord, NewPrincipal, PgStore, Revocation, Store};
 use caracal_gateway::RunningGateway;
 use caracal_load_tests::broker::Broker;
@@ -74,6 +75,9 @@ struct Cluster {
     topic_brokers: String,
     /// The fault proxy every connection to the broker goes through, if any.
     broker_front: Option<FaultProxy>,
+    pg_url: String,
+    prefix: String,
+    ca_dir: std::path::PathBuf,
 }
 
 impl Cluster {
@@ -144,7 +148,8 @@ impl Cluster {
     }
 }
 
-/// The config of one replica: Redis reached at `redis`, 1 s staleness.
+/// The config of one replica: Redis reached at `redis`, 1 s staleness,
+/// holds that outlive a dead replica by 3 s.
 fn replica_config(
     dir: &std::path::Path,
     redis: &str,
@@ -153,10 +158,22 @@ fn replica_config(
     pg: &str,
     ca: &std::path::Path,
 ) -> Config {
-    let text = format!(
+    let text = replica_config_text("127.0.0.1:0", redis, prefix, brokers, pg, ca);
+    Config::parse_with_env(&text, &dir.join("config.toml"), |_| None).unwrap()
+}
+
+fn replica_config_text(
+    listen: &str,
+    redis: &str,
+    prefix: &str,
+    brokers: &str,
+    pg: &str,
+    ca: &std::path::Path,
+) -> String {
+    format!(
         r#"
 [gateway]
-listen = "127.0.0.1:0"
+listen = "{listen}"
 metrics_listen = "127.0.0.1:0"
 [limits]
 max_request_body_bytes = 1048576
@@ -170,13 +187,13 @@ postgres_url = "{pg}"
 redis_url = "{redis}"
 redis_prefix = "{prefix}"
 kafka_brokers = "{brokers}"
+hold_ttl_secs = 3
 [snapshot]
 max_staleness_ms = 1000
 resync_interval_ms = 200
 "#,
         ca = ca.display()
-    );
-    Config::parse_with_env(&text, &dir.join("config.toml"), |_| None).unwrap()
+    )
 }
 
 /// How the replicas reach the broker.
@@ -268,6 +285,7 @@ async fn cluster(redis_front: Option<&FaultProxy>, kafka: Kafka) -> Cluster {
         dirs.push(dir);
     }
     let ca_pem = replicas[0].ca_pem();
+    let ca_path = ca_dir.path().to_path_buf();
     dirs.push(ca_dir);
     Cluster {
         replicas,
@@ -281,6 +299,9 @@ async fn cluster(redis_front: Option<&FaultProxy>, kafka: Kafka) -> Cluster {
         _mock: mock,
         topic_brokers: broker.brokers.clone(),
         broker_front,
+        pg_url,
+        prefix,
+        ca_dir: ca_path,
         _broker: broker,
         _dirs: dirs,
     }
@@ -366,33 +387,8 @@ async fn a_revocation_reaches_both_replicas_within_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_shared_budget_is_never_overspent_across_replicas() {
     let c = Arc::new(cluster(None, Kafka::Direct).await);
-    c.store
-        .put_prices(&[PriceRow::model(
-            "openai",
-            "gpt-test",
-            Currency::USD,
-            d("1000"),
-            d("1000"),
-            None,
-            None,
-            PriceSource::Set,
-        )])
-        .await
-        .unwrap();
     let limit = d("2.00");
-    let def = PolicyDefinition {
-        budget: Some(Budget {
-            limit: Money::new(limit, Currency::USD),
-            window: WindowSpec::new(Period::Daily, WindowType::Calendar, "UTC").unwrap(),
-            max_output_tokens: 64,
-        }),
-        ..PolicyDefinition::default()
-    };
-    c.store
-        .create_policy(&c.agent_id, &def, &change("shared budget"))
-        .await
-        .unwrap();
-    c.publish_and_wait().await;
+    let plan_line = dear_budget(&c, limit).await;
     let client = c.client();
     let mut tasks = vec![];
     for n in 0..64 {
@@ -421,36 +417,7 @@ async fn a_shared_budget_is_never_overspent_across_replicas() {
         seen.len()
     );
     // The shared counters: settled spend within the limit, nothing held.
-    let counters = caracal_gateway::shared::RedisCounters::new(
-        c.redis.clone(),
-        c.keys.clone(),
-        caracal_gateway::budget::counters::DEFAULT_HOLD_TTL,
-        Arc::new(NoHistory),
-    );
-    let plan_line = caracal_gateway::budget::counters::Line {
-        id: caracal_gateway::budget::counters::CounterId::new(
-            &c.store
-                .list_policies(Some(&c.agent_id))
-                .await
-                .unwrap()
-                .iter()
-                .find(|p| p.definition.budget.is_some())
-                .unwrap()
-                .id,
-            &WindowSpec::new(Period::Daily, WindowType::Calendar, "UTC").unwrap(),
-        ),
-        policy_version: 1,
-        limit,
-        currency: Currency::USD,
-        spec: WindowSpec::new(Period::Daily, WindowType::Calendar, "UTC").unwrap(),
-    };
-    use caracal_gateway::budget::counters::Counters;
-    let standing = || async {
-        counters
-            .standing(&c.agent_id, &plan_line, caracal_gateway::clock::now())
-            .await
-            .unwrap()
-    };
+    let standing = || c.standing(&plan_line);
     let s = standing().await;
     assert!(s.spent <= limit, "spent {} of {limit}", s.spent);
     assert_eq!(
@@ -494,6 +461,62 @@ async fn a_shared_budget_is_never_overspent_across_replicas() {
         missing.len(),
         missing.iter().take(3).collect::<Vec<_>>()
     );
+}
+
+/// 1000 USD per million tokens (a token costs 0.001) and a daily budget
+/// of `limit` for the agent, published; the budget's counter line.
+async fn dear_budget(c: &Cluster, limit: Decimal) -> Line {
+    c.store
+        .put_prices(&[PriceRow::model(
+            "openai",
+            "gpt-test",
+            Currency::USD,
+            d("1000"),
+            d("1000"),
+            None,
+            None,
+            PriceSource::Set,
+        )])
+        .await
+        .unwrap();
+    let spec = WindowSpec::new(Period::Daily, WindowType::Calendar, "UTC").unwrap();
+    let def = PolicyDefinition {
+        budget: Some(Budget {
+            limit: Money::new(limit, Currency::USD),
+            window: spec.clone(),
+            max_output_tokens: 64,
+        }),
+        ..PolicyDefinition::default()
+    };
+    let policy = c
+        .store
+        .create_policy(&c.agent_id, &def, &change("shared budget"))
+        .await
+        .unwrap();
+    c.publish_and_wait().await;
+    Line {
+        id: CounterId::new(&policy.id, &spec),
+        policy_version: policy.version,
+        limit,
+        currency: Currency::USD,
+        spec,
+    }
+}
+
+impl Cluster {
+    /// Where the agent's budget `line` stands in Redis, on the shared clock.
+    async fn standing(&self, line: &Line) -> caracal_gateway::budget::counters::Standing {
+        let counters = RedisCounters::new(
+            self.redis.clone(),
+            self.keys.clone(),
+            DEFAULT_HOLD_TTL,
+            Arc::new(NoHistory),
+        );
+        counters
+            .standing(&self.agent_id, line, caracal_gateway::clock::now())
+            .await
+            .unwrap()
+    }
 }
 
 struct NoHistory;
@@ -643,4 +666,114 @@ async fn a_broker_outage_blocks_no_call_and_loses_no_event() {
         ids.len(),
         missing.iter().take(3).collect::<Vec<_>>()
     );
+}
+
+/// A replica killed with SIGKILL while its calls hold budget: nobody
+/// settles them, their holds count for nothing once `hold_ttl_secs` (3 s
+/// here) passes, and nothing is charged for them; the other replicas admit
+/// what fits again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_replicas_holds_expire_and_charge_nothing() {
+    let c = Arc::new(cluster(None, Kafka::Direct).await);
+    let limit = d("2.00");
+    let line = dear_budget(&c, limit).await;
+    // A third replica, as its own process.
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        replica_config_text(
+            &format!("127.0.0.1:{port}"),
+            &redis_url(),
+            &c.prefix,
+            &c.topic_brokers,
+            &c.pg_url,
+            &c.ca_dir,
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_caracal-gateway"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = c.client();
+    let url = format!("https://127.0.0.1:{port}/openai/v1/chat/completions");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client
+        .get(format!("https://127.0.0.1:{port}/health"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .ok()
+        != Some(200)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the replica process did not become healthy"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Calls that take 30 s at the provider: their holds stay in Redis.
+    let mut calls = vec![];
+    for _ in 0..5 {
+        let (client, url, token) = (client.clone(), url.clone(), c.token.clone());
+        calls.push(tokio::spawn(async move {
+            let _ = client
+                .post(url)
+                .bearer_auth(token)
+                .header("x-mock-latency-ms", "30000")
+                .json(&json!({"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}))
+                .send()
+                .await;
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = c.standing(&line).await;
+        if s.reserved > Decimal::ZERO && calls.iter().all(|t| !t.is_finished()) {
+            // Held past one renewal round (every second), then killed.
+            if Instant::now() + Duration::from_secs(8) > deadline {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the calls never held budget");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let held = c.standing(&line).await.reserved;
+    assert!(held > Decimal::ZERO);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let killed = Instant::now();
+    loop {
+        let s = c.standing(&line).await;
+        if s.reserved == Decimal::ZERO {
+            assert_eq!(
+                s.spent,
+                Decimal::ZERO,
+                "nothing is charged for the killed calls"
+            );
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "{held} still held {:?} after the kill",
+            killed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "{held} held by the killed replica was free again {:?} after SIGKILL",
+        killed.elapsed()
+    );
+    // The survivors admit calls against the whole budget again.
+    let (status, body, _) = c.call(&client, 0, 10).await;
+    assert_eq!(status, 200, "{body}");
 }

@@ -8,7 +8,10 @@
 //!   again changes nothing;
 //! - holds expire by themselves: each is recorded with its expiry in a
 //!   sorted set, and every script of the principal first releases the
-//!   holds past it. The hold records live as long as the cells they hold
+//!   holds past it. The process that took a hold renews it every third of
+//!   its time to live (`deployment.hold_ttl_secs`, default 60 s) while its
+//!   call is in flight, however long it streams; a replica that dies stops
+//!   renewing, and its holds count for nothing after at most that time. The hold records live as long as the cells they hold
 //!   amounts in, so a record can never vanish while its amount still
 //!   counts (Redis 7 has no per-field expiry);
 //! - counter keys expire [`GRACE`] after the last window they count ends.
@@ -60,6 +63,19 @@ static RESERVE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/res
 static FINISH: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/finish.lua")));
 static STANDING: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/standing.lua")));
 static PRIME: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/prime.lua")));
+static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/renew.lua")));
+
+/// The holds this process issued and has not finished: what it renews.
+#[derive(Default)]
+struct Live {
+    holds: std::sync::Mutex<std::collections::HashMap<ReservationId, Hold>>,
+}
+
+impl Live {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<ReservationId, Hold>> {
+        self.holds.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// The embedded deployment's counters' twin for many replicas.
 #[derive(Clone)]
@@ -68,6 +84,7 @@ pub struct RedisCounters {
     keys: Keys,
     ttl: SignedDuration,
     history: Arc<dyn SpendHistory>,
+    live: Arc<Live>,
 }
 
 impl std::fmt::Debug for RedisCounters {
@@ -201,12 +218,27 @@ impl RedisCounters {
         ttl: SignedDuration,
         history: Arc<dyn SpendHistory>,
     ) -> Self {
+        let live = Arc::new(Live::default());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(renew_live(
+                Arc::downgrade(&live),
+                conn.clone(),
+                keys.clone(),
+                ttl,
+            ));
+        }
         Self {
             conn,
             keys,
             ttl,
             history,
+            live,
         }
+    }
+
+    /// Holds issued here and not finished yet.
+    pub fn live_holds(&self) -> usize {
+        self.live.lock().len()
     }
 
     async fn reserve_once(
@@ -329,6 +361,47 @@ impl RedisCounters {
     }
 }
 
+/// Renews the live holds every third of `ttl`, until the counters are
+/// dropped. A renewal that fails is retried at the next round; the hold
+/// expires only if none succeeds within its time to live.
+async fn renew_live(
+    live: std::sync::Weak<Live>,
+    conn: ConnectionManager,
+    keys: Keys,
+    ttl: SignedDuration,
+) {
+    let every = std::time::Duration::try_from(ttl / 3)
+        .unwrap_or(std::time::Duration::from_secs(20))
+        .max(std::time::Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(live) = live.upgrade() else { return };
+        let mut by_principal: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for hold in live.lock().values() {
+            by_principal
+                .entry(hold.principal.clone())
+                .or_default()
+                .push(hold.id.to_string());
+        }
+        drop(live);
+        let expires = crate::clock::now()
+            .checked_add(ttl)
+            .unwrap_or(Timestamp::MAX)
+            .as_millisecond();
+        for (principal, ids) in by_principal {
+            let k = PrincipalKeys::new(&keys, &principal);
+            let mut call = RENEW.prepare_invoke();
+            call.key(&k.holds).key(&k.expiry).arg(expires);
+            for id in &ids {
+                call.arg(id);
+            }
+            if let Err(e) = call.invoke_async::<i64>(&mut conn.clone()).await {
+                tracing::warn!(error = %e, principal, holds = ids.len(), "cannot renew budget holds");
+            }
+        }
+    }
+}
+
 /// The longest a window lasts (a 31-day month, a 30-day rolling window
 /// plus a bucket): what a spent cell's key must outlive.
 const LONGEST_WINDOW: SignedDuration = SignedDuration::from_hours(32 * 24);
@@ -388,7 +461,10 @@ impl Counters for RedisCounters {
             let keys = PrincipalKeys::new(&this.keys, &hold.principal);
             for _ in 0..PRIME_ATTEMPTS {
                 match this.reserve_once(&keys, &hold, &lines, now).await? {
-                    Reserved::Ok => return Ok(hold),
+                    Reserved::Ok => {
+                        this.live.lock().insert(hold.id, hold.clone());
+                        return Ok(hold);
+                    }
                     Reserved::Held(held) => return Ok(held),
                     Reserved::Finished => return Err(NotReserved::Finished(id)),
                     Reserved::Unprimed(i) => {
@@ -426,11 +502,13 @@ impl Counters for RedisCounters {
         actual: Decimal,
         now: Timestamp,
     ) -> BoxFuture<Result<(), CounterError>> {
+        self.live.lock().remove(&hold.id);
         let (this, hold) = (self.clone(), hold.clone());
         Box::pin(async move { this.finish(&hold, Some(actual), now).await })
     }
 
     fn release(&self, hold: &Hold, now: Timestamp) -> BoxFuture<Result<(), CounterError>> {
+        self.live.lock().remove(&hold.id);
         let (this, hold) = (self.clone(), hold.clone());
         Box::pin(async move { this.finish(&hold, None, now).await })
     }

@@ -260,3 +260,44 @@ async fn flush(conn: &redis::aio::ConnectionManager, keys: &Keys) {
             .unwrap();
     }
 }
+
+/// A live replica renews the holds of its calls in flight, however long
+/// they run; a replica that dies (its counters dropped) stops, and its
+/// holds count for nothing once their time to live passes — on the clock
+/// every replica shares, with no one settling them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_holds_are_renewed_and_a_dead_replicas_expire() {
+    let ttl = SignedDuration::from_millis(600);
+    let (conn, keys) = test_redis::fresh().await;
+    let history: Arc<dyn SpendHistory> = Arc::new(Arc::new(History::default()));
+    let live = RedisCounters::new(conn.clone(), keys.clone(), ttl, history.clone());
+    let dying = RedisCounters::new(conn, keys, ttl, history);
+    let line = daily("10.00");
+    let lines = std::slice::from_ref(&line);
+    let now = crate::clock::now;
+    let kept = live
+        .reserve("agent-1", ReservationId::new(), lines, d("1.00"), now())
+        .await
+        .unwrap();
+    let lost = dying
+        .reserve("agent-1", ReservationId::new(), lines, d("2.00"), now())
+        .await
+        .unwrap();
+    assert_eq!((live.live_holds(), dying.live_holds()), (1, 1));
+    drop(dying);
+    // Three times the time to live later, the live replica's hold is still
+    // held; the dead one's is gone.
+    tokio::time::sleep(std::time::Duration::from_millis(1800)).await;
+    let s = live.standing("agent-1", &line, now()).await.unwrap();
+    assert_eq!(s.reserved, d("1"), "only the live replica's hold is held");
+    live.settle(&kept, d("0.50"), now()).await.unwrap();
+    assert_eq!(live.live_holds(), 0, "a finished hold is no longer renewed");
+    // The dead replica's call is never charged by anyone; a late settle of
+    // it (its caller came back) charges it once.
+    let s = live.standing("agent-1", &line, now()).await.unwrap();
+    assert_eq!((s.spent, s.reserved), (d("0.5"), Decimal::ZERO));
+    live.settle(&lost, d("2.00"), now()).await.unwrap();
+    live.settle(&lost, d("2.00"), now()).await.unwrap();
+    let s = live.standing("agent-1", &line, now()).await.unwrap();
+    assert_eq!(s.spent, d("2.5"));
+}
