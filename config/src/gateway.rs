@@ -411,13 +411,15 @@ impl std::fmt::Debug for Deployment {
 }
 
 /// The environment variables that override `[deployment]` settings (for
-/// containers): `CARACAL_POSTGRES_URL`, `CARACAL_REDIS_URL`,
-/// `CARACAL_KAFKA_BROKERS`, `CARACAL_REDIS_PREFIX`.
-pub const DEPLOYMENT_ENV: [(&str, &str); 4] = [
+/// containers, and several replicas on one host): `CARACAL_POSTGRES_URL`,
+/// `CARACAL_REDIS_URL`, `CARACAL_KAFKA_BROKERS`, `CARACAL_REDIS_PREFIX`,
+/// `CARACAL_SPOOL_DIR`.
+pub const DEPLOYMENT_ENV: [(&str, &str); 5] = [
     ("CARACAL_POSTGRES_URL", "postgres_url"),
     ("CARACAL_REDIS_URL", "redis_url"),
     ("CARACAL_KAFKA_BROKERS", "kafka_brokers"),
     ("CARACAL_REDIS_PREFIX", "redis_prefix"),
+    ("CARACAL_SPOOL_DIR", "spool_dir"),
 ];
 
 impl Config {
@@ -450,6 +452,7 @@ impl Config {
                 "postgres_url" => d.postgres_url = Some(value),
                 "redis_url" => d.redis_url = Some(value),
                 "kafka_brokers" => d.kafka_brokers = Some(value),
+                "spool_dir" => d.spool_dir = PathBuf::from(value),
                 _ => d.redis_prefix = Some(value),
             }
         }
@@ -920,12 +923,17 @@ mod tests {
             !shown.contains("secret") && shown.contains("u:***@db"),
             "{shown}"
         );
-        let env = |k: &str| (k == "CARACAL_REDIS_URL").then(|| "redis://other:6380/0".to_string());
+        let env = |k: &str| match k {
+            "CARACAL_REDIS_URL" => Some("redis://other:6380/0".to_string()),
+            "CARACAL_SPOOL_DIR" => Some("/var/spool/caracal-2".to_string()),
+            _ => None,
+        };
         let c = Config::parse_with_env(text, p, env).unwrap();
         let Deployment::Distributed(d) = c.deployment else {
             panic!("distributed");
         };
         assert_eq!(d.redis_url.as_deref(), Some("redis://other:6380/0"));
+        assert_eq!(d.spool_dir, Path::new("/var/spool/caracal-2"));
         // A replica needs Redis and Kafka only; missing ones are named.
         let c = Config::parse(
             "[deployment]\nkind = \"distributed\"\nredis_url = \"redis://r/\"",
