@@ -14,10 +14,16 @@
 #                        budget: request read and priced, reserved and
 #                        settled on every call (budgets on vs off)
 #   gw-proxy             the gateway as an HTTPS proxy: CONNECT, TLS inside
+# and, with DISTRIBUTED=1, a replica of the distributed deployment
+# (PostgreSQL, Redis and tansu from scripts/services.sh; a ledger writer
+# storing every event in PostgreSQL while the load runs):
+#   gw-dist              base_url through the replica, unbudgeted agent
+#   gw-dist-budget       the same for the budgeted agent (Redis counters)
 # and writes load-tests/results/YYYY-MM-DD-gateway-path.{md,json}.
 #
 # Settings from the environment: CONCURRENCY (16), DURATION (15s),
-# WARMUP (3s); KEEP_WORK=1 keeps the temp dir (logs, configs) afterwards.
+# WARMUP (3s), DISTRIBUTED (0); KEEP_WORK=1 keeps the temp dir (logs,
+# configs) afterwards.
 # Exits non-zero if any run saw errors or non-2xx responses, after writing
 # the results.
 set -euo pipefail
@@ -26,6 +32,7 @@ CONCURRENCY=${CONCURRENCY:-16}
 DURATION=${DURATION:-15s}
 WARMUP=${WARMUP:-3s}
 KEEP_WORK=${KEEP_WORK:-0}
+DISTRIBUTED=${DISTRIBUTED:-0}
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
@@ -104,12 +111,14 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/caracal-bench.XXXXXX")
 MOCK_PID=""
 NGINX_PID=""
 GATEWAY_UP=0
+DIST_PIDS=()
 cleanup() {
     local status=$?
     set +e
     if [ "$GATEWAY_UP" = 1 ]; then
-        "$BIN/caracal" down >/dev/null 2>&1 || log "caracal down failed"
+        "$BIN/caracal" --workspace bench down >/dev/null 2>&1 || log "caracal down failed"
     fi
+    for pid in "${DIST_PIDS[@]}"; do { kill "$pid"; wait "$pid"; } 2>/dev/null; done
     [ -z "$NGINX_PID" ] || { kill "$NGINX_PID"; wait "$NGINX_PID"; } 2>/dev/null
     [ -z "$MOCK_PID" ] || { kill "$MOCK_PID"; wait "$MOCK_PID"; } 2>/dev/null
     if [ "$KEEP_WORK" = 1 ]; then
@@ -174,6 +183,56 @@ GATEWAY_UP=1
 caracal up --detach --listen "127.0.0.1:$GW_PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" >/dev/null
 caracal certs export-ca >"$WORK/gateway-ca.pem"
 GATEWAY_LOG="$CARACAL_HOME/workspaces/bench/logs/gateway.log"
+
+# ---------------------------------------------------------------- distributed
+if [ "$DISTRIBUTED" = 1 ]; then
+    log "setting up a distributed workspace: PostgreSQL, Redis, tansu, a replica, a writer"
+    eval "$(./scripts/services.sh)"
+    DIST_DB="caracal_bench_$$"
+    psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $DIST_DB"
+    KAFKA_PORT=$(free_port)
+    "$CARACAL_TANSU" broker --storage-engine memory://tansu/ \
+        --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+        --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" >"$WORK/broker.log" 2>&1 &
+    DIST_PIDS+=($!)
+    wait_for_port "$KAFKA_PORT" tansu
+    dcaracal() { "$BIN/caracal" --workspace benchd "$@"; }
+    "$BIN/caracal" workspace create benchd \
+        --postgres-url "postgres://postgres@127.0.0.1:5432/$DIST_DB" \
+        --redis-url redis://127.0.0.1:6379/0 --redis-prefix "caracal-bench-$$:" \
+        --kafka-brokers "127.0.0.1:$KAFKA_PORT" >/dev/null
+    dcaracal db migrate >/dev/null
+    dcaracal kafka create-topics >/dev/null
+    dcaracal provider add openai --template openai --base-url "$MOCK_URL" \
+        --host api.openai.com --credential sk-bench --allow-private-network >/dev/null
+    D_JSON=$(dcaracal principal register --type agent --name bench-agent --email b@example.com --json)
+    D_TOKEN=$(jq -er .token <<<"$D_JSON")
+    dcaracal allowlist create --agent-id bench-agent \
+        --pattern 'https://api.openai.com/*' --pattern-type glob >/dev/null
+    dcaracal principal register --type user --name ops --email ops@example.com >/dev/null
+    dcaracal policy create --principal-id ops --resource chat.completions --action create \
+        --max-validity 24h --change-reason benchmark >/dev/null
+    dcaracal authority mandate --issuer ops --subject bench-agent \
+        --resource chat.completions --action create --valid-for 6h >/dev/null 2>&1
+    DB_JSON=$(dcaracal principal register --type agent --name bench-budget --email bb@example.com --json)
+    D_BUDGET_TOKEN=$(jq -er .token <<<"$DB_JSON")
+    dcaracal allowlist create --agent-id bench-budget \
+        --pattern 'https://api.openai.com/*' --pattern-type glob >/dev/null
+    dcaracal authority mandate --issuer ops --subject bench-budget \
+        --resource chat.completions --action create --valid-for 6h >/dev/null 2>&1
+    dcaracal policy create --agent-id bench-budget --limit 1000000.00 --currency USD \
+        --time-window daily --change-reason benchmark >/dev/null
+    DIST_PORT=$(free_port)
+    DIST_WS="$CARACAL_HOME/workspaces/benchd"
+    RUST_LOG=warn "$BIN/caracal-gateway" serve --config "$DIST_WS/config.toml" \
+        --listen "127.0.0.1:$DIST_PORT" --metrics-listen "127.0.0.1:$(free_port)" \
+        >"$WORK/replica.log" 2>&1 &
+    DIST_PIDS+=($!)
+    RUST_LOG=warn "$BIN/caracal-gateway" ledger-writer --config "$DIST_WS/config.toml" \
+        >"$WORK/writer.log" 2>&1 &
+    DIST_PIDS+=($!)
+    wait_for_port "$DIST_PORT" "the distributed replica"
+fi
 
 # ---------------------------------------------------------------- nginx
 log "starting nginx as a TLS reverse proxy"
@@ -244,6 +303,7 @@ CHAT=/v1/chat/completions
 # The agent token appears only in the arguments; the recorded commands
 # show it as TOKEN and the temp dir as $TMP.
 TARGETS=(direct nginx gw-base-url gw-base-url-budget gw-base-url-mandate gw-proxy)
+[ "$DISTRIBUTED" != 1 ] || TARGETS+=(gw-dist gw-dist-budget)
 RESULTS="$WORK/results.jsonl"
 : >"$RESULTS"
 COMMANDS=()
@@ -262,6 +322,10 @@ for target in "${TARGETS[@]}"; do
     gw-proxy) ARGS=(--url "https://api.openai.com$CHAT"
         --proxy "https://$AGENT_ID:$AGENT_TOKEN@127.0.0.1:$GW_PORT"
         --ca-file "$WORK/gateway-ca.pem") ;;
+    gw-dist) ARGS=(--url "https://127.0.0.1:$DIST_PORT/openai$CHAT"
+        --ca-file "$DIST_WS/ca/ca.pem" -H "Authorization: Bearer $D_TOKEN") ;;
+    gw-dist-budget) ARGS=(--url "https://127.0.0.1:$DIST_PORT/openai$CHAT"
+        --ca-file "$DIST_WS/ca/ca.pem" -H "Authorization: Bearer $D_BUDGET_TOKEN") ;;
     esac
     log "load: $target (concurrency $CONCURRENCY, warm-up $WARMUP, $DURATION)"
     # The 1-minute load average around each run shows whether other work on
@@ -277,6 +341,7 @@ for target in "${TARGETS[@]}"; do
         a=${a//$AGENT_TOKEN/TOKEN}
         a=${a//$BUDGET_TOKEN/TOKEN}
         a=${a//$MANDATE/MANDATE}
+        [ "$DISTRIBUTED" != 1 ] || { a=${a//$D_TOKEN/TOKEN}; a=${a//$D_BUDGET_TOKEN/TOKEN}; }
         a=${a//$WORK/\$TMP}
         case $a in *' '*) a="'$a'" ;; esac
         shown+=" $a"
@@ -372,7 +437,12 @@ jq -r '
     "request is read and priced, a reservation taken and settled on every call:",
     "budgets on, against `gw-base-url` with budgets off); `gw-proxy` = the",
     "gateway as HTTPS proxy (`CONNECT api.openai.com:443`, TLS inside the tunnel",
-    "with a leaf minted by the workspace CA).",
+    "with a leaf minted by the workspace CA). `gw-dist` and `gw-dist-budget` (run",
+    "with DISTRIBUTED=1) = the same requests as `gw-base-url` and",
+    "`gw-base-url-budget` through one replica of the distributed deployment: state",
+    "from Redis, budget counters and rate limits in Redis, spend events produced to",
+    "a local tansu broker, and a ledger writer storing them in PostgreSQL while the",
+    "load runs (all on this machine, competing for its cores).",
     "",
     "## Gateway overhead",
     "",
@@ -382,6 +452,10 @@ jq -r '
       diff("gw-base-url"; "nginx"), diff("gw-base-url-mandate"; "nginx"),
       diff("gw-proxy"; "nginx"), diff("gw-base-url-mandate"; "gw-base-url"),
       diff("gw-base-url-budget"; "gw-base-url"),
+      (if any(.runs[]; .label == "gw-dist") then
+         diff("gw-dist"; "nginx"), diff("gw-dist-budget"; "nginx"),
+         diff("gw-dist"; "gw-base-url"), diff("gw-dist-budget"; "gw-dist")
+       else empty end),
       diff("nginx"; "direct")][]
      | "| \(.name) | \(.p50 | f(3)) | \(.p99 | f(3)) | \(.ratio | f(3)) |"),
     "",
