@@ -4,7 +4,8 @@
 use clap::{Parser, Subcommand};
 
 use crate::{
-    allowlist, authority, certs, ledger, policy, pricebook, principal, provider, runtime, workspace,
+    allowlist, authority, certs, dlq, kafka, ledger, policy, pricebook, principal, provider,
+    runtime, workspace,
 };
 
 /// Caracal: the enforcement gateway AI agents' outbound calls pass through.
@@ -74,6 +75,13 @@ pub enum Command {
     /// resources' prices per request.
     #[command(subcommand)]
     Pricebook(pricebook::PricebookCmd),
+    /// The dead-letter queue of a distributed workspace's ledger writers:
+    /// list, inspect and retry what they could not store.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCmd),
+    /// Kafka of a distributed workspace: the ledger writers' consumer lag.
+    #[command(subcommand)]
+    Kafka(kafka::KafkaCmd),
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 
 use anyhow::Context as _;
 use caracal_config::{CaracalHome, Config, WorkspaceName, WorkspacePaths};
+use caracal_config::{Deployment, Distributed, Service};
 use caracal_gateway::model::Principal;
-use caracal_gateway::store::{SqliteStore, Store};
+use caracal_gateway::store::{PgStore, SqliteStore, Store};
 
 /// The Caracal home and the workspace named on the command line, if any.
 pub struct Context {
@@ -65,6 +66,38 @@ impl Workspace {
                     self.config.database.display()
                 )
             })
+    }
+}
+
+impl Workspace {
+    /// The services of a distributed workspace; an error naming the
+    /// setting for an embedded one.
+    fn distributed(&self) -> anyhow::Result<&Distributed> {
+        match &self.config.deployment {
+            Deployment::Distributed(d) => Ok(d),
+            Deployment::Embedded => anyhow::bail!(
+                "workspace {} is embedded; this command is for distributed workspaces \
+                 (deployment.kind = \"distributed\")",
+                self.name
+            ),
+        }
+    }
+
+    /// Connects to a distributed workspace's PostgreSQL database (not
+    /// migrating it).
+    pub async fn pg_store(&self) -> anyhow::Result<PgStore> {
+        let url = self.distributed()?.need(Service::Postgres)?;
+        PgStore::connect(&url).await.with_context(|| {
+            format!(
+                "cannot connect to PostgreSQL at {}",
+                caracal_config::redact_url(&url)
+            )
+        })
+    }
+
+    /// A distributed workspace's Kafka bootstrap servers.
+    pub fn kafka_brokers(&self) -> anyhow::Result<String> {
+        Ok(self.distributed()?.need(Service::Kafka)?)
     }
 }
 

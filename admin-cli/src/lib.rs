@@ -7,6 +7,8 @@ mod authority;
 mod certs;
 mod cli;
 mod context;
+mod dlq;
+mod kafka;
 mod ledger;
 mod output;
 mod policy;
@@ -84,6 +86,8 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<Exit> {
         Command::Policy(cmd) => policy::run(cmd, &ctx, io).await?,
         Command::Authority(cmd) => authority::run(cmd, &ctx, io).await?,
         Command::Pricebook(cmd) => pricebook::run(cmd, &ctx, io).await?,
+        Command::Dlq(cmd) => dlq::run(cmd, &ctx, io).await?,
+        Command::Kafka(cmd) => kafka::run(cmd, &ctx, io).await?,
     };
     io.out.flush()?;
     Ok(exit)
