@@ -35,7 +35,9 @@ pub fn is_permanent(e: &StoreError) -> bool {
 /// parts committed before it are harmless to write again.
 pub async fn write_events(store: &PgStore, events: &[LedgerEvent]) -> Result<Written, StoreError> {
     let mut written = Written::default();
-    let mut todo: Vec<Range<usize>> = vec![0..events.len()];
+    // Parts still to write, the next one last.
+    let mut todo: Vec<Range<usize>> = Vec::new();
+    todo.push(0..events.len());
     while let Some(range) = todo.pop() {
         if range.is_empty() {
             continue;
