@@ -69,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
     ensure_topic(&args.brokers, &topic, args.partitions).await?;
 
     let started = Instant::now();
-    produce(&args, &topic).await?;
+    let last_ts = produce(&args, &topic).await?;
     report("produce", args.events, started.elapsed());
 
     if !args.writer_only {
@@ -87,14 +87,91 @@ async fn main() -> anyhow::Result<()> {
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut admin)
         .await?;
-    let result = write(&args, &topic, &with_database(&args.postgres_url, &name)).await;
+    let result = write(
+        &args,
+        &topic,
+        &with_database(&args.postgres_url, &name),
+        last_ts,
+    )
+    .await;
     sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&mut admin)
         .await?;
-    let (elapsed, batches) = result?;
+    let (elapsed, batches, cpu) = result?;
     report("writer", args.events, elapsed);
     println!("writer batches: {batches}");
+    println!(
+        "writer phase CPU seconds: writer {:.1}, postgres {:.1}, tansu {:.1}, everything else {:.1} \
+         (of {:.1} wall-clock seconds x {} cores)",
+        cpu.own,
+        cpu.postgres,
+        cpu.tansu,
+        cpu.other,
+        elapsed.as_secs_f64(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
     Ok(())
+}
+
+/// CPU seconds used, from /proc (Linux): by this process, by PostgreSQL's
+/// processes, by tansu, and by every other process.
+#[derive(Debug, Default, Clone, Copy)]
+struct Cpu {
+    own: f64,
+    postgres: f64,
+    tansu: f64,
+    other: f64,
+}
+
+impl Cpu {
+    fn now() -> Cpu {
+        let me = std::process::id().to_string();
+        let mut cpu = Cpu::default();
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return cpu;
+        };
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state … utime stime (fields 14 and 15).
+            let Some((head, tail)) = stat.rsplit_once(") ") else {
+                continue;
+            };
+            let comm = head.split_once(" (").map_or("", |(_, c)| c);
+            let fields: Vec<&str> = tail.split_whitespace().collect();
+            let ticks = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|f| f.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            let secs = (ticks(11) + ticks(12)) / 100.0;
+            if name == me {
+                cpu.own += secs;
+            } else if comm == "postgres" {
+                cpu.postgres += secs;
+            } else if comm == "tansu" {
+                cpu.tansu += secs;
+            } else {
+                cpu.other += secs;
+            }
+        }
+        cpu
+    }
+
+    fn since(self, before: Cpu) -> Cpu {
+        Cpu {
+            own: self.own - before.own,
+            postgres: self.postgres - before.postgres,
+            tansu: self.tansu - before.tansu,
+            other: self.other - before.other,
+        }
+    }
 }
 
 fn report(phase: &str, n: usize, elapsed: Duration) {
@@ -105,8 +182,9 @@ fn report(phase: &str, n: usize, elapsed: Duration) {
     );
 }
 
-/// N call events, a millisecond apart, over `principals` principals.
-async fn produce(args: &Args, topic: &str) -> anyhow::Result<()> {
+/// N call events, a millisecond apart, over `principals` principals;
+/// answers the last one's time.
+async fn produce(args: &Args, topic: &str) -> anyhow::Result<i64> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &args.brokers)
         .set("enable.idempotence", "true")
@@ -157,7 +235,7 @@ async fn produce(args: &Args, topic: &str) -> anyhow::Result<()> {
     for d in pending.drain(..) {
         d.await?.map_err(|(e, _)| e)?;
     }
-    Ok(())
+    Ok(base + args.events as i64 - 1)
 }
 
 /// Reads every message with a group of its own (decoding each if asked).
@@ -167,7 +245,9 @@ async fn consume(args: &Args, topic: &str, decode: bool) -> anyhow::Result<Durat
         .set("bootstrap.servers", &args.brokers)
         .set("group.id", format!("{topic}-count-{decode}"))
         .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false");
+        .set("enable.auto.commit", "false")
+        // As the writer sets it (see `Writer::new`).
+        .set("fetch.wait.max.ms", "25");
     for (k, v) in &args.consumer_set {
         config.set(k, v);
     }
@@ -186,11 +266,18 @@ async fn consume(args: &Args, topic: &str, decode: bool) -> anyhow::Result<Durat
 }
 
 /// Starts the writers and waits for every row; the time from their start,
-/// and the batches they wrote.
-async fn write(args: &Args, topic: &str, url: &str) -> anyhow::Result<(Duration, u64)> {
+/// the batches they wrote, and the CPU time used meanwhile.
+async fn write(
+    args: &Args,
+    topic: &str,
+    url: &str,
+    last_ts: i64,
+) -> anyhow::Result<(Duration, u64, Cpu)> {
     let store = PgStore::connect(url).await?;
     store.migrate().await?;
+    let pool = sqlx::PgPool::connect(url).await?;
     let stop = CancellationToken::new();
+    let cpu = Cpu::now();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.writers {
@@ -204,22 +291,28 @@ async fn write(args: &Args, topic: &str, url: &str) -> anyhow::Result<(Duration,
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move { writer.run(stop).await }));
     }
+    // Polling must not load the database it measures: the newest row's
+    // time is one index probe; rows are counted (a scan) only once the
+    // last event produced is in.
     let target = args.events as i64;
     loop {
-        let rows = store.ledger_rows().await?;
-        if rows >= target {
+        let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(ts_ms) FROM ledger_events")
+            .fetch_one(&pool)
+            .await?;
+        if newest >= Some(last_ts) && store.ledger_rows().await? >= target {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let elapsed = started.elapsed();
+    let cpu = Cpu::now().since(cpu);
     stop.cancel();
     let mut batches = 0;
     for t in tasks {
         batches += t.await?.batches;
     }
     store.close().await;
-    Ok((elapsed, batches))
+    Ok((elapsed, batches, cpu))
 }
 
 /// `url` naming database `name` instead of its own.

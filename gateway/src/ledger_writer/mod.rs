@@ -298,8 +298,8 @@ impl Writer {
         let written = self
             .retrying(stop, "writing ledger events", || async {
                 match tokio::time::timeout(timeout, write_events(&self.store, &events)).await {
-                    Ok(result) => result,
-                    Err(_) => Err(StoreError::Db(sqlx::Error::PoolTimedOut)),
+                    Ok(result) => result.map_err(Attempt::Failed),
+                    Err(_) => Err(Attempt::TimedOut(timeout)),
                 }
             })
             .await?;
@@ -314,8 +314,11 @@ impl Writer {
             dead.push(letter);
         }
         for letter in &dead {
-            self.retrying(stop, "recording a dead letter", || {
-                self.store.insert_dead_letter(letter)
+            self.retrying(stop, "recording a dead letter", || async {
+                self.store
+                    .insert_dead_letter(letter)
+                    .await
+                    .map_err(Attempt::Failed)
             })
             .await?;
             metrics::counter!("caracal_ledger_writer_dead_letters_total", "reason" => letter.reason.clone())
@@ -350,7 +353,7 @@ impl Writer {
     ) -> Option<T>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, StoreError>>,
+        Fut: Future<Output = Result<T, Attempt>>,
     {
         let mut delay = Duration::from_millis(100);
         let mut stopped_at: Option<Instant> = None;
@@ -449,6 +452,15 @@ impl Writer {
 
 /// Rows inserted by the writers of this process (the rate gauge's source).
 static WRITTEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Why one attempt at a database write failed.
+#[derive(Debug, thiserror::Error)]
+enum Attempt {
+    #[error(transparent)]
+    Failed(StoreError),
+    #[error("no answer from the database within {0:?}")]
+    TimedOut(Duration),
+}
 
 /// What storing one batch did.
 struct Stored {
