@@ -150,6 +150,8 @@ pub struct Writer {
     store: PgStore,
     consumer: Arc<StreamConsumer>,
     dlq: dlq::DlqProducer,
+    /// Messages read so far (stored or not).
+    received: std::sync::atomic::AtomicU64,
 }
 
 impl Writer {
@@ -182,6 +184,7 @@ impl Writer {
             store,
             consumer: Arc::new(consumer),
             dlq,
+            received: Default::default(),
         })
     }
 
@@ -223,6 +226,8 @@ impl Writer {
             if messages.is_empty() {
                 continue;
             }
+            self.received
+                .fetch_add(messages.len() as u64, std::sync::atomic::Ordering::Relaxed);
             let batch = Batch::sort(messages, &jiff::Timestamp::now().to_string());
             if tx.send(batch).await.is_err() {
                 return;
@@ -377,6 +382,11 @@ impl Writer {
             }
             delay = (delay * 2).min(MAX_BACKOFF);
         }
+    }
+
+    /// How many messages this writer has read (not necessarily stored).
+    pub fn received(&self) -> u64 {
+        self.received.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The partitions of the events topic assigned to this writer now.

@@ -551,8 +551,11 @@ async fn a_writer_killed_before_its_database_commit_leaves_its_batch_to_the_next
     proxy.set(Fault::Blackhole);
     let events = calls(1500, 3);
     env.produce(&events).await;
-    // Writer a has read the events and is stuck writing them: kill it.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    eventually("writer a reads the events", || async {
+        a.writer.received() == 1500
+    })
+    .await;
+    // Writer a is stuck writing them: kill it.
     a.task.abort();
     let _ = a.task.await;
     drop(a.writer);
