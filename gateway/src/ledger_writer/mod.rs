@@ -23,7 +23,10 @@
 //! skipped by id), but offsets are committed only for partitions still
 //! assigned when the batch is done; a lost partition's progress is left
 //! to its new owner. A revocation racing the commit can at worst commit an
-//! offset of rows already stored, never one past them.
+//! offset of rows already stored, never one past them. While the database
+//! is down the writer stops reading (its pipeline is full), so it serves no
+//! rebalance; past librdkafka's `max.poll.interval.ms` (5 min) it leaves
+//! the group and its partitions go to the other writers.
 //!
 //! Reading the next batch overlaps writing the current one (one batch in
 //! flight, in order, so offsets are committed in order).

@@ -646,3 +646,39 @@ async fn consumer_lag_goes_to_zero() {
         Err(LagError::NoTopic(_)) | Err(LagError::Kafka(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_joining_mid_stream_takes_partitions_over_without_loss_or_duplicates() {
+    let env = env(2).await;
+    let mut config = env.config();
+    config.batch_size = 500;
+    let group = config.group_id.clone();
+    let events = calls(8000, 40);
+    let a = env.writer(config.clone(), env.pg.store.clone()).await;
+    eventually("writer a has both partitions", || async {
+        a.writer.assigned().len() == 2
+    })
+    .await;
+    env.produce(&events[..4000]).await;
+    eventually("writer a is under way", || async {
+        rows(&env.pg.store).await > 0
+    })
+    .await;
+    // A rebalance while writer a may have batches in hand: it finishes
+    // them and commits only the partitions it still has; b redelivers from
+    // the last commit, and the ledger skips what a already wrote.
+    let b = env.writer(config, env.pg.store.clone()).await;
+    eventually("one partition each", || async {
+        a.writer.assigned().len() == 1 && b.writer.assigned().len() == 1
+    })
+    .await;
+    env.produce(&events[4000..]).await;
+    eventually("everything committed", || async {
+        committed(&env, &group).await == 8000
+    })
+    .await;
+    let (ta, tb) = (a.stop().await, b.stop().await);
+    assert!(tb.inserted > 0, "{tb:?}");
+    assert_eq!(ta.inserted + tb.inserted, 8000, "{ta:?} {tb:?}");
+    assert_exactly_once(&env.pg.store, &events).await;
+}
