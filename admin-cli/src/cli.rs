@@ -4,8 +4,8 @@
 use clap::{Parser, Subcommand};
 
 use crate::{
-    allowlist, authority, certs, distributed, ledger, policy, pricebook, principal, provider,
-    runtime, workspace,
+    allowlist, authority, certs, distributed, dlq, kafka, ledger, policy, pricebook, principal,
+    provider, runtime, workspace,
 };
 
 /// Caracal: the enforcement gateway AI agents' outbound calls pass through.
@@ -83,6 +83,13 @@ pub enum Command {
     /// workspace's gateway replicas: publish it again, see what each runs.
     #[command(subcommand)]
     Cache(distributed::CacheCmd),
+    /// The dead-letter queue of a distributed workspace's ledger writers:
+    /// list, inspect and retry what they could not store.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCmd),
+    /// Kafka of a distributed workspace: the ledger writers' consumer lag.
+    #[command(subcommand)]
+    Kafka(kafka::KafkaCmd),
 }
 
 #[cfg(test)]

@@ -2,10 +2,10 @@
 
 use anyhow::Context as _;
 use caracal_config::{CaracalHome, Config, WorkspaceName, WorkspacePaths};
-use caracal_gateway::model::Principal;
 use std::sync::Arc;
 
 use caracal_config::{Deployment, Service};
+use caracal_gateway::model::Principal;
 use caracal_gateway::store::{PgStore, SqliteStore, Store};
 
 /// The Caracal home and the workspace named on the command line, if any.
@@ -104,6 +104,13 @@ impl Workspace {
                 self.name
             ),
         }
+    }
+}
+
+impl Workspace {
+    /// A distributed workspace's Kafka bootstrap servers.
+    pub fn kafka_brokers(&self) -> anyhow::Result<String> {
+        Ok(self.distributed()?.need(Service::Kafka)?)
     }
 }
 

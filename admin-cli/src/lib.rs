@@ -8,6 +8,8 @@ mod certs;
 mod cli;
 mod context;
 mod distributed;
+mod dlq;
+mod kafka;
 mod ledger;
 mod output;
 mod policy;
@@ -97,6 +99,8 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<Exit> {
         Command::Pricebook(cmd) => pricebook::run(cmd, &ctx, io).await?,
         Command::Db(cmd) => distributed::run_db(cmd, &ctx, io).await?,
         Command::Cache(cmd) => distributed::run_cache(cmd, &ctx, io).await?,
+        Command::Dlq(cmd) => dlq::run(cmd, &ctx, io).await?,
+        Command::Kafka(cmd) => kafka::run(cmd, &ctx, io).await?,
     };
     if changes_state {
         // A distributed workspace's replicas learn the change from Redis.

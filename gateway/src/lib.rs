@@ -24,6 +24,7 @@ pub mod error;
 pub mod header_policy;
 pub mod kafka;
 pub mod ledger;
+pub mod ledger_writer;
 pub mod model;
 pub mod money;
 pub mod ops;

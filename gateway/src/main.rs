@@ -1,4 +1,6 @@
 //! `caracal-gateway serve --config FILE`: runs the gateway on its own.
+//! `caracal-gateway ledger-writer --config FILE`: runs one ledger writer of
+//! a distributed workspace.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,15 +36,38 @@ enum Command {
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
     },
+    /// Run a ledger writer (distributed workspaces) until SIGINT/SIGTERM:
+    /// consume spend events and write them to PostgreSQL.
+    LedgerWriter {
+        /// Workspace configuration file (config.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Where to serve /metrics (default gateway.metrics_listen).
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Command::Serve {
-        config,
-        listen,
-        metrics_listen,
-    } = Cli::parse().command;
+    match Cli::parse().command {
+        Command::Serve {
+            config,
+            listen,
+            metrics_listen,
+        } => serve(config, listen, metrics_listen).await,
+        Command::LedgerWriter {
+            config,
+            metrics_listen,
+        } => ledger_writer(config, metrics_listen).await,
+    }
+}
+
+async fn serve(
+    config: PathBuf,
+    listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
+) -> anyhow::Result<()> {
     let config =
         caracal_config::Config::load(&config)?.with_overrides(&caracal_config::Overrides {
             listen,
@@ -52,5 +77,20 @@ async fn main() -> anyhow::Result<()> {
     let gateway = caracal_gateway::start(config).await?;
     caracal_gateway::runtime::wait_for_signal().await;
     gateway.shutdown().await;
+    Ok(())
+}
+
+async fn ledger_writer(config: PathBuf, metrics_listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    let config = caracal_config::Config::load(&config)?;
+    caracal_gateway::ops::logging::init(None).context("starting the logs")?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            caracal_gateway::runtime::wait_for_signal().await;
+            stop.cancel();
+        }
+    });
+    caracal_gateway::ledger_writer::service::run(&config, metrics_listen, stop).await?;
     Ok(())
 }

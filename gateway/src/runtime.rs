@@ -166,10 +166,13 @@ async fn distributed(config: &Config, d: &Distributed) -> Result<Backends, Start
         ),
         None => None,
     };
+    // The per-minute spend aggregates the ledger writers keep: one indexed
+    // range read per counter primed.
     let history: Arc<dyn SpendHistory> = match &postgres {
-        Some(pg) => Arc::new(Arc::new(pg.clone()) as Arc<dyn Store>),
+        Some(pg) => Arc::new(crate::snapshot::refresh::AggregatedHistory(pg.clone())),
         None => Arc::new(NoLedger),
     };
+    crate::kafka::describe_metrics();
     let source = RedisSource::new(&redis_url, conn.clone(), &keys).map_err(|e| redis(e.into()))?;
     let mut kafka = KafkaConfig::new(brokers, &d.spool_dir);
     kafka.spool_max_bytes = d.spool_max_bytes;

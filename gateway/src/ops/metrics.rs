@@ -37,6 +37,13 @@ pub fn install() -> Option<PrometheusHandle> {
                     ],
                 )
                 .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full("caracal_ledger_writer_batch_seconds".into()),
+                    &[
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                    ],
+                )
+                .ok()?
                 .build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
@@ -75,6 +82,39 @@ fn describe() {
     metrics::describe_counter!(
         "caracal_gateway_connections_rejected_total",
         "Connections closed because max_connections was reached"
+    );
+    metrics::describe_gauge!(
+        "caracal_kafka_consumer_lag",
+        "Messages of an assigned partition after the ledger writers' committed offset"
+    );
+    metrics::describe_gauge!(
+        "caracal_dlq_size",
+        "Messages in the dead-letter queue (the dead_letters table)"
+    );
+    metrics::describe_counter!(
+        "caracal_ledger_writer_events_total",
+        "Ledger rows inserted by the ledger writer"
+    );
+    metrics::describe_gauge!(
+        "caracal_ledger_writer_events_per_second",
+        "Ledger rows inserted per second over the last report interval"
+    );
+    metrics::describe_counter!(
+        "caracal_ledger_writer_duplicates_total",
+        "Events the ledger already held (redeliveries), skipped"
+    );
+    metrics::describe_counter!(
+        "caracal_ledger_writer_dead_letters_total",
+        "Messages sent to the dead-letter queue, by reason"
+    );
+    metrics::describe_counter!(
+        "caracal_ledger_writer_db_errors_total",
+        "Failed database writes of the ledger writer (each is retried)"
+    );
+    metrics::describe_histogram!(
+        "caracal_ledger_writer_batch_seconds",
+        metrics::Unit::Seconds,
+        "Time to store a batch and commit its offsets"
     );
 }
 

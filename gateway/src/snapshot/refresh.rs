@@ -40,6 +40,25 @@ impl SpendHistory for Arc<dyn Store> {
     }
 }
 
+/// The per-minute spend aggregates of a PostgreSQL store, which the
+/// ledger writers maintain: what a replica of the distributed deployment
+/// primes its counters from (one row per minute and currency instead of
+/// one per call).
+#[derive(Debug, Clone)]
+pub struct AggregatedHistory(pub crate::store::PgStore);
+
+impl SpendHistory for AggregatedHistory {
+    fn spend_since(
+        &self,
+        principal: &str,
+        since_ms: i64,
+    ) -> crate::budget::counters::BoxFuture<Result<Vec<crate::store::Spend>, SourceError>> {
+        let store = self.0.clone();
+        let principal = principal.to_string();
+        Box::pin(async move { Ok(store.spend_aggregated_since(&principal, since_ms).await?) })
+    }
+}
+
 /// The spend `history` recorded for `principal` that can count in
 /// `line`'s window at `now` (from one bucket before the window starts), in
 /// the line's currency: what a counter not counted yet is primed with.

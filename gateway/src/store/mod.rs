@@ -15,7 +15,7 @@ mod allowlists;
 mod conformance_tests;
 mod ledger;
 mod mandates;
-mod pg;
+pub(crate) mod pg;
 mod policies;
 mod pricebook;
 mod principals;
@@ -36,7 +36,7 @@ pub use ledger::{LedgerFilter, LedgerStore, Spend};
 pub use mandates::{
     MandateFilter, MandateRecord, MandateState, MandateStore, SigningKeyRow, KEEP_EXPIRED_SECS,
 };
-pub use pg::PgStore;
+pub use pg::{minute_of, DeadLetter, PgStore, MINUTE_MS};
 pub use policies::{Change, PolicyStore};
 pub use pricebook::PricebookStore;
 pub use principals::{NewPrincipal, PrincipalStore};

@@ -16,7 +16,7 @@ const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const STALE_SECS: u64 = 3600;
 
 /// A fresh, migrated database of its own, dropped with the harness.
-pub(super) struct Postgres {
+pub(crate) struct Postgres {
     pub store: PgStore,
     pub url: String,
     admin_url: String,
@@ -29,7 +29,7 @@ impl crate::conformance::store::Harness for Postgres {
     }
 }
 
-pub(super) async fn postgres() -> Postgres {
+pub(crate) async fn postgres() -> Postgres {
     let admin_url =
         std::env::var("CARACAL_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.to_string());
     let mut admin = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {

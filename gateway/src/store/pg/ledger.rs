@@ -1,5 +1,6 @@
 //! The ledger on PostgreSQL: monthly partitions made on demand, batched
-//! idempotent inserts, filtered queries.
+//! idempotent inserts that maintain the per-minute spend aggregates,
+//! filtered queries.
 //!
 //! Idempotency: `ledger_events`' primary key must contain the partition
 //! key, so it cannot make an id unique across months. Each insert claims
@@ -24,10 +25,13 @@ use crate::store::{LedgerFilter, LedgerStore, Spend, StoreError};
 /// statement's size is bounded by memory, not by a parameter limit.
 const BATCH: usize = 4096;
 
-/// Claims the ids of a batch, then writes the rows claimed. Duplicates
-/// within the batch keep their first occurrence, as a second insert of an
-/// id would. `ON CONFLICT DO NOTHING` on `ledger_events` only guards a
-/// row whose claim was lost (it cannot happen through the store).
+/// Claims the ids of a batch, then writes the rows claimed and adds the
+/// cost of the call events among them to `spend_minutes`, and answers how
+/// many rows it wrote. Duplicates within the batch keep their first
+/// occurrence, as a second insert of an id would. `ON CONFLICT DO NOTHING`
+/// on `ledger_events` only guards a row whose claim was lost (it cannot
+/// happen through the store). Aggregates are added in key order, so two
+/// writers updating the same minutes lock them in the same order.
 const INSERT: &str = "
 WITH batch AS (
     SELECT DISTINCT ON (id) *
@@ -47,7 +51,7 @@ WITH batch AS (
     SELECT id, ts_ms FROM batch
     ON CONFLICT (id) DO NOTHING
     RETURNING id
-)
+), inserted AS (
 INSERT INTO ledger_events (id, ts, ts_ms, kind, principal_id, mode, provider, resource, action,
                            method, url, decision, code, status, request_bytes, response_bytes,
                            duration_ms, duration_us, model, input_tokens, output_tokens,
@@ -59,16 +63,32 @@ SELECT b.id, b.ts, b.ts_ms, b.kind, b.principal_id, b.mode, b.provider, b.resour
        b.cached_input_tokens, b.usage, b.detail, b.mandate_id, b.cost, b.currency,
        b.cost_basis, b.reserved
 FROM batch b JOIN claimed c ON c.id = b.id
-ON CONFLICT DO NOTHING";
+ON CONFLICT DO NOTHING
+RETURNING principal_id, currency, ts_ms, kind, cost
+), spent AS (
+    INSERT INTO spend_minutes (principal_id, minute_ms, currency, amount, calls)
+    SELECT principal_id, ts_ms - (((ts_ms % 60000) + 60000) % 60000), COALESCE(currency, ''),
+           SUM(cost::numeric), COUNT(*)
+    FROM inserted
+    WHERE kind = 'call' AND cost IS NOT NULL AND principal_id IS NOT NULL
+    GROUP BY 1, 2, 3
+    ORDER BY 1, 2, 3
+    ON CONFLICT (principal_id, minute_ms, currency) DO UPDATE
+    SET amount = spend_minutes.amount + EXCLUDED.amount,
+        calls = spend_minutes.calls + EXCLUDED.calls
+)
+SELECT COUNT(*) FROM inserted";
 
 /// Inserts events inside the caller's transaction (idempotent by id), so a
-/// change and the ledger row that records it commit together. The months
-/// of the events should have their partitions ([`PgStore::ensure_partitions`]);
-/// rows of a month without one land in the DEFAULT partition.
+/// change and the ledger row that records it commit together, and answers
+/// how many were new. The months of the events should have their
+/// partitions ([`PgStore::ensure_partitions`]); rows of a month without
+/// one land in the DEFAULT partition.
 pub(super) async fn insert_events(
     conn: &mut PgConnection,
     events: &[LedgerEvent],
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
+    let mut inserted = 0;
     for chunk in events.chunks(BATCH) {
         // One array per column, NULL where the event has no value.
         let text = |f: fn(&LedgerEvent) -> Option<String>| chunk.iter().map(f).collect::<Vec<_>>();
@@ -76,7 +96,7 @@ pub(super) async fn insert_events(
         fn dec(d: Option<crate::money::Decimal>) -> Option<String> {
             d.map(|d| d.to_string())
         }
-        sqlx::query(INSERT)
+        let count: i64 = sqlx::query_scalar(INSERT)
             .bind(text(|e| Some(e.id.clone())))
             .bind(text(|e| Some(e.ts.clone())))
             .bind(int(|e| Some(e.ts_ms)))
@@ -106,10 +126,11 @@ pub(super) async fn insert_events(
             .bind(text(|e| e.currency.clone()))
             .bind(text(|e| e.cost_basis.map(|b| b.as_str().into())))
             .bind(text(|e| dec(e.reserved)))
-            .execute(&mut *conn)
+            .fetch_one(&mut *conn)
             .await?;
+        inserted += u64::try_from(count).unwrap_or(0);
     }
-    Ok(())
+    Ok(inserted)
 }
 
 /// A UTC calendar month of the ledger: its partition holds `ts_ms` in
@@ -212,15 +233,25 @@ impl PgStore {
     }
 }
 
-#[async_trait]
-impl LedgerStore for PgStore {
-    async fn insert_ledger_events(&self, events: &[LedgerEvent]) -> Result<(), StoreError> {
+impl PgStore {
+    /// Inserts events in one transaction, idempotent by id, with their
+    /// spend added to the per-minute aggregates in the same transaction;
+    /// answers how many were new (a redelivered event is not, and adds
+    /// nothing to the aggregates).
+    pub async fn append_ledger_events(&self, events: &[LedgerEvent]) -> Result<u64, StoreError> {
         self.ensure_partitions(events.iter().map(|e| e.ts_ms))
             .await?;
         let mut tx = self.pool().begin().await?;
-        insert_events(&mut tx, events).await?;
+        let inserted = insert_events(&mut tx, events).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(inserted)
+    }
+}
+
+#[async_trait]
+impl LedgerStore for PgStore {
+    async fn insert_ledger_events(&self, events: &[LedgerEvent]) -> Result<(), StoreError> {
+        self.append_ledger_events(events).await.map(drop)
     }
 
     async fn query_ledger(&self, filter: &LedgerFilter) -> Result<Vec<LedgerEvent>, StoreError> {

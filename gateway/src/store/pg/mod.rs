@@ -10,7 +10,8 @@
 
 mod allowlists;
 #[cfg(test)]
-mod conformance_tests;
+pub(crate) mod conformance_tests;
+mod dead_letters;
 mod ledger;
 mod mandates;
 mod policies;
@@ -18,8 +19,12 @@ mod pricebook;
 mod principals;
 mod providers;
 mod revocation;
+mod spend;
 #[cfg(test)]
 mod tests;
+
+pub use dead_letters::DeadLetter;
+pub use spend::{minute_of, MINUTE_MS};
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
