@@ -7,7 +7,7 @@
 # same enforcement through either replica:
 #   (a) an allowed call through replica 1, and through replica 2,
 #   (b) a call denied by the allowlist,
-#   (c) a budget shared by both replicas, exhausted across them,
+#   (c) a budget shared by both replicas, exhausted across them (402),
 #   (d) a revocation, enforced by both replicas within a second,
 # then what each replica runs (`caracal cache status`), the ledger the
 # writer stored in PostgreSQL and the writer's consumer lag.
@@ -140,8 +140,8 @@ call "$R2" /v1/chat/completions "$BODY"
 step "(b) denied by the allowlist: embeddings"
 call "$R1" /v1/embeddings '{"model":"text-embedding-3-small","input":"x"}'
 
-step "(c) a daily budget of 0.0002 USD, shared by both replicas"
-budget_json=$(caracal policy create --agent-id demo-agent --limit 0.0002 --currency USD \
+step "(c) a daily budget of 0.00006 USD (about two calls), shared by both replicas"
+budget_json=$(caracal policy create --agent-id demo-agent --limit 0.00006 --currency USD \
   --time-window daily --change-reason "demo: small shared budget" --json)
 BUDGET_ID=$(printf '%s' "$budget_json" | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' | head -n 1)
 sleep 0.5

@@ -509,7 +509,14 @@ fn report_replica(
             } else {
                 Duration::from_millis(250)
             };
-            tokio::time::sleep(pause).await;
+            // A new snapshot or a change of freshness is reported at once.
+            let until = tokio::time::Instant::now() + pause;
+            while tokio::time::Instant::now() < until
+                && cell.load().version == report.version
+                && fresh.load(Ordering::Relaxed) == report.fresh
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     })
 }

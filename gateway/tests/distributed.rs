@@ -376,6 +376,22 @@ async fn a_revocation_reaches_both_replicas_within_a_second() {
             );
         }
     }
+    // Both replicas report the version they run (`caracal cache status`).
+    let want = c.store.state_version().await.unwrap();
+    loop {
+        let now = caracal_gateway::clock::now().as_millisecond();
+        let reports = shared::replicas(&c.redis, &c.keys, now, Duration::from_secs(30))
+            .await
+            .unwrap();
+        if reports.len() == 2 && reports.iter().all(|r| r.version == want && r.fresh) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the replicas do not report version {want}: {reports:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     eprintln!(
         "revocation enforced by replica 0 after {:?}, replica 1 after {:?}",
         took[0], took[1]
@@ -776,4 +792,83 @@ async fn a_killed_replicas_holds_expire_and_charge_nothing() {
     // The survivors admit calls against the whole budget again.
     let (status, body, _) = c.call(&client, 0, 10).await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// Two replicas and two ledger writers (one consumer group) sharing one
+/// PostgreSQL: every admitted call and every refusal is in the ledger
+/// exactly once, counted by the `x-caracal-event-id` the clients saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_call_and_refusal_is_in_the_postgres_ledger_once() {
+    use caracal_gateway::ledger_writer::{Writer, WriterConfig};
+    let c = Arc::new(cluster(None, Kafka::Direct).await);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut writers = vec![];
+    for _ in 0..2 {
+        let pg = PgStore::connect(&c.pg_url).await.unwrap();
+        let writer = Writer::new(WriterConfig::new(c.topic_brokers.clone()), pg)
+            .await
+            .expect("a writer starts");
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move { writer.run(stop).await }));
+    }
+    let client = c.client();
+    let mut tasks = vec![];
+    for n in 0..16 {
+        let (c, client) = (c.clone(), client.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ids = vec![];
+            for k in 0..10 {
+                let port = c.replicas[(n + k) % 2].addr.port();
+                // Every third call asks for what the allowlist refuses.
+                let path = if k % 3 == 0 { "/v1/embeddings" } else { "/v1/chat/completions" };
+                let r = client
+                    .post(format!("https://127.0.0.1:{port}/openai{path}"))
+                    .bearer_auth(&c.token)
+                    .json(&json!({"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], "input": "x", "max_tokens": 5}))
+                    .send()
+                    .await
+                    .unwrap();
+                let expected = if k % 3 == 0 { 403 } else { 200 };
+                assert_eq!(r.status().as_u16(), expected);
+                ids.push(common::event_id(&r));
+            }
+            ids
+        }));
+    }
+    let mut seen = vec![];
+    for t in tasks {
+        seen.extend(t.await.unwrap());
+    }
+    let pg = PgStore::connect(&c.pg_url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let counts: std::collections::HashMap<String, i64> = loop {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT id, COUNT(*) FROM ledger_events WHERE kind = 'call' GROUP BY id",
+        )
+        .fetch_all(&pg_pool(&c.pg_url).await)
+        .await
+        .unwrap();
+        if rows.len() >= seen.len() || Instant::now() > deadline {
+            break rows.into_iter().collect();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    drop(pg);
+    for id in &seen {
+        assert_eq!(
+            counts.get(id),
+            Some(&1),
+            "event {id} is in the ledger {:?} times",
+            counts.get(id)
+        );
+    }
+    assert_eq!(counts.len(), seen.len(), "no event the clients did not see");
+    stop.cancel();
+    for w in writers {
+        w.await.unwrap();
+    }
+}
+
+async fn pg_pool(url: &str) -> sqlx::PgPool {
+    sqlx::PgPool::connect(url).await.unwrap()
 }
