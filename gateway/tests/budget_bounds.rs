@@ -24,16 +24,7 @@ fn d(s: &str) -> Decimal {
 /// `gpt-test` and `claude-test`; a search costs 0.5.
 async fn prices(env: &Env, window: Option<u64>) {
     let model = |provider: &str, name: &str| {
-        let row = PriceRow::model(
-            provider,
-            name,
-            Currency::USD,
-            d("1000"),
-            d("1000"),
-            None,
-            None,
-            PriceSource::Set,
-        );
+        let row = dear_price(provider, name);
         match window {
             Some(w) => row.with_context_window(w),
             None => row,

@@ -25,16 +25,7 @@ fn d(s: &str) -> Decimal {
 /// reason about.
 async fn dear_prices(env: &Env) {
     env.store
-        .put_prices(&[PriceRow::model(
-            "openai",
-            "gpt-test",
-            Currency::USD,
-            d("1000"),
-            d("1000"),
-            None,
-            None,
-            PriceSource::Set,
-        )])
+        .put_prices(&[dear_price("openai", "gpt-test")])
         .await
         .unwrap();
 }

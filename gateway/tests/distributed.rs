@@ -206,32 +206,22 @@ enum Kafka {
 /// Starts two replicas; Redis is reached through `redis_front` when given
 /// (a fault proxy), else directly.
 async fn cluster(redis_front: Option<&FaultProxy>, kafka: Kafka) -> Cluster {
+    cluster_with(redis_front, None, kafka).await
+}
+
+/// Like [`cluster`], the replicas also reaching PostgreSQL (which they read
+/// only to prime a lost budget counter) through `pg_front`.
+async fn cluster_with(
+    redis_front: Option<&FaultProxy>,
+    pg_front: Option<&FaultProxy>,
+    kafka: Kafka,
+) -> Cluster {
     let (pg, pg_url) = database().await;
     let store: Arc<dyn Store> = Arc::new(pg);
     let mock = mock::start("127.0.0.1:0".parse().unwrap(), Default::default())
         .await
         .unwrap();
-    store
-        .put_provider(
-            &common::provider(
-                "openai",
-                Template::Openai,
-                &mock.base_url(),
-                "api.openai.com",
-            ),
-            false,
-        )
-        .await
-        .unwrap();
-    let (agent, token) = store
-        .register_principal(NewPrincipal {
-            kind: PrincipalKind::Agent,
-            name: "worker-1".into(),
-            email: "worker@example.com".into(),
-        })
-        .await
-        .unwrap();
-    common::allow_usual(&*store, &agent.id).await;
+    let (agent, token) = common::seed(&*store, &mock.base_url()).await;
     let authority = Authority::create(&*store).await;
     let everything = authority::scope(&["*"], authority::ALL);
     // A mandate over everything, recorded: the agent calls with its token.
@@ -274,7 +264,7 @@ async fn cluster(redis_front: Option<&FaultProxy>, kafka: Kafka) -> Cluster {
             &replica_redis,
             &prefix,
             &broker.brokers,
-            &pg_url_of(&pg_url),
+            &through(&pg_url, pg_front),
             ca_dir.path(),
         );
         replicas.push(
@@ -307,8 +297,14 @@ async fn cluster(redis_front: Option<&FaultProxy>, kafka: Kafka) -> Cluster {
     }
 }
 
-fn pg_url_of(url: &str) -> String {
-    url.to_string()
+/// `url` with its host and port replaced by the proxy's, when given.
+fn through(url: &str, front: Option<&FaultProxy>) -> String {
+    let Some(front) = front else {
+        return url.to_string();
+    };
+    let (scheme_user, rest) = url.split_once('@').expect("a URL with a user");
+    let (_, path) = rest.split_once('/').expect("a URL with a database");
+    format!("{scheme_user}@{}/{path}", front.addr())
 }
 
 /// Issues and records a root mandate from `ops` to `subject`, as `caracal
@@ -483,16 +479,7 @@ async fn a_shared_budget_is_never_overspent_across_replicas() {
 /// of `limit` for the agent, published; the budget's counter line.
 async fn dear_budget(c: &Cluster, limit: Decimal) -> Line {
     c.store
-        .put_prices(&[PriceRow::model(
-            "openai",
-            "gpt-test",
-            Currency::USD,
-            d("1000"),
-            d("1000"),
-            None,
-            None,
-            PriceSource::Set,
-        )])
+        .put_prices(&[common::dear_price("openai", "gpt-test")])
         .await
         .unwrap();
     let spec = WindowSpec::new(Period::Daily, WindowType::Calendar, "UTC").unwrap();
@@ -871,4 +858,77 @@ async fn every_call_and_refusal_is_in_the_postgres_ledger_once() {
 
 async fn pg_pool(url: &str) -> sqlx::PgPool {
     sqlx::PgPool::connect(url).await.unwrap()
+}
+
+/// PostgreSQL cut off: the replicas keep enforcing (they serve from Redis
+/// and Kafka, a budget included), the writer waits and retries, and once
+/// the database answers again every event is in the ledger exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_keep_enforcing_without_postgres_and_the_writer_catches_up() {
+    use caracal_gateway::ledger_writer::{Writer, WriterConfig};
+    let (pg, _) = database().await;
+    drop(pg);
+    let admin = std::env::var("CARACAL_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let target: std::net::SocketAddr = admin
+        .split_once('@')
+        .and_then(|(_, r)| r.split_once('/'))
+        .map(|(hp, _)| hp.replace("localhost", "127.0.0.1"))
+        .expect("host:port")
+        .parse()
+        .expect("an address");
+    let front = FaultProxy::start(target).await.unwrap();
+    let c = Arc::new(cluster_with(None, Some(&front), Kafka::Direct).await);
+    let line = dear_budget(&c, d("2.00")).await;
+    let writer_store = PgStore::connect(&through(&c.pg_url, Some(&front)))
+        .await
+        .unwrap();
+    let writer = Writer::new(WriterConfig::new(c.topic_brokers.clone()), writer_store)
+        .await
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let run = {
+        let stop = stop.clone();
+        tokio::spawn(async move { writer.run(stop).await })
+    };
+    front.set(Fault::Blackhole);
+    let client = c.client();
+    let mut ids = vec![];
+    for i in 0..20 {
+        let (status, body, id) = c.call(&client, i % 2, 5).await;
+        assert!(
+            status == 200 || status == 402,
+            "refused without PostgreSQL: {status} {body}"
+        );
+        ids.push(id);
+    }
+    let s = c.standing(&line).await;
+    assert!(
+        s.spent > Decimal::ZERO && s.spent <= d("2.00"),
+        "the budget kept counting: {s:?}"
+    );
+    // Still nothing written: the writer cannot reach the database.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    front.set(Fault::Reset);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    front.set(Fault::Pass);
+    let pool = pg_pool(&c.pg_url).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let counts: std::collections::HashMap<String, i64> = loop {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT id, COUNT(*) FROM ledger_events WHERE kind = 'call' GROUP BY id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        if rows.len() >= ids.len() || Instant::now() > deadline {
+            break rows.into_iter().collect();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for id in &ids {
+        assert_eq!(counts.get(id), Some(&1), "event {id}: {:?}", counts.get(id));
+    }
+    stop.cancel();
+    run.await.unwrap();
 }

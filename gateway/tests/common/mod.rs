@@ -111,39 +111,7 @@ async fn boot(mock_config: MockConfig, adjust: impl FnOnce(&mut Config), grant: 
     let mock = mock::start("127.0.0.1:0".parse().unwrap(), mock_config)
         .await
         .unwrap();
-    store
-        .put_provider(
-            &provider(
-                "openai",
-                Template::Openai,
-                &mock.base_url(),
-                "api.openai.com",
-            ),
-            false,
-        )
-        .await
-        .unwrap();
-    store
-        .put_provider(
-            &provider(
-                "anthropic",
-                Template::Anthropic,
-                &mock.base_url(),
-                "api.anthropic.com",
-            ),
-            false,
-        )
-        .await
-        .unwrap();
-    let (agent, token) = store
-        .register_principal(NewPrincipal {
-            kind: PrincipalKind::Agent,
-            name: "worker-1".into(),
-            email: "worker@example.com".into(),
-        })
-        .await
-        .unwrap();
-    allow_usual(&*store, &agent.id).await;
+    let (agent, token) = seed(&*store, &mock.base_url()).await;
     let authority = authority::Authority::create(&*store).await;
     let gw = caracal_gateway::start(config.clone()).await.unwrap();
     let ca_pem = gw.ca_pem();
@@ -166,6 +134,52 @@ async fn boot(mock_config: MockConfig, adjust: impl FnOnce(&mut Config), grant: 
         env.wait_for_snapshot().await;
     }
     env
+}
+
+/// The test workspace's content: two providers in front of the mock at
+/// `mock_url` (hosts api.openai.com and api.anthropic.com), and the agent
+/// `worker-1` with the usual allowlist; the agent and its token.
+pub async fn seed(
+    store: &dyn Store,
+    mock_url: &str,
+) -> (caracal_gateway::model::Principal, String) {
+    for (name, template, host) in [
+        ("openai", Template::Openai, "api.openai.com"),
+        ("anthropic", Template::Anthropic, "api.anthropic.com"),
+    ] {
+        store
+            .put_provider(&provider(name, template, mock_url, host), false)
+            .await
+            .unwrap();
+    }
+    let (agent, token) = store
+        .register_principal(NewPrincipal {
+            kind: PrincipalKind::Agent,
+            name: "worker-1".into(),
+            email: "worker@example.com".into(),
+        })
+        .await
+        .unwrap();
+    allow_usual(store, &agent.id).await;
+    (agent, token)
+}
+
+/// 1000 USD per million tokens for `provider`'s `model` (a token costs
+/// 0.001, so costs are easy to reason about).
+pub fn dear_price(provider: &str, model: &str) -> caracal_gateway::pricing::PriceRow {
+    use caracal_gateway::money::{parse_amount, Currency};
+    use caracal_gateway::pricing::{PriceRow, PriceSource};
+    let thousand = parse_amount("1000").unwrap();
+    PriceRow::model(
+        provider,
+        model,
+        Currency::USD,
+        thousand,
+        thousand,
+        None,
+        None,
+        PriceSource::Set,
+    )
 }
 
 /// The allowlist every test principal gets: chat completions, model
