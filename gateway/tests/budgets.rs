@@ -11,7 +11,6 @@ use caracal_gateway::budget::rate::RateLimit;
 use caracal_gateway::budget::window::{Period, WindowSpec, WindowType};
 use caracal_gateway::money::{parse_amount, Currency, Decimal, Money};
 use caracal_gateway::policy::{Budget, PolicyDefinition};
-use caracal_gateway::pricing::{PriceRow, PriceSource};
 use common::authority::change;
 use common::*;
 use futures_util::StreamExt;

@@ -17,12 +17,10 @@ use caracal_gateway::budget::counters::{CounterId, Counters, Line, DEFAULT_HOLD_
 use caracal_gateway::budget::window::{Period, WindowSpec, WindowType};
 use caracal_gateway::kafka::admin::{create_topics, TopicSpec};
 use caracal_gateway::model::Principal;
-use caracal_gateway::model::{PrincipalKind, Template};
 use caracal_gateway::money::{parse_amount, Currency, Decimal, Money};
 use caracal_gateway::policy::{Budget, PolicyDefinition};
-use caracal_gateway::pricing::{PriceRow, PriceSource};
 use caracal_gateway::shared::{self, Keys, RedisCounters};
-use caracal_gateway::store::{MandateRecord, NewPrincipal, PgStore, Revocation, Store};
+use caracal_gateway::store::{MandateRecord, PgStore, Revocation, Store};
 use caracal_gateway::RunningGateway;
 use caracal_load_tests::broker::Broker;
 use caracal_load_tests::faults::{Fault, FaultProxy};
