@@ -140,7 +140,7 @@ call "$R2" /v1/chat/completions "$BODY"
 step "(b) denied by the allowlist: embeddings"
 call "$R1" /v1/embeddings '{"model":"text-embedding-3-small","input":"x"}'
 
-step "(c) a daily budget of 0.00006 USD (about two calls), shared by both replicas"
+step "(c) a daily budget of 0.00006 USD (a few calls), shared by both replicas"
 budget_json=$(caracal policy create --agent-id demo-agent --limit 0.00006 --currency USD \
   --time-window daily --change-reason "demo: small shared budget" --json)
 BUDGET_ID=$(printf '%s' "$budget_json" | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' | head -n 1)
