@@ -255,15 +255,13 @@ pub async fn run_db(cmd: DbCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Resul
             pg.reset().await?;
             pg.close().await;
             writeln!(io.out, "reset the database of workspace {}", ws.name)?;
-            // The replicas must forget the old state too.
-            match publish(&ws, true).await {
-                Ok((v, _)) => writeln!(io.out, "published the empty state (version {v})")?,
-                Err(e) => writeln!(
-                    io.err,
-                    "warning: could not publish the empty state ({}); run `caracal cache sync`",
-                    output::error_chain(&e)
-                )?,
-            }
+            // The replicas must forget the old state too; until they do they
+            // enforce the old one, so a failure here is the command's.
+            let (v, _) = publish(&ws, true).await.context(
+                "the database was reset, but the gateway replicas were not told: run \
+                 `caracal cache sync` when Redis answers",
+            )?;
+            writeln!(io.out, "published the empty state (version {v})")?;
             Ok(Exit::Success)
         }
     }

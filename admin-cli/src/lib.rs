@@ -82,30 +82,39 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<Exit> {
             | Command::Authority(_)
             | Command::Pricebook(_)
     );
-    let exit = match cli.command {
-        Command::Workspace(cmd) => workspace::run(cmd, &ctx, io)?,
-        Command::Up(args) => runtime::up::run(args, &ctx, io).await?,
-        Command::Down => runtime::down(&ctx, io).await?,
-        Command::Status(args) => runtime::status(args, &ctx, io).await?,
-        Command::Logs(args) => runtime::logs::run(args, &ctx, io)?,
-        Command::Certs(cmd) => certs::run(cmd, &ctx, io)?,
-        Command::Provider(cmd) => provider::run(cmd, &ctx, io).await?,
-        Command::Principal(cmd) => principal::run(cmd, &ctx, io).await?,
-        Command::Agent(cmd) => principal::run_agent(cmd, &ctx, io).await?,
-        Command::Allowlist(cmd) => allowlist::run(cmd, &ctx, io).await?,
-        Command::Ledger(cmd) => ledger::run(cmd, &ctx, io).await?,
-        Command::Policy(cmd) => policy::run(cmd, &ctx, io).await?,
-        Command::Authority(cmd) => authority::run(cmd, &ctx, io).await?,
-        Command::Pricebook(cmd) => pricebook::run(cmd, &ctx, io).await?,
-        Command::Db(cmd) => distributed::run_db(cmd, &ctx, io).await?,
-        Command::Cache(cmd) => distributed::run_cache(cmd, &ctx, io).await?,
-        Command::Dlq(cmd) => dlq::run(cmd, &ctx, io).await?,
-        Command::Kafka(cmd) => kafka::run(cmd, &ctx, io).await?,
+    let result = match cli.command {
+        Command::Workspace(cmd) => workspace::run(cmd, &ctx, io),
+        Command::Up(args) => runtime::up::run(args, &ctx, io).await,
+        Command::Down => runtime::down(&ctx, io).await,
+        Command::Status(args) => runtime::status(args, &ctx, io).await,
+        Command::Logs(args) => runtime::logs::run(args, &ctx, io),
+        Command::Certs(cmd) => certs::run(cmd, &ctx, io),
+        Command::Provider(cmd) => provider::run(cmd, &ctx, io).await,
+        Command::Principal(cmd) => principal::run(cmd, &ctx, io).await,
+        Command::Agent(cmd) => principal::run_agent(cmd, &ctx, io).await,
+        Command::Allowlist(cmd) => allowlist::run(cmd, &ctx, io).await,
+        Command::Ledger(cmd) => ledger::run(cmd, &ctx, io).await,
+        Command::Policy(cmd) => policy::run(cmd, &ctx, io).await,
+        Command::Authority(cmd) => authority::run(cmd, &ctx, io).await,
+        Command::Pricebook(cmd) => pricebook::run(cmd, &ctx, io).await,
+        Command::Db(cmd) => distributed::run_db(cmd, &ctx, io).await,
+        Command::Cache(cmd) => distributed::run_cache(cmd, &ctx, io).await,
+        Command::Dlq(cmd) => dlq::run(cmd, &ctx, io).await,
+        Command::Kafka(cmd) => kafka::run(cmd, &ctx, io).await,
     };
     if changes_state {
-        // A distributed workspace's replicas learn the change from Redis.
-        distributed::publish_if_behind(&ctx).await?;
+        // A distributed workspace's replicas learn the change from Redis:
+        // also when the command failed after committing part of it (a
+        // change committed and never published would go unenforced).
+        let published = distributed::publish_if_behind(&ctx).await;
+        if let Err(e) = published {
+            match &result {
+                Ok(_) => return Err(e),
+                Err(_) => eprintln!("error: {}", output::error_chain(&e)),
+            }
+        }
     }
+    let exit = result?;
     io.out.flush()?;
     Ok(exit)
 }

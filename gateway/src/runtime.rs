@@ -286,6 +286,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         counters: counters.clone(),
         history,
         allowlist_default: config.allowlist_default,
+        counters_prime_lazily: matches!(config.deployment, Deployment::Distributed(_)),
     };
     let snapshot = loader.load().await.map_err(|e| StartError::Snapshot(e.0))?;
     let cell = Arc::new(ArcSwap::from_pointee(snapshot));

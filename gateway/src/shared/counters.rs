@@ -51,8 +51,8 @@ pub const GRACE: SignedDuration = SignedDuration::from_hours(6);
 /// first, and every id after [`FINISHED_MEMORY`]).
 const FINISHED_CAP: usize = 65_536;
 
-/// How often `reserve` primes and retries before giving up: priming is
-/// once per counter, so a second miss means the counters keep vanishing.
+/// How often `reserve` may find a counter it had just primed gone again
+/// before giving up (the counters keep vanishing: Redis evicting them).
 const PRIME_ATTEMPTS: usize = 3;
 
 fn script(body: &str) -> Script {
@@ -287,19 +287,19 @@ impl RedisCounters {
         parse_reserved(&answer, hold.id)
     }
 
-    /// Primes counter `line` of `principal` from the spend history.
+    /// Primes counter `line` of `principal` from the spend history; false
+    /// when another caller primed it first.
     async fn prime_from_history(
         &self,
         principal: &str,
         line: &Line,
         now: Timestamp,
-    ) -> Result<(), CounterError> {
+    ) -> Result<bool, CounterError> {
         let spend = crate::snapshot::spend_in_window(&*self.history, principal, line, now)
             .await
             .map_err(|e| CounterError(format!("cannot prime budget {}: {e}", line.id.policy_id)))?;
         self.prime_now(principal, &line.id, &line.spec, spend, now)
             .await
-            .map(|_| ())
     }
 
     async fn prime_now(
@@ -459,17 +459,32 @@ impl Counters for RedisCounters {
         };
         Box::pin(async move {
             let keys = PrincipalKeys::new(&this.keys, &hold.principal);
-            for _ in 0..PRIME_ATTEMPTS {
+            // Each round primes the first counter Redis does not know; a
+            // principal has a few budget lines, each primed once. Only a
+            // counter found missing again right after priming counts
+            // against the attempts.
+            let mut vanished = 0;
+            let mut rounds = 0;
+            loop {
+                rounds += 1;
+                if vanished >= PRIME_ATTEMPTS || rounds > lines.len() + PRIME_ATTEMPTS {
+                    break;
+                }
                 match this.reserve_once(&keys, &hold, &lines, now).await? {
                     Reserved::Ok => {
                         this.live.lock().insert(hold.id, hold.clone());
                         return Ok(hold);
                     }
-                    Reserved::Held(held) => return Ok(held),
+                    Reserved::Held(held) => {
+                        this.live.lock().insert(held.id, held.clone());
+                        return Ok(held);
+                    }
                     Reserved::Finished => return Err(NotReserved::Finished(id)),
                     Reserved::Unprimed(i) => {
                         let line = lines.get(i).ok_or_else(|| corrupt("no such line"))?;
-                        this.prime_from_history(&hold.principal, line, now).await?;
+                        if !this.prime_from_history(&hold.principal, line, now).await? {
+                            vanished += 1;
+                        }
                     }
                     Reserved::Exceeded {
                         line,
@@ -562,7 +577,7 @@ impl Counters for RedisCounters {
         let this = self.clone();
         let (principal, id, spec) = (principal.to_string(), id.clone(), spec.clone());
         Box::pin(async move {
-            this.prime_now(&principal, &id, &spec, spend, Timestamp::now())
+            this.prime_now(&principal, &id, &spec, spend, crate::clock::now())
                 .await
         })
     }

@@ -301,3 +301,36 @@ async fn live_holds_are_renewed_and_a_dead_replicas_expire() {
     let s = live.standing("agent-1", &line, now()).await.unwrap();
     assert_eq!(s.spent, d("2.5"));
 }
+
+/// A principal under several budgets, none of which Redis knows yet (new,
+/// or every counter expired while it was idle): the first reservation
+/// primes each of them and goes through.
+#[tokio::test]
+async fn every_unknown_counter_is_primed_before_the_first_reservation() {
+    let c = counters(TTL).await;
+    let lines: Vec<Line> = [
+        Period::Hourly,
+        Period::Daily,
+        Period::Weekly,
+        Period::Monthly,
+    ]
+    .into_iter()
+    .map(|period| {
+        let spec = WindowSpec::new(period, WindowType::Calendar, "UTC").unwrap();
+        Line {
+            id: CounterId::new(&format!("p-{}", period.as_str()), &spec),
+            policy_version: 1,
+            limit: d("1.00"),
+            currency: Currency::USD,
+            spec,
+        }
+    })
+    .collect();
+    let now = t("2026-11-22T10:00:00Z");
+    c.reserve("agent-1", ReservationId::new(), &lines, d("0.10"), now)
+        .await
+        .expect("all four primed, then reserved");
+    for line in &lines {
+        assert!(c.knows("agent-1", &line.id).await.unwrap());
+    }
+}

@@ -113,17 +113,27 @@ impl Keys {
 /// Micro-units in one unit of a currency.
 const MICROS: i64 = 1_000_000;
 
+/// The largest number of micro-units (or tokens) handed to a script: 2⁵³,
+/// below which Lua's doubles are exact and `HINCRBY` cannot overflow. Far
+/// above any real amount (10⁹ units is 10¹⁵ micro-units); a larger one is
+/// clamped, which still refuses it against any real limit.
+pub(crate) const MAX_EXACT: i64 = 1 << 53;
+
 /// `amount` in micro-units, rounded up (what is reserved or spent errs
 /// towards refusing). Negative amounts count as zero.
 pub(crate) fn micros_up(amount: Decimal) -> i64 {
-    let scaled = (amount.max(Decimal::ZERO) * Decimal::from(MICROS)).ceil();
-    i64::try_from(scaled).unwrap_or(i64::MAX)
+    match amount.max(Decimal::ZERO).checked_mul(Decimal::from(MICROS)) {
+        Some(scaled) => i64::try_from(scaled.ceil()).map_or(MAX_EXACT, |m| m.min(MAX_EXACT)),
+        None => MAX_EXACT,
+    }
 }
 
 /// `limit` in micro-units, rounded down.
 pub(crate) fn micros_down(limit: Decimal) -> i64 {
-    let scaled = (limit.max(Decimal::ZERO) * Decimal::from(MICROS)).floor();
-    i64::try_from(scaled).unwrap_or(i64::MAX)
+    match limit.max(Decimal::ZERO).checked_mul(Decimal::from(MICROS)) {
+        Some(scaled) => i64::try_from(scaled.floor()).map_or(MAX_EXACT, |m| m.min(MAX_EXACT)),
+        None => MAX_EXACT,
+    }
 }
 
 /// Micro-units back to an amount.
@@ -168,6 +178,9 @@ mod tests {
         assert_eq!(micros_down(d("0.0000019")), 1);
         assert_eq!(micros_up(-Decimal::ONE), 0);
         assert_eq!(micros_up(d("1000000000")), 1_000_000_000_000_000);
+        // Beyond what a script counts exactly: clamped, still refused.
+        assert_eq!(micros_up(Decimal::MAX), MAX_EXACT);
+        assert_eq!(micros_down(Decimal::MAX), MAX_EXACT);
         assert_eq!(from_micros(9_900_000), d("9.9"));
     }
 

@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use redis::aio::ConnectionManager;
 use redis::Script;
 
-use super::{unavailable, Keys};
+use super::{unavailable, Keys, MAX_EXACT};
 use crate::budget::counters::{BoxFuture, CounterError};
 use crate::budget::rate::{
     oldest_counted, refusal, second_of, Bucket, LimitKind, NotAdmitted, RateLimit, RateLimited,
@@ -105,7 +105,7 @@ impl RateLimiter for RedisRateLimiter {
             let answer: Vec<String> = ADMIT
                 .key(&key)
                 .arg(second_of(now))
-                .arg(estimated_tokens)
+                .arg(estimated_tokens.min(MAX_EXACT as u64))
                 .arg(rpm)
                 .arg(tpm)
                 .arg(KEY_TTL_MS)
@@ -188,8 +188,8 @@ impl RedisRateLimiter {
                 .key(&key)
                 .arg(ticket.second())
                 .arg(second_of(now))
-                .arg(ticket.estimate())
-                .arg(actual.map_or(String::new(), |a| a.to_string()))
+                .arg(ticket.estimate().min(MAX_EXACT as u64))
+                .arg(actual.map_or(String::new(), |a| a.min(MAX_EXACT as u64).to_string()))
                 .invoke_async(&mut conn)
                 .await
                 .map_err(unavailable)?;

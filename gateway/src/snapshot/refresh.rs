@@ -109,6 +109,11 @@ pub struct Refresher {
     pub counters: Arc<dyn Counters>,
     pub history: Arc<dyn SpendHistory>,
     pub allowlist_default: AllowlistDefault,
+    /// The counters prime a counter they do not know themselves before
+    /// reserving in it (Redis): priming at load is then only a head start,
+    /// and a failure to prime (the ledger unreachable) must not keep a new
+    /// state — a revocation, say — from being swapped in.
+    pub counters_prime_lazily: bool,
 }
 
 impl Refresher {
@@ -120,11 +125,14 @@ impl Refresher {
         for w in warnings {
             tracing::warn!(version = snapshot.version, "{w}");
         }
-        let primed = self
-            .prime(&snapshot.budgets, jiff::Timestamp::now())
-            .await?;
-        if primed > 0 {
-            tracing::info!(primed, "budget counters primed from the ledger");
+        match self.prime(&snapshot.budgets, crate::clock::now()).await {
+            Ok(0) => {}
+            Ok(primed) => tracing::info!(primed, "budget counters primed from the ledger"),
+            Err(e) if self.counters_prime_lazily => tracing::warn!(
+                error = %e,
+                "cannot prime budget counters now; each is primed before its first reservation"
+            ),
+            Err(e) => return Err(e),
         }
         Ok(snapshot)
     }
@@ -179,10 +187,13 @@ impl Refresher {
     ) -> tokio::task::JoinHandle<()> {
         let base = std::time::Instant::now();
         let confirmed_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        // A state is confirmed as of when its version was read, not when a
+        // (slow) load finished: a change published meanwhile must not
+        // stretch the staleness bound.
         let confirm = {
             let (fresh, confirmed_ms) = (fresh.clone(), confirmed_ms.clone());
-            move || {
-                confirmed_ms.store(base.elapsed().as_millis() as u64, Ordering::Relaxed);
+            move |read_at_ms: u64| {
+                confirmed_ms.fetch_max(read_at_ms, Ordering::Relaxed);
                 fresh.store(true, Ordering::Relaxed);
             }
         };
@@ -204,6 +215,13 @@ impl Refresher {
                             .min(base.elapsed().as_millis() as u64);
                     if since > bound.as_millis() as u64 {
                         fresh.store(false, Ordering::Relaxed);
+                        // A confirmation that raced the check wins.
+                        let now = base.elapsed().as_millis() as u64;
+                        if now.saturating_sub(confirmed_ms.load(Ordering::Relaxed))
+                            <= bound.as_millis() as u64
+                        {
+                            fresh.store(true, Ordering::Relaxed);
+                        }
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -213,8 +231,9 @@ impl Refresher {
             let _watchdog = AbortOnDrop(watchdog);
             loop {
                 self.source.changed(interval).await;
+                let read_at_ms = base.elapsed().as_millis() as u64;
                 match self.source.version().await {
-                    Ok(v) if v == cell.load().version => confirm(),
+                    Ok(v) if v == cell.load().version => confirm(read_at_ms),
                     Ok(_) => match self.load().await {
                         Ok(s) => {
                             tracing::info!(version = s.version, "snapshot refreshed");
@@ -222,7 +241,7 @@ impl Refresher {
                                 .increment(1);
                             metrics::gauge!("caracal_snapshot_version").set(s.version as f64);
                             cell.store(Arc::new(s));
-                            confirm();
+                            confirm(read_at_ms);
                         }
                         Err(e) => {
                             metrics::counter!("caracal_snapshot_reloads_total", "result" => "error")
@@ -238,5 +257,74 @@ impl Refresher {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::budget::counters::InProcessCounters;
+    use crate::budget::window::{Period, WindowSpec, WindowType};
+    use crate::model::PrincipalKind;
+    use crate::money::{Currency, Money};
+    use crate::policy::{Budget, PolicyDefinition};
+    use crate::snapshot::StoreSource;
+    use crate::store::{Change, NewPrincipal, SqliteStore};
+
+    /// A ledger that cannot be read.
+    struct Unreachable;
+
+    impl SpendHistory for Unreachable {
+        fn spend_since(
+            &self,
+            _: &str,
+            _: i64,
+        ) -> crate::budget::counters::BoxFuture<Result<Vec<crate::store::Spend>, SourceError>>
+        {
+            Box::pin(std::future::ready(Err(SourceError(
+                "ledger unreachable".into(),
+            ))))
+        }
+    }
+
+    /// With counters that prime themselves before reserving (Redis), a
+    /// state whose new budget cannot be primed now is still loaded — a
+    /// revocation in it must not wait for the ledger; with counters that
+    /// rely on priming at load (in process), it is not.
+    #[tokio::test]
+    async fn priming_failures_block_loading_only_where_priming_is_needed_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("s.db")).await.unwrap());
+        let (agent, _) = store
+            .register_principal(NewPrincipal {
+                kind: PrincipalKind::Agent,
+                name: "a".into(),
+                email: "a@example.com".into(),
+            })
+            .await
+            .unwrap();
+        let def = PolicyDefinition {
+            budget: Some(Budget {
+                limit: Money::new(1.into(), Currency::USD),
+                window: WindowSpec::new(Period::Daily, WindowType::Calendar, "UTC").unwrap(),
+                max_output_tokens: 64,
+            }),
+            ..PolicyDefinition::default()
+        };
+        let change = Change {
+            changed_by: "test".into(),
+            reason: "budget".into(),
+        };
+        store.create_policy(&agent.id, &def, &change).await.unwrap();
+        let refresher = |lazily| Refresher {
+            source: Arc::new(StoreSource::new(store.clone())),
+            counters: Arc::new(InProcessCounters::default()),
+            history: Arc::new(Unreachable),
+            allowlist_default: AllowlistDefault::Deny,
+            counters_prime_lazily: lazily,
+        };
+        assert!(refresher(true).load().await.is_ok());
+        assert!(refresher(false).load().await.is_err());
     }
 }
