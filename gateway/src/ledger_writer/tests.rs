@@ -51,6 +51,17 @@ async fn env(partitions: i32) -> Env {
 }
 
 impl Env {
+    /// A store reaching the test database through a fault proxy.
+    async fn store_behind_proxy(&self) -> (FaultProxy, PgStore) {
+        let proxy = FaultProxy::start(server_of(&self.pg.url))
+            .await
+            .expect("proxy");
+        let store = PgStore::connect(&through(&self.pg.url, proxy.addr()))
+            .await
+            .expect("connect through the proxy");
+        (proxy, store)
+    }
+
     fn config(&self) -> WriterConfig {
         let mut c = WriterConfig::new(self.broker.brokers.clone());
         c.topic = self.topic.clone();
@@ -491,12 +502,7 @@ async fn committed(env: &Env, group: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_cut_off_then_back_loses_nothing_and_commits_nothing_unstored() {
     let env = env(1).await;
-    let proxy = FaultProxy::start(server_of(&env.pg.url))
-        .await
-        .expect("proxy");
-    let store = PgStore::connect(&through(&env.pg.url, proxy.addr()))
-        .await
-        .expect("connect through the proxy");
+    let (proxy, store) = env.store_behind_proxy().await;
     let config = env.config();
     let group = config.group_id.clone();
     let w = env.writer(config, store).await;
@@ -535,12 +541,7 @@ async fn postgres_cut_off_then_back_loses_nothing_and_commits_nothing_unstored()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_killed_before_its_database_commit_leaves_its_batch_to_the_next() {
     let env = env(1).await;
-    let proxy = FaultProxy::start(server_of(&env.pg.url))
-        .await
-        .expect("proxy");
-    let store = PgStore::connect(&through(&env.pg.url, proxy.addr()))
-        .await
-        .expect("connect through the proxy");
+    let (proxy, store) = env.store_behind_proxy().await;
     let config = env.config();
     let group = config.group_id.clone();
     let a = env.writer(config.clone(), store).await;
