@@ -88,6 +88,8 @@ struct Backends {
     ledger: Ledger,
     /// Health guards beyond `snapshot` and `tls`.
     guards: Vec<(&'static str, Arc<AtomicBool>)>,
+    /// The counters prime an unknown counter themselves before reserving.
+    counters_prime_lazily: bool,
     /// How long the snapshot may go unconfirmed, and how often it is checked.
     max_staleness: Option<Duration>,
     resync: Duration,
@@ -127,6 +129,7 @@ async fn embedded(config: &Config) -> Result<Backends, StartError> {
         sink: Arc::new(sink),
         guards: vec![("ledger", writer.healthy())],
         ledger: Ledger::Embedded { writer, sqlite },
+        counters_prime_lazily: false,
         max_staleness: None,
         resync: REFRESH_INTERVAL,
         tasks: Vec::new(),
@@ -201,6 +204,7 @@ async fn distributed(config: &Config, d: &Distributed) -> Result<Backends, Start
             publisher,
             postgres,
         },
+        counters_prime_lazily: true,
         max_staleness: Some(config.snapshot_max_staleness),
         resync: config.snapshot_resync,
         tasks,
@@ -276,6 +280,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         sink,
         ledger,
         guards,
+        counters_prime_lazily,
         max_staleness,
         resync,
         mut tasks,
@@ -286,7 +291,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         counters: counters.clone(),
         history,
         allowlist_default: config.allowlist_default,
-        counters_prime_lazily: matches!(config.deployment, Deployment::Distributed(_)),
+        counters_prime_lazily,
     };
     let snapshot = loader.load().await.map_err(|e| StartError::Snapshot(e.0))?;
     let cell = Arc::new(ArcSwap::from_pointee(snapshot));

@@ -23,7 +23,7 @@ use caracal_gateway::shared::{self, Keys, RedisCounters};
 use caracal_gateway::store::{MandateRecord, PgStore, Revocation, Store};
 use caracal_gateway::RunningGateway;
 use caracal_load_tests::broker::Broker;
-use caracal_load_tests::faults::{Fault, FaultProxy};
+use caracal_load_tests::faults::{server_of, url_through, Fault, FaultProxy};
 use caracal_load_tests::mock::{self, MockHandle};
 use common::authority::{self, change, Authority};
 use serde_json::json;
@@ -295,14 +295,12 @@ async fn cluster_with(
     }
 }
 
-/// `url` with its host and port replaced by the proxy's, when given.
+/// `url` through the fault proxy `front`, when given.
 fn through(url: &str, front: Option<&FaultProxy>) -> String {
-    let Some(front) = front else {
-        return url.to_string();
-    };
-    let (scheme_user, rest) = url.split_once('@').expect("a URL with a user");
-    let (_, path) = rest.split_once('/').expect("a URL with a database");
-    format!("{scheme_user}@{}/{path}", front.addr())
+    match front {
+        Some(front) => url_through(url, front.addr()),
+        None => url.to_string(),
+    }
 }
 
 /// Issues and records a root mandate from `ops` to `subject`, as `caracal
@@ -563,11 +561,7 @@ async fn read_event_ids(brokers: &str, n: usize) -> std::collections::HashSet<St
 /// when it returns they serve again by themselves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_fail_closed_without_redis_and_recover() {
-    let target: std::net::SocketAddr = redis_url()
-        .trim_start_matches("redis://")
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
+    let target = server_of(&redis_url(), 6379);
     let proxy = FaultProxy::start(target).await.unwrap();
     let c = cluster(Some(&proxy), Kafka::Direct).await;
     let client = c.client();
@@ -883,13 +877,7 @@ async fn replicas_keep_enforcing_without_postgres_and_the_writer_catches_up() {
     drop(pg);
     let admin = std::env::var("CARACAL_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let target: std::net::SocketAddr = admin
-        .split_once('@')
-        .and_then(|(_, r)| r.split_once('/'))
-        .map(|(hp, _)| hp.replace("localhost", "127.0.0.1"))
-        .expect("host:port")
-        .parse()
-        .expect("an address");
+    let target = server_of(&admin, 5432);
     let front = FaultProxy::start(target).await.unwrap();
     let c = Arc::new(cluster_with(None, Some(&front), Kafka::Direct).await);
     let line = dear_budget(&c, d("2.00")).await;

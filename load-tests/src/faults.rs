@@ -165,6 +165,33 @@ async fn until_reset(fault: &mut watch::Receiver<Fault>) {
     }
 }
 
+/// `url` (`scheme://[user@]host:port/path`) with its host and port
+/// replaced by `proxy`: the same server, reached through a fault proxy.
+pub fn url_through(url: &str, proxy: SocketAddr) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
+    let (auth, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let user = auth
+        .rsplit_once('@')
+        .map(|(u, _)| format!("{u}@"))
+        .unwrap_or_default();
+    format!("{scheme}://{user}{proxy}/{path}")
+}
+
+/// The server `url` names, as an address a fault proxy can forward to
+/// (`localhost` as 127.0.0.1, `default_port` when the URL names none).
+pub fn server_of(url: &str, default_port: u16) -> SocketAddr {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let auth = rest.split_once('/').map_or(rest, |(a, _)| a);
+    let host = auth.rsplit_once('@').map_or(auth, |(_, h)| h);
+    let host = host.replace("localhost", "127.0.0.1");
+    let host = if host.contains(':') {
+        host
+    } else {
+        format!("{host}:{default_port}")
+    };
+    host.parse().expect("the test server as ip:port")
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

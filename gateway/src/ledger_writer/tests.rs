@@ -468,26 +468,11 @@ async fn poison_messages_go_to_the_dead_letter_queue_and_the_writer_goes_on() {
 
 /// The store's URL with its server replaced by `proxy`.
 fn through(url: &str, proxy: std::net::SocketAddr) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap();
-    let (auth, path) = rest.split_once('/').unwrap();
-    let user = auth
-        .rsplit_once('@')
-        .map(|(u, _)| format!("{u}@"))
-        .unwrap_or_default();
-    format!("{scheme}://{user}{proxy}/{path}")
+    caracal_load_tests::faults::url_through(url, proxy)
 }
 
 fn server_of(url: &str) -> std::net::SocketAddr {
-    let rest = url.split_once("://").unwrap().1;
-    let auth = rest.split_once('/').unwrap().0;
-    let host = auth.rsplit_once('@').map_or(auth, |(_, h)| h);
-    let host = host.replace("localhost", "127.0.0.1");
-    let host = if host.contains(':') {
-        host
-    } else {
-        format!("{host}:5432")
-    };
-    host.parse().expect("the test server as ip:port")
+    caracal_load_tests::faults::server_of(url, 5432)
 }
 
 /// How many messages the group committed, over the topic's partitions.

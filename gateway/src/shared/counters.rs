@@ -146,6 +146,15 @@ fn counts_until_ms(spec: &WindowSpec, cell: i64, now: Timestamp) -> i64 {
     }
 }
 
+/// Per budget line at `now`: the cell a reservation goes into, the first
+/// and last cells counted, and how long (ms) the counter key must live.
+type LineCells = (i64, i64, i64, i64);
+
+fn line_cells(line: &Line, now: Timestamp) -> LineCells {
+    let (cell, first, last) = cells_at(&line.spec, now);
+    (cell, first, last, key_ttl_ms(&line.spec, cell, now))
+}
+
 /// How long (ms) a key holding `cell` must live from `now`.
 fn key_ttl_ms(spec: &WindowSpec, cell: i64, now: Timestamp) -> i64 {
     let left = counts_until_ms(spec, cell, now).saturating_sub(now.as_millisecond());
@@ -246,16 +255,10 @@ impl RedisCounters {
         keys: &PrincipalKeys,
         hold: &Hold,
         lines: &[Line],
+        at: &[LineCells],
+        record: &str,
         now: Timestamp,
     ) -> Result<Reserved, CounterError> {
-        let record = serde_json::to_string(&HoldRecord::of(hold)).expect("a hold serialises");
-        let at: Vec<_> = lines
-            .iter()
-            .map(|line| {
-                let (cell, first, last) = cells_at(&line.spec, now);
-                (cell, first, last, key_ttl_ms(&line.spec, cell, now))
-            })
-            .collect();
         // The hold's keys live as long as the longest-lived cell it takes
         // an amount in, so its record outlives its amount.
         let holds_ttl = at
@@ -271,8 +274,8 @@ impl RedisCounters {
             .arg(micros_up(hold.amount))
             .arg(hold.expires_at.as_millisecond())
             .arg(holds_ttl)
-            .arg(&record);
-        for (line, (cell, first, last, ttl)) in lines.iter().zip(&at) {
+            .arg(record);
+        for (line, (cell, first, last, ttl)) in lines.iter().zip(at) {
             call.key(keys.counter(&line.id))
                 .arg(micros_down(line.limit))
                 .arg(*cell)
@@ -447,16 +450,20 @@ impl Counters for RedisCounters {
     ) -> BoxFuture<Result<Hold, NotReserved>> {
         let this = self.clone();
         let lines = lines.to_vec();
+        // Time-zone arithmetic and the record, once for every round below.
+        let at: Vec<LineCells> = lines.iter().map(|l| line_cells(l, now)).collect();
         let hold = Hold {
             id,
             principal: principal.to_string(),
             amount,
             cells: lines
                 .iter()
-                .map(|l| (l.id.clone(), cells_at(&l.spec, now).0))
+                .zip(&at)
+                .map(|(l, a)| (l.id.clone(), a.0))
                 .collect(),
             expires_at: now.checked_add(self.ttl).unwrap_or(Timestamp::MAX),
         };
+        let record = serde_json::to_string(&HoldRecord::of(&hold)).expect("a hold serialises");
         Box::pin(async move {
             let keys = PrincipalKeys::new(&this.keys, &hold.principal);
             // Each round primes the first counter Redis does not know; a
@@ -470,7 +477,10 @@ impl Counters for RedisCounters {
                 if vanished >= PRIME_ATTEMPTS || rounds > lines.len() + PRIME_ATTEMPTS {
                     break;
                 }
-                match this.reserve_once(&keys, &hold, &lines, now).await? {
+                match this
+                    .reserve_once(&keys, &hold, &lines, &at, &record, now)
+                    .await?
+                {
                     Reserved::Ok => {
                         this.live.lock().insert(hold.id, hold.clone());
                         return Ok(hold);

@@ -207,19 +207,18 @@ impl Refresher {
         };
         let watchdog = max_staleness.map(|bound| {
             let (fresh, confirmed_ms) = (fresh.clone(), confirmed_ms.clone());
+            let bound_ms = bound.as_millis() as u64;
+            let stale = move || {
+                (base.elapsed().as_millis() as u64)
+                    .saturating_sub(confirmed_ms.load(Ordering::Relaxed))
+                    > bound_ms
+            };
             tokio::spawn(async move {
                 loop {
-                    let since = base.elapsed().as_millis() as u64
-                        - confirmed_ms
-                            .load(Ordering::Relaxed)
-                            .min(base.elapsed().as_millis() as u64);
-                    if since > bound.as_millis() as u64 {
+                    if stale() {
                         fresh.store(false, Ordering::Relaxed);
                         // A confirmation that raced the check wins.
-                        let now = base.elapsed().as_millis() as u64;
-                        if now.saturating_sub(confirmed_ms.load(Ordering::Relaxed))
-                            <= bound.as_millis() as u64
-                        {
+                        if !stale() {
                             fresh.store(true, Ordering::Relaxed);
                         }
                     }
