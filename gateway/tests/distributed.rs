@@ -424,8 +424,9 @@ async fn a_shared_budget_is_never_overspent_across_replicas() {
         "{allowed} of {} allowed",
         seen.len()
     );
-    // The shared counters: settled spend within the limit, nothing held.
-    let standing = || c.standing(&plan_line);
+    // The shared counters: settled spend within the limit, nothing held
+    // once the last settles (sent as each response body ends) arrive.
+    let standing = || c.settled(&plan_line);
     let s = standing().await;
     assert!(s.spent <= limit, "spent {} of {limit}", s.spent);
     assert_eq!(
@@ -503,6 +504,20 @@ async fn dear_budget(c: &Cluster, limit: Decimal) -> Line {
 }
 
 impl Cluster {
+    /// Where `line` stands once nothing is held any more: a replica settles
+    /// a call as its response body ends, after the client has it, so the
+    /// last settles may still be on their way (5 s at most).
+    async fn settled(&self, line: &Line) -> caracal_gateway::budget::counters::Standing {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let s = self.standing(line).await;
+            if s.reserved == Decimal::ZERO || Instant::now() > deadline {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Where the agent's budget `line` stands in Redis, on the shared clock.
     async fn standing(&self, line: &Line) -> caracal_gateway::budget::counters::Standing {
         let counters = RedisCounters::new(
