@@ -61,7 +61,7 @@ pub enum CacheCmd {
 /// How long a replica's report counts (replicas report every 2 s).
 const REPORT_FORGET: Duration = Duration::from_secs(30);
 
-async fn redis(ws: &Workspace) -> anyhow::Result<(redis::aio::ConnectionManager, Keys)> {
+pub(crate) async fn redis(ws: &Workspace) -> anyhow::Result<(redis::aio::ConnectionManager, Keys)> {
     let d = ws.distributed()?;
     let url = d.need(Service::Redis)?;
     let conn = shared::connect(&url)

@@ -1,6 +1,8 @@
 //! `caracal ledger query --agent-id ID --time-window PERIOD`: what a
 //! principal has spent in its budgets' current windows, from the ledger and
-//! the running gateway's counters.
+//! the gateways' counters: the running gateway's in an embedded workspace;
+//! in a distributed one, the spend aggregates the ledger writers keep in
+//! PostgreSQL and the counters every replica shares in Redis.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +14,8 @@ use caracal_gateway::policy::{Budget, Policy};
 use caracal_gateway::store::Spend;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+
+use caracal_config::Deployment;
 
 use crate::context::{self, Context, Workspace};
 use crate::output::{self, or_dash, Exit, Io};
@@ -35,8 +39,9 @@ struct WindowSpending {
     limit: Option<String>,
     spent: String,
     /// `ledger` (costs recorded from the window start to now) or `gateway`
-    /// (the running gateway's counter, larger: it includes calls whose
-    /// ledger rows are not written yet).
+    /// (the gateways' counter, larger: it includes calls whose ledger rows
+    /// are not written yet; in a distributed workspace, the counter the
+    /// replicas share in Redis).
     spent_source: &'static str,
     reserved: String,
     /// limit − spent − reserved, never below 0; None without a budget.
@@ -69,11 +74,15 @@ struct LiveBudgets {
     budgets: Vec<LiveBudget>,
 }
 
-/// What the workspace's running gateway says about a principal's budgets.
+/// What the workspace's gateways say about a principal's budgets.
 #[derive(Debug, Clone)]
 enum Gateway {
     NotRunning,
-    Unreachable(String),
+    /// `what` (the gateway, Redis) did not answer, for `why`.
+    Unreachable {
+        what: &'static str,
+        why: String,
+    },
     Live(Vec<LiveBudget>),
 }
 
@@ -109,13 +118,20 @@ pub(super) async fn spending(
         .chain([utc.current(now).start])
         .min()
         .unwrap_or(now);
+    // Per-minute sums where the store keeps them (PostgreSQL): a month of
+    // calls is read as at most one row per minute and currency.
     let spend = store
-        .spend_since(&principal.id, since.as_millisecond())
+        .spend_by_minute_since(&principal.id, since.as_millisecond())
         .await?;
     let rows = if budgets.is_empty() {
         unbudgeted(&principal, period, &spend, now)?
     } else {
-        let gateway = live_budgets(&ws, &principal.id).await;
+        let gateway = match &ws.config.deployment {
+            Deployment::Embedded => live_budgets(&ws, &principal.id).await,
+            Deployment::Distributed(_) => {
+                shared_budgets(&ws, opened.clone(), &principal.id, &budgets, now).await
+            }
+        };
         budgets
             .iter()
             .map(|(p, b)| budget_window(&principal, p, b, &spend, &gateway, now))
@@ -136,7 +152,12 @@ async fn live_budgets(ws: &Workspace, principal_id: &str) -> Gateway {
     let pid = match pidfile::check(pid_file) {
         Ok(PidState::Running(pid)) => pid,
         Ok(PidState::Missing | PidState::Stale(_)) => return Gateway::NotRunning,
-        Err(e) => return Gateway::Unreachable(output::error_chain(&e)),
+        Err(e) => {
+            return Gateway::Unreachable {
+                what: "the gateway",
+                why: output::error_chain(&e),
+            }
+        }
     };
     let addr = pidfile::read_state(pid_file, pid)
         .map(|s| s.metrics_listen)
@@ -148,7 +169,53 @@ async fn live_budgets(ws: &Workspace, principal_id: &str) -> Gateway {
     });
     match answer {
         Ok(b) => Gateway::Live(b.budgets),
-        Err(e) => Gateway::Unreachable(output::error_chain(&e)),
+        Err(e) => Gateway::Unreachable {
+            what: "the gateway",
+            why: output::error_chain(&e),
+        },
+    }
+}
+
+/// Reads the principal's budgets from the counters a distributed
+/// workspace's replicas share in Redis, as a replica's `/budgets` would.
+async fn shared_budgets(
+    ws: &Workspace,
+    store: std::sync::Arc<dyn caracal_gateway::store::Store>,
+    principal_id: &str,
+    budgets: &[(Policy, Budget)],
+    now: Timestamp,
+) -> Gateway {
+    let answer = async {
+        let (conn, keys) = crate::distributed::redis(ws).await?;
+        let policies: Vec<Policy> = budgets.iter().map(|(p, _)| p.clone()).collect();
+        let plans = caracal_gateway::budget::plans(&policies);
+        // Only read: standings never prime a counter from the history.
+        let history = std::sync::Arc::new(store);
+        let counters = caracal_gateway::shared::RedisCounters::new(
+            conn,
+            keys,
+            jiff::SignedDuration::from_secs(60),
+            history,
+        );
+        let plan = plans.get(principal_id).map(|p| &**p);
+        let report =
+            caracal_gateway::ops::metrics::budgets_json(principal_id, plan, &counters, now).await;
+        serde_json::from_value::<LiveBudgets>(report.clone()).map_err(|_| {
+            let errors: Vec<&str> = report["budgets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|b| b["error"].as_str())
+                .collect();
+            anyhow!("cannot read the budget counters: {}", errors.join("; "))
+        })
+    };
+    match answer.await {
+        Ok(b) => Gateway::Live(b.budgets),
+        Err(e) => Gateway::Unreachable {
+            what: "Redis",
+            why: output::error_chain(&e),
+        },
     }
 }
 
@@ -201,9 +268,9 @@ fn budget_window(
             notes.push(NOT_RUNNING.to_string());
             None
         }
-        Gateway::Unreachable(e) => {
+        Gateway::Unreachable { what, why } => {
             notes.push(format!(
-                "the gateway did not answer ({e}): reserved counted as 0"
+                "{what} did not answer ({why}): reserved counted as 0"
             ));
             None
         }
@@ -347,7 +414,7 @@ fn print_spending(
             notes.extend(r.notes.iter().map(String::as_str));
         }
         let source = match r.spent_source {
-            "gateway" => "the running gateway's count",
+            "gateway" => "the gateways' count",
             _ => "from the ledger",
         };
         writeln!(out, "  spent      {} ({source})", amount(&r.spent))?;

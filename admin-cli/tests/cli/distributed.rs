@@ -56,6 +56,12 @@ fn redis_del(keys: &[String]) {
 
 /// A distributed workspace `prod` on a fresh database and prefix.
 fn distributed_home() -> (Home, String) {
+    let (home, prefix, _) = distributed_home_on();
+    (home, prefix)
+}
+
+/// The same, with the database's URL.
+fn distributed_home_on() -> (Home, String, String) {
     let home = Home::empty();
     let db = fresh_database();
     let prefix = format!("caracal-test:{}:", uuid::Uuid::now_v7().simple());
@@ -73,7 +79,7 @@ fn distributed_home() -> (Home, String) {
         "127.0.0.1:9092",
     ]);
     assert!(out.contains("db migrate"), "{out}");
-    (home, prefix)
+    (home, prefix, db)
 }
 
 /// Migrate, check, change, publish: every change reaches Redis under
@@ -186,4 +192,160 @@ fn bad_distributed_settings_are_refused() {
     assert!(out.stderr.contains("is embedded"), "{out:?}");
     let out = home.fails(1, &["cache", "sync"]);
     assert!(out.stderr.contains("is embedded"), "{out:?}");
+}
+
+/// `ledger query --time-window` in a distributed workspace reads what the
+/// ledger writers stored (their per-minute aggregates) and what the
+/// replicas share in Redis: the spend counted there before its ledger rows
+/// arrive, and the amounts held for calls in flight.
+#[test]
+fn spending_reads_the_ledger_and_the_counters_the_replicas_share() {
+    use caracal_gateway::budget::counters::{Counters, ReservationId};
+    use caracal_gateway::ledger::{CostBasis, Decision, EventCode, EventKind, LedgerEvent, Mode};
+    use caracal_gateway::money::parse_amount;
+    use caracal_gateway::store::{LedgerStore, PgStore, PolicyStore, Store};
+
+    let (home, prefix, db) = distributed_home_on();
+    home.ok(&["db", "migrate"]);
+    home.ok(&[
+        "provider",
+        "add",
+        "openai",
+        "--template",
+        "openai",
+        "--base-url",
+        "https://api.openai.com",
+        "--credential",
+        "sk-test",
+    ]);
+    let agent = register(&home, "worker-1");
+    let agent_id = agent["id"].as_str().unwrap().to_string();
+    home.ok(&[
+        "policy",
+        "create",
+        "--agent-id",
+        "worker-1",
+        "--limit",
+        "10.00",
+        "--currency",
+        "USD",
+        "--time-window",
+        "daily",
+        "--change-reason",
+        "test",
+    ]);
+    let spending = |home: &Home| {
+        let rows = home.json(&[
+            "ledger",
+            "query",
+            "--agent-id",
+            "worker-1",
+            "--time-window",
+            "daily",
+            "--json",
+        ]);
+        let rows = rows.as_array().unwrap().clone();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        rows[0].clone()
+    };
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (store, lines) = runtime.block_on(async {
+        let pg = PgStore::connect(&db).await.unwrap();
+        // Two calls the writers stored.
+        let now = jiff::Timestamp::now().as_millisecond();
+        let mut events = Vec::new();
+        for cost in ["1.25", "0.75"] {
+            let mut e = LedgerEvent::new(
+                EventKind::Call,
+                Mode::BaseUrl,
+                Decision::Allow,
+                EventCode::OK,
+            );
+            e.principal_id = Some(agent_id.clone());
+            e.ts_ms = now;
+            e.ts = jiff::Timestamp::from_millisecond(now).unwrap().to_string();
+            e.cost = Some(parse_amount(cost).unwrap());
+            e.currency = Some("USD".into());
+            e.cost_basis = Some(CostBasis::Usage);
+            events.push(e);
+        }
+        pg.insert_ledger_events(&events).await.unwrap();
+        let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(pg);
+        let policies = store.list_policies(Some(&agent_id)).await.unwrap();
+        let plans = caracal_gateway::budget::plans(&policies);
+        (store, plans[&agent_id].lines.clone())
+    });
+    // No replica has counted anything yet: the ledger is all there is.
+    let row = spending(&home);
+    assert_eq!(row["spent"], "2.00", "{row}");
+    assert_eq!(row["spent_source"], "ledger", "{row}");
+    assert_eq!(row["reserved"], "0.00", "{row}");
+    assert_eq!(row["remaining"], "8.00", "{row}");
+
+    // A replica settles a call whose ledger row is not written yet, and
+    // holds 1.5 for a call in flight.
+    let counters = runtime.block_on(async {
+        let conn = caracal_gateway::shared::connect(&redis_url())
+            .await
+            .unwrap();
+        let keys = caracal_gateway::shared::Keys::new(&prefix).unwrap();
+        let counters = caracal_gateway::shared::RedisCounters::new(
+            conn,
+            keys,
+            jiff::SignedDuration::from_secs(60),
+            std::sync::Arc::new(store.clone()),
+        );
+        let now = jiff::Timestamp::now();
+        let d = |s: &str| parse_amount(s).unwrap();
+        let settled = counters
+            .reserve(&agent_id, ReservationId::new(), &lines, d("1"), now)
+            .await
+            .unwrap();
+        counters.settle(&settled, d("0.5"), now).await.unwrap();
+        counters
+            .reserve(&agent_id, ReservationId::new(), &lines, d("1.5"), now)
+            .await
+            .unwrap();
+        counters
+    });
+    let row = spending(&home);
+    assert_eq!(row["spent"], "2.50", "{row}");
+    assert_eq!(row["spent_source"], "gateway", "{row}");
+    assert_eq!(row["reserved"], "1.50", "{row}");
+    assert_eq!(row["remaining"], "6.00", "{row}");
+    let text = home.ok(&[
+        "ledger",
+        "query",
+        "--agent-id",
+        "worker-1",
+        "--time-window",
+        "daily",
+    ]);
+    assert!(text.contains("2.50 USD (the gateways' count)"), "{text}");
+
+    // Redis unreachable: the ledger's figure, and a note saying why
+    // nothing reserved is counted.
+    let mut cmd = home.command(&[
+        "ledger",
+        "query",
+        "--agent-id",
+        "worker-1",
+        "--time-window",
+        "daily",
+        "--json",
+    ]);
+    cmd.env(
+        "CARACAL_REDIS_URL",
+        format!("redis://127.0.0.1:{}/", free_port()),
+    );
+    let out = Home::run_cmd(cmd);
+    assert_eq!(out.code, 0, "{out:?}");
+    let row = out.json()[0].clone();
+    assert_eq!(row["spent"], "2.00", "{row}");
+    assert_eq!(row["spent_source"], "ledger", "{row}");
+    let notes = row["notes"].to_string();
+    assert!(notes.contains("Redis did not answer"), "{row}");
+    drop(counters);
+    redis_del(&redis_keys(&prefix));
 }

@@ -1326,6 +1326,62 @@ pub async fn spend_since_counts_only_costed_calls_from_the_bound<
     assert!(s.spend_since("carol", 0).await.expect("carol").is_empty());
 }
 
+/// `spend_by_minute_since` may sum a minute's costs, never move one out of
+/// its minute or currency: per minute and currency, its amounts add up to
+/// the ledger's costs there, from the minute holding the bound on.
+pub async fn spend_by_minute_sums_each_minute_exactly<H: Harness, F: Future<Output = H>>(
+    make: impl Fn() -> F,
+) {
+    let h = make().await;
+    let s = h.store();
+    const M: i64 = 60_000;
+    let events = [
+        costing(call("alice", 10 * M - 1), "5", "USD"),
+        costing(call("alice", 10 * M), "0.1", "USD"),
+        costing(call("alice", 10 * M + 59_999), "0.2", "USD"),
+        costing(call("alice", 10 * M + 30_000), "1", "EUR"),
+        costing(call("alice", 11 * M), "0.000001", "USD"),
+        call("alice", 11 * M + 1),
+        costing(call("bob", 10 * M), "7", "USD"),
+    ];
+    s.insert_ledger_events(&events).await.expect("insert");
+    let totals = |spend: Vec<crate::store::Spend>| {
+        let mut by: std::collections::BTreeMap<(i64, String), crate::money::Decimal> =
+            Default::default();
+        for sp in spend {
+            assert!(sp.ts_ms >= 10 * M, "{sp:?} is before the bound's minute");
+            *by.entry((sp.ts_ms - sp.ts_ms.rem_euclid(M), sp.currency))
+                .or_default() += sp.amount;
+        }
+        by.into_iter()
+            .map(|((m, c), a)| (m, c, a.to_string()))
+            .collect::<Vec<_>>()
+    };
+    let want = vec![
+        (10 * M, "EUR".to_string(), "1".to_string()),
+        (10 * M, "USD".to_string(), "0.3".to_string()),
+        (11 * M, "USD".to_string(), "0.000001".to_string()),
+    ];
+    // A bound inside a minute counts that minute whole (more spend, never less).
+    for since in [10 * M, 10 * M + 1] {
+        let got = s
+            .spend_by_minute_since("alice", since)
+            .await
+            .expect("spend");
+        assert_eq!(totals(got), want, "since {since}");
+    }
+    let got = s
+        .spend_by_minute_since("alice", 11 * M)
+        .await
+        .expect("spend");
+    assert_eq!(totals(got), want[2..].to_vec());
+    assert!(s
+        .spend_by_minute_since("carol", 0)
+        .await
+        .expect("carol")
+        .is_empty());
+}
+
 /// Instantiates every case of the store suite: `$make` is an expression of
 /// type `Fn() -> impl Future<Output = impl Harness>`.
 #[macro_export]
@@ -1349,6 +1405,7 @@ macro_rules! store_conformance {
             ledger_events_round_trip_every_field,
             query_ledger_filters_and_orders,
             spend_since_counts_only_costed_calls_from_the_bound,
+            spend_by_minute_sums_each_minute_exactly,
         );
     };
 }

@@ -136,6 +136,21 @@ pub trait LedgerStore: Send + Sync {
         principal_id: &str,
         since_ms: i64,
     ) -> Result<Vec<Spend>, StoreError>;
+
+    /// What `principal_id` spent from the minute holding `since_ms` on,
+    /// oldest first, for reports over long windows: each [`Spend`] is one
+    /// cost or the exact sum of the costs of one minute and currency
+    /// (`ts_ms` the minute's start). The embedded store answers with the
+    /// costs themselves ([`Self::spend_since`]); PostgreSQL reads the
+    /// per-minute aggregates its ledger writers maintain, not the ledger.
+    async fn spend_by_minute_since(
+        &self,
+        principal_id: &str,
+        since_ms: i64,
+    ) -> Result<Vec<Spend>, StoreError> {
+        let minute = since_ms - since_ms.rem_euclid(60_000);
+        self.spend_since(principal_id, minute).await
+    }
 }
 
 #[async_trait]

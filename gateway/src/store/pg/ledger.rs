@@ -296,4 +296,12 @@ impl LedgerStore for PgStore {
         .await?;
         rows.iter().map(spend_from_row).collect()
     }
+
+    async fn spend_by_minute_since(
+        &self,
+        principal_id: &str,
+        since_ms: i64,
+    ) -> Result<Vec<Spend>, StoreError> {
+        self.spend_aggregated_since(principal_id, since_ms).await
+    }
 }
