@@ -90,6 +90,11 @@ pub enum Command {
     /// Kafka of a distributed workspace: the ledger writers' consumer lag.
     #[command(subcommand)]
     Kafka(kafka::KafkaCmd),
+    /// The ledger's Merkle log: seal batches, verify them, prove an
+    /// event's inclusion, check proofs offline, check consistency with a
+    /// saved checkpoint.
+    #[command(subcommand)]
+    Merkle(crate::merkle::MerkleCmd),
 }
 
 #[cfg(test)]

@@ -137,7 +137,7 @@ pub async fn run(cmd: LedgerCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Resu
 }
 
 /// RFC 3339 or `now`.
-fn parse_time(flag: &str, s: &str) -> anyhow::Result<Timestamp> {
+pub(crate) fn parse_time(flag: &str, s: &str) -> anyhow::Result<Timestamp> {
     if s.trim().eq_ignore_ascii_case("now") {
         return Ok(Timestamp::now());
     }

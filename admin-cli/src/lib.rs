@@ -11,6 +11,7 @@ mod distributed;
 mod dlq;
 mod kafka;
 mod ledger;
+mod merkle;
 mod output;
 mod policy;
 mod pricebook;
@@ -101,6 +102,7 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<Exit> {
         Command::Cache(cmd) => distributed::run_cache(cmd, &ctx, io).await,
         Command::Dlq(cmd) => dlq::run(cmd, &ctx, io).await,
         Command::Kafka(cmd) => kafka::run(cmd, &ctx, io).await,
+        Command::Merkle(cmd) => merkle::run(cmd, &ctx, io).await,
     };
     if changes_state {
         // A distributed workspace's replicas learn the change from Redis:

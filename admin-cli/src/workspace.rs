@@ -93,10 +93,21 @@ pub fn run(cmd: WorkspaceCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Result<
                 .active()?
                 .filter(|a| home.workspace(a).config_file().is_file());
             let paths = home.create_with(&name, &config)?;
+            // The ledger's checkpoint key, made once with the workspace:
+            // every process that seals (the gateway, each ledger writer)
+            // must sign with the same one.
+            let made = caracal_config::Config::load(&paths.config_file())?;
+            let key = caracal_gateway::merkle::LedgerKey::load_or_create(&made.ledger_key)?;
             writeln!(
                 io.out,
                 "created workspace {name} at {}",
                 paths.root().display()
+            )?;
+            writeln!(
+                io.out,
+                "ledger checkpoints are signed by {} ({}); `caracal merkle public-key` prints its public key",
+                key.origin(),
+                made.ledger_key.display()
             )?;
             if distributed {
                 writeln!(

@@ -12,6 +12,8 @@ mod delegation;
 mod distributed;
 #[path = "cli/ledger.rs"]
 mod ledger;
+#[path = "cli/merkle.rs"]
+mod merkle;
 #[path = "cli/policy.rs"]
 mod policy;
 #[path = "cli/pricebook.rs"]

@@ -56,7 +56,37 @@ pub struct RawConfig {
     pub authority: RawAuthority,
     pub deployment: RawDeployment,
     pub snapshot: RawSnapshot,
+    pub ledger: RawLedger,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLedger {
+    /// The ledger's checkpoint signing key (Ed25519, signed-note format,
+    /// mode 0600), separate from the mandate keys. Every process that
+    /// seals batches (the embedded gateway, the ledger writers) needs it.
+    pub signing_key: PathBuf,
+    /// A batch is sealed once this many events wait (1 to 100 000).
+    pub batch_events: usize,
+    /// ... or once its oldest event is this old, seconds (1 to 86 400).
+    pub batch_age_secs: u64,
+}
+
+impl Default for RawLedger {
+    fn default() -> Self {
+        Self {
+            signing_key: "keys/ledger.key".into(),
+            batch_events: 1000,
+            batch_age_secs: 60,
+        }
+    }
+}
+
+/// The environment variable that overrides `ledger.signing_key`.
+pub const LEDGER_KEY_ENV: &str = "CARACAL_LEDGER_KEY_FILE";
+
+/// Most events `ledger.batch_events` may set.
+pub const MAX_BATCH_EVENTS: usize = 100_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -267,6 +297,13 @@ pub struct Config {
     pub snapshot_max_staleness: Duration,
     /// How often it checks without a notification.
     pub snapshot_resync: Duration,
+    /// The ledger's checkpoint signing key file (`CARACAL_LEDGER_KEY_FILE`
+    /// overrides it).
+    pub ledger_key: PathBuf,
+    /// A batch of the Merkle log is sealed at this many events…
+    pub ledger_batch_events: usize,
+    /// …or when its oldest event is this old.
+    pub ledger_batch_age: Duration,
 }
 
 impl Config {
@@ -302,6 +339,9 @@ impl Config {
                 "spool_dir" => d.spool_dir = PathBuf::from(value),
                 _ => d.redis_prefix = Some(value),
             }
+        }
+        if let Some(key) = env(LEDGER_KEY_ENV).filter(|v| !v.is_empty()) {
+            raw.ledger.signing_key = PathBuf::from(key);
         }
         Self::from_raw(raw, path)
     }
@@ -397,7 +437,22 @@ impl Config {
                     .into(),
             ));
         }
+        let lg = &raw.ledger;
+        if !(1..=MAX_BATCH_EVENTS).contains(&lg.batch_events) {
+            return Err(invalid(format!(
+                "ledger.batch_events must be between 1 and {MAX_BATCH_EVENTS}"
+            )));
+        }
+        if !(1..=86_400).contains(&lg.batch_age_secs) {
+            return Err(invalid(
+                "ledger.batch_age_secs must be between 1 and 86400".into(),
+            ));
+        }
+        let ledger_key = rel(&lg.signing_key);
         Ok(Self {
+            ledger_key,
+            ledger_batch_events: lg.batch_events,
+            ledger_batch_age: Duration::from_secs(lg.batch_age_secs),
             deployment,
             snapshot_max_staleness: Duration::from_millis(s.max_staleness_ms),
             snapshot_resync: Duration::from_millis(s.resync_interval_ms),
@@ -510,6 +565,17 @@ keyring = "{keyring}"
 # Clock difference tolerated when checking a mandate's validity window (0 to 300).
 clock_skew_secs = {skew}
 
+[ledger]
+# The ledger is a Merkle log: events are sealed in batches, each with a
+# checkpoint signed by this key (Ed25519, mode 0600, created with the
+# workspace; separate from the mandate keys). CARACAL_LEDGER_KEY_FILE
+# overrides it. `caracal merkle public-key` prints what auditors verify with.
+signing_key = "keys/ledger.key"
+# A batch is sealed when this many events wait, or when its oldest event is
+# batch_age_secs old, whichever comes first (`caracal merkle seal`: now).
+batch_events = 1000
+batch_age_secs = 60
+
 [deployment]
 # "embedded": one process, the SQLite file above, nothing else to run.
 # "distributed": PostgreSQL (system of record), Redis (state, budgets, rate
@@ -603,6 +669,40 @@ mod tests {
         assert_eq!(c.clock_skew, Duration::from_secs(300));
         let c = Config::parse("[authority]\nkeyring = \"k/ring.json\"", p).unwrap();
         assert_eq!(c.keyring, Path::new("/ws/k/ring.json"));
+    }
+
+    #[test]
+    fn ledger_settings_are_read_bounded_and_overridden() {
+        let p = Path::new("/ws/config.toml");
+        let c = Config::parse("", p).unwrap();
+        assert_eq!(c.ledger_key, Path::new("/ws/keys/ledger.key"));
+        assert_eq!(c.ledger_batch_events, 1000);
+        assert_eq!(c.ledger_batch_age, Duration::from_secs(60));
+        let c = Config::parse(
+            "[ledger]\nsigning_key = \"/secret/l.key\"\nbatch_events = 1\nbatch_age_secs = 86400",
+            p,
+        )
+        .unwrap();
+        assert_eq!(c.ledger_key, Path::new("/secret/l.key"));
+        assert_eq!(
+            (c.ledger_batch_events, c.ledger_batch_age.as_secs()),
+            (1, 86_400)
+        );
+        for (text, needle) in [
+            ("[ledger]\nbatch_events = 0", "batch_events"),
+            ("[ledger]\nbatch_events = 100001", "batch_events"),
+            ("[ledger]\nbatch_age_secs = 0", "batch_age_secs"),
+            ("[ledger]\nbatch_age_secs = 86401", "batch_age_secs"),
+            ("[ledger]\nbatch_size = 3", "unknown field"),
+        ] {
+            let err = Config::parse(text, p).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+        let c = Config::parse_with_env("", p, |k| {
+            (k == "CARACAL_LEDGER_KEY_FILE").then(|| "/run/secrets/ledger.key".to_string())
+        })
+        .unwrap();
+        assert_eq!(c.ledger_key, Path::new("/run/secrets/ledger.key"));
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod header_policy;
 pub mod kafka;
 pub mod ledger;
 pub mod ledger_writer;
+pub mod merkle;
 pub mod model;
 pub mod money;
 pub mod ops;

@@ -55,6 +55,8 @@ pub enum StartError {
     Snapshot(String),
     #[error("distributed deployment: {0}")]
     Distributed(String),
+    #[error("ledger signing key: {0}")]
+    LedgerKey(#[from] crate::merkle::MerkleError),
     #[error("certificates: {0}")]
     Certs(#[from] caracal_certs::CertError),
     #[error("upstream TLS: {0}")]
@@ -105,6 +107,9 @@ enum Ledger {
     Embedded {
         writer: LedgerWriter,
         sqlite: SqliteStore,
+        /// Seals the Merkle log's batches; told to stop (and seal what is
+        /// left) once the writer has drained.
+        sealer: (tokio::task::JoinHandle<()>, CancellationToken),
     },
     Kafka {
         publisher: KafkaPublisher,
@@ -120,7 +125,15 @@ async fn embedded(config: &Config) -> Result<Backends, StartError> {
             source,
         })?;
     let store: Arc<dyn Store> = Arc::new(sqlite.clone());
+    let key = crate::merkle::LedgerKey::load_or_create(&config.ledger_key)?;
     let (writer, sink) = LedgerWriter::start(store.clone());
+    let stop_sealing = CancellationToken::new();
+    let sealer = crate::merkle::seal::spawn(
+        Arc::new(sqlite.clone()),
+        key,
+        crate::merkle::seal::Policy::of(config),
+        stop_sealing.clone(),
+    );
     Ok(Backends {
         counters: Arc::new(InProcessCounters::default()),
         limiter: Arc::new(InProcessRateLimiter::new()),
@@ -128,7 +141,11 @@ async fn embedded(config: &Config) -> Result<Backends, StartError> {
         history: Arc::new(store),
         sink: Arc::new(sink),
         guards: vec![("ledger", writer.healthy())],
-        ledger: Ledger::Embedded { writer, sqlite },
+        ledger: Ledger::Embedded {
+            writer,
+            sqlite,
+            sealer: (sealer, stop_sealing),
+        },
         counters_prime_lazily: false,
         max_staleness: None,
         resync: REFRESH_INTERVAL,
@@ -439,9 +456,18 @@ impl RunningGateway {
         shared.remove_stack();
         drop(shared);
         match ledger {
-            Ledger::Embedded { writer, sqlite } => {
+            Ledger::Embedded {
+                writer,
+                sqlite,
+                sealer: (sealer, stop_sealing),
+            } => {
                 if tokio::time::timeout(DRAIN, writer.finish()).await.is_err() {
                     tracing::error!("ledger writer did not drain within {DRAIN:?}");
+                }
+                // The last events are sealed now rather than at the next start.
+                stop_sealing.cancel();
+                if tokio::time::timeout(DRAIN, sealer).await.is_err() {
+                    tracing::error!("the ledger sealer did not finish within {DRAIN:?}");
                 }
                 sqlite.close().await;
             }

@@ -203,21 +203,11 @@ fn spending_reads_the_ledger_and_the_counters_the_replicas_share() {
     use caracal_gateway::budget::counters::{Counters, ReservationId};
     use caracal_gateway::ledger::{CostBasis, Decision, EventCode, EventKind, LedgerEvent, Mode};
     use caracal_gateway::money::parse_amount;
-    use caracal_gateway::store::{LedgerStore, PgStore, PolicyStore, Store};
+    use caracal_gateway::store::{LedgerStore, PgStore, Store};
 
     let (home, prefix, db) = distributed_home_on();
     home.ok(&["db", "migrate"]);
-    home.ok(&[
-        "provider",
-        "add",
-        "openai",
-        "--template",
-        "openai",
-        "--base-url",
-        "https://api.openai.com",
-        "--credential",
-        "sk-test",
-    ]);
+    home.add_openai_provider();
     let agent = register(&home, "worker-1");
     let agent_id = agent["id"].as_str().unwrap().to_string();
     home.ok(&[

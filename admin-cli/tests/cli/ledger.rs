@@ -67,7 +67,11 @@ fn export_ca_creates_the_ca_once() {
 
 /// Ledger rows with costs for `principal_id`, written straight into the
 /// workspace database as the gateway would.
-async fn record_costs(home: &Home, principal_id: &str, costs: &[(jiff::Timestamp, &str, &str)]) {
+pub(crate) async fn record_costs(
+    home: &Home,
+    principal_id: &str,
+    costs: &[(jiff::Timestamp, &str, &str)],
+) {
     use caracal_gateway::ledger::{Decision, EventCode, EventKind, LedgerEvent, Mode};
     use caracal_gateway::store::prelude::*;
     let path = home.workspace_dir("demo").join("caracal.db");

@@ -41,7 +41,13 @@ impl Home {
     /// (real base URL, never called).
     pub fn with_openai_provider() -> Self {
         let home = Self::with_workspace();
-        home.ok(&[
+        home.add_openai_provider();
+        home
+    }
+
+    /// Adds the `openai` template provider to the active workspace.
+    pub fn add_openai_provider(&self) {
+        self.ok(&[
             "provider",
             "add",
             "openai",
@@ -52,7 +58,6 @@ impl Home {
             "--credential",
             "sk-test",
         ]);
-        home
     }
 
     pub fn root(&self) -> &Path {

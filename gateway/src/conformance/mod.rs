@@ -12,6 +12,7 @@
 
 pub mod counters;
 pub mod event_sink;
+pub mod merkle;
 pub mod rate;
 pub mod snapshot_source;
 pub mod store;

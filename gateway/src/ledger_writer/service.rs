@@ -22,6 +22,11 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Writer(#[from] WriterError),
+    #[error(
+        "ledger signing key: {0} (every ledger writer seals batches with the workspace's key: \
+             mount it at ledger.signing_key or set CARACAL_LEDGER_KEY_FILE)"
+    )]
+    LedgerKey(#[from] crate::merkle::MerkleError),
     #[error("binding the metrics listener {addr}: {source}")]
     Metrics {
         addr: SocketAddr,
@@ -42,6 +47,8 @@ pub async fn run(
     };
     let postgres = services.need(Service::Postgres)?;
     let brokers = services.need(Service::Kafka)?;
+    // Read, never made here: every writer must sign with the same key.
+    let key = crate::merkle::LedgerKey::load(&config.ledger_key)?;
     let store = PgStore::connect(&postgres).await?;
     store.migrate().await?;
 
@@ -62,12 +69,24 @@ pub async fn run(
         stop.clone(),
     ));
 
+    let sealing = store.clone();
     let writer = Writer::new(WriterConfig::new(brokers), store).await?;
     tracing::info!(
         postgres = %caracal_config::redact_url(&postgres), metrics = %addr,
         "ledger writer consuming {} in group {}", super::EVENTS_TOPIC, super::GROUP
     );
+    // Sealing takes the database's advisory lock: with several writers,
+    // one seals at a time, in one order.
+    let stop_sealing = CancellationToken::new();
+    let sealer = crate::merkle::seal::spawn(
+        Arc::new(sealing),
+        key,
+        crate::merkle::seal::Policy::of(config),
+        stop_sealing.clone(),
+    );
     let totals = writer.run(stop).await;
+    stop_sealing.cancel();
+    let _ = sealer.await;
     tracing::info!(?totals, "ledger writer stopped");
     Ok(totals)
 }

@@ -23,3 +23,23 @@ async fn sqlite() -> Sqlite {
 }
 
 crate::store_conformance!(sqlite);
+
+impl crate::conformance::merkle::Harness for Sqlite {
+    fn store(&self) -> &dyn Store {
+        &self.store
+    }
+
+    fn tamper(&self, sql: &[String]) -> crate::budget::counters::BoxFuture<()> {
+        let (pool, sql) = (self.store.pool().clone(), sql.to_vec());
+        Box::pin(async move {
+            for s in sql {
+                sqlx::query(&s).execute(&pool).await.expect("tamper");
+            }
+        })
+    }
+}
+
+mod merkle {
+    use super::sqlite;
+    crate::merkle_conformance!(sqlite);
+}

@@ -15,6 +15,7 @@ mod allowlists;
 mod conformance_tests;
 mod ledger;
 mod mandates;
+mod merkle;
 pub(crate) mod pg;
 mod policies;
 mod pricebook;
@@ -36,6 +37,7 @@ pub use ledger::{LedgerFilter, LedgerStore, Spend};
 pub use mandates::{
     MandateFilter, MandateRecord, MandateState, MandateStore, SigningKeyRow, KEEP_EXPIRED_SECS,
 };
+pub use merkle::{Batch, BatchFilter, Digest, Due, Leaf, MerkleStore, SealFn, Sealed, Sealing};
 pub use pg::{minute_of, DeadLetter, PgStore, MINUTE_MS};
 pub use policies::{Change, PolicyStore};
 pub use pricebook::PricebookStore;
@@ -71,6 +73,8 @@ pub enum StoreError {
         table: &'static str,
         message: String,
     },
+    #[error("cannot seal the ledger: {0}")]
+    Seal(String),
 }
 
 /// Everything the snapshot is built from, read in one transaction. Its
@@ -155,6 +159,7 @@ pub trait Store:
     + RevocationStore
     + PricebookStore
     + LedgerStore
+    + MerkleStore
     + Send
     + Sync
     + 'static
@@ -171,6 +176,7 @@ impl<T> Store for T where
         + RevocationStore
         + PricebookStore
         + LedgerStore
+        + MerkleStore
         + Send
         + Sync
         + 'static

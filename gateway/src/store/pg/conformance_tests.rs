@@ -130,3 +130,23 @@ fn with_database_replaces_only_the_database() {
         "postgres://h:5432/d"
     );
 }
+
+impl crate::conformance::merkle::Harness for Postgres {
+    fn store(&self) -> &dyn Store {
+        &self.store
+    }
+
+    fn tamper(&self, sql: &[String]) -> crate::budget::counters::BoxFuture<()> {
+        let (pool, sql) = (self.store.pool().clone(), sql.to_vec());
+        Box::pin(async move {
+            for s in sql {
+                sqlx::query(&s).execute(&pool).await.expect("tamper");
+            }
+        })
+    }
+}
+
+mod merkle {
+    use super::postgres;
+    crate::merkle_conformance!(postgres);
+}

@@ -25,9 +25,10 @@ use crate::store::{LedgerFilter, LedgerStore, Spend, StoreError};
 /// statement's size is bounded by memory, not by a parameter limit.
 const BATCH: usize = 4096;
 
-/// Claims the ids of a batch, then writes the rows claimed and adds the
-/// cost of the call events among them to `spend_minutes`, and answers how
-/// many rows it wrote. Duplicates within the batch keep their first
+/// Claims the ids of a batch, then writes the rows claimed, queues them
+/// for sealing into the Merkle log (`ledger_pending`) and adds the cost of
+/// the call events among them to `spend_minutes`, and answers how many
+/// rows it wrote. Duplicates within the batch keep their first
 /// occurrence, as a second insert of an id would. `ON CONFLICT DO NOTHING`
 /// on `ledger_events` only guards a row whose claim was lost (it cannot
 /// happen through the store). Aggregates are added in key order, so two
@@ -64,7 +65,9 @@ SELECT b.id, b.ts, b.ts_ms, b.kind, b.principal_id, b.mode, b.provider, b.resour
        b.cost_basis, b.reserved
 FROM batch b JOIN claimed c ON c.id = b.id
 ON CONFLICT DO NOTHING
-RETURNING principal_id, currency, ts_ms, kind, cost
+RETURNING id, principal_id, currency, ts_ms, kind, cost
+), queued AS (
+    INSERT INTO ledger_pending (id, ts_ms) SELECT id, ts_ms FROM inserted
 ), spent AS (
     INSERT INTO spend_minutes (principal_id, minute_ms, currency, amount, calls)
     SELECT principal_id, ts_ms - (((ts_ms % 60000) + 60000) % 60000), COALESCE(currency, ''),

@@ -14,6 +14,7 @@ pub(crate) mod conformance_tests;
 mod dead_letters;
 mod ledger;
 mod mandates;
+mod merkle;
 mod policies;
 mod pricebook;
 mod principals;

@@ -1,0 +1,201 @@
+//! The ledger's Merkle log on PostgreSQL (see `crate::store::merkle`).
+//! Sealers (every ledger writer, `caracal merkle seal`) take turns through
+//! one transaction-scoped advisory lock, so leaf indexes are given in one
+//! total order however many writers run.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::PgStore;
+use crate::store::ledger::from_row;
+use crate::store::merkle::{
+    batch_from_row, check_sealed, digest, i, leaf_from_row, push_batch_filter, u, Batch,
+    BatchFilter, Digest, Due, Leaf, MerkleStore, SealFn, Sealing,
+};
+use crate::store::StoreError;
+
+/// The advisory lock every sealer of a database takes ("caracal" in ASCII).
+const SEAL_LOCK: i64 = 0x0063_6172_6163_616c;
+
+#[async_trait]
+impl MerkleStore for PgStore {
+    async fn seal_pending(&self, due: Due, seal: SealFn<'_>) -> Result<Option<Batch>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(SEAL_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let rows = sqlx::query(
+            "SELECT p.id AS pending_id, e.*
+             FROM (SELECT id, ts_ms FROM ledger_pending ORDER BY ts_ms, id LIMIT $1) p
+             LEFT JOIN ledger_events e ON e.id = p.id AND e.ts_ms = p.ts_ms
+             ORDER BY p.ts_ms, p.id",
+        )
+        .bind(i64::try_from(due.max_events).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await?;
+        // A queued id whose row is gone (deleted by hand) cannot be sealed:
+        // it leaves the queue, and is never in the tree.
+        let mut gone = Vec::new();
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: Option<String> = row.try_get("id")?;
+            if id.is_none() {
+                gone.push(row.try_get::<String, _>("pending_id")?);
+            } else {
+                events.push(from_row(row)?);
+            }
+        }
+        if !gone.is_empty() {
+            tracing::error!(events = ?gone, "events queued for sealing have no ledger row; they are not sealed");
+            sqlx::query("DELETE FROM ledger_pending WHERE id = ANY($1)")
+                .bind(&gone)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if events.is_empty() {
+            tx.commit().await?;
+            return Ok(None);
+        }
+        let oldest = events.iter().map(|e| e.ts_ms).min().unwrap_or(i64::MAX);
+        let full = rows.len() >= due.max_events;
+        if !full && due.oldest_at_or_before_ms.is_some_and(|cut| oldest > cut) {
+            tx.commit().await?;
+            return Ok(None);
+        }
+        let last = sqlx::query("SELECT * FROM merkle_batches ORDER BY number DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| batch_from_row(&r))
+            .transpose()?;
+        let size = last.as_ref().map_or(0, |b| b.end);
+        let indexes: Vec<i64> = crate::merkle::tree::frontier_indexes(size)
+            .into_iter()
+            .map(i)
+            .collect();
+        let mut frontier = HashMap::new();
+        for row in sqlx::query("SELECT idx, hash FROM merkle_hashes WHERE idx = ANY($1)")
+            .bind(&indexes)
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            let h: Vec<u8> = row.try_get("hash")?;
+            frontier.insert(
+                u(row.try_get("idx")?, "merkle_hashes", "idx")?,
+                digest(&h, "merkle_hashes")?,
+            );
+        }
+        let n = events.len();
+        let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+        let ts: Vec<i64> = events.iter().map(|e| e.ts_ms).collect();
+        let sealed = seal(Sealing {
+            last: last.clone(),
+            size,
+            frontier,
+            events,
+        })
+        .map_err(StoreError::Seal)?;
+        check_sealed((&last, size, n), &sealed)?;
+        let idx: Vec<i64> = (0..n as u64).map(|k| i(size + k)).collect();
+        sqlx::query(
+            "INSERT INTO merkle_leaves (idx, event_id, ts_ms)
+             SELECT * FROM UNNEST($1::int8[], $2::text[], $3::int8[])",
+        )
+        .bind(&idx)
+        .bind(&ids)
+        .bind(&ts)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM ledger_pending WHERE id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        let (hidx, hashes): (Vec<i64>, Vec<Vec<u8>>) = sealed
+            .stored
+            .iter()
+            .map(|(k, h)| (i(*k), h.to_vec()))
+            .unzip();
+        sqlx::query(
+            "INSERT INTO merkle_hashes (idx, hash) SELECT * FROM UNNEST($1::int8[], $2::bytea[])",
+        )
+        .bind(&hidx)
+        .bind(&hashes)
+        .execute(&mut *tx)
+        .await?;
+        let b = &sealed.batch;
+        sqlx::query(
+            "INSERT INTO merkle_batches (number, id, start_index, end_index, root, checkpoint, first_ts_ms, last_ts_ms, sealed_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(i(b.number))
+        .bind(&b.id)
+        .bind(i(b.start))
+        .bind(i(b.end))
+        .bind(b.root.to_vec())
+        .bind(&b.checkpoint)
+        .bind(b.first_ts_ms)
+        .bind(b.last_ts_ms)
+        .bind(&b.sealed_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(sealed.batch))
+    }
+
+    async fn pending(&self) -> Result<(u64, Option<i64>), StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n, MIN(ts_ms) AS oldest FROM ledger_pending")
+            .fetch_one(self.pool())
+            .await?;
+        let n: i64 = row.try_get("n")?;
+        Ok((n.max(0) as u64, row.try_get("oldest")?))
+    }
+
+    async fn batches(&self, filter: &BatchFilter) -> Result<Vec<Batch>, StoreError> {
+        let mut q: sqlx::QueryBuilder<sqlx::Postgres> =
+            sqlx::QueryBuilder::new("SELECT * FROM merkle_batches WHERE true");
+        push_batch_filter(&mut q, filter);
+        let rows = q.build().fetch_all(self.pool()).await?;
+        rows.iter().map(batch_from_row).collect()
+    }
+
+    async fn leaves(&self, start: u64, end: u64) -> Result<Vec<Leaf>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT l.idx AS leaf_idx, l.event_id AS leaf_event_id, e.*
+             FROM merkle_leaves l LEFT JOIN ledger_events e ON e.id = l.event_id AND e.ts_ms = l.ts_ms
+             WHERE l.idx >= $1 AND l.idx < $2 ORDER BY l.idx",
+        )
+        .bind(i(start))
+        .bind(i(end))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(leaf_from_row).collect()
+    }
+
+    async fn merkle_hashes(&self, indexes: &[u64]) -> Result<HashMap<u64, Digest>, StoreError> {
+        let want: Vec<i64> = indexes.iter().map(|k| i(*k)).collect();
+        let mut out = HashMap::with_capacity(indexes.len());
+        for row in sqlx::query("SELECT idx, hash FROM merkle_hashes WHERE idx = ANY($1)")
+            .bind(&want)
+            .fetch_all(self.pool())
+            .await?
+        {
+            let h: Vec<u8> = row.try_get("hash")?;
+            out.insert(
+                u(row.try_get("idx")?, "merkle_hashes", "idx")?,
+                digest(&h, "merkle_hashes")?,
+            );
+        }
+        Ok(out)
+    }
+
+    async fn leaf_index(&self, event_id: &str) -> Result<Option<u64>, StoreError> {
+        let row = sqlx::query("SELECT idx FROM merkle_leaves WHERE event_id = $1")
+            .bind(event_id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| u(r.try_get("idx")?, "merkle_leaves", "idx"))
+            .transpose()
+    }
+}
