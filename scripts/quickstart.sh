@@ -137,6 +137,13 @@ sleep 0.5
 caracal ledger query
 step "Authority events: the mandate issued, the denials, the revocation"
 caracal ledger query --kind authority
+step "The ledger is a signed Merkle log: seal it now, verify it, prove one event offline"
+caracal merkle seal
+caracal merkle verify-range --start-time 2000-01-01T00:00:00Z --end-time now
+event_id=$(caracal ledger query --json | sed -n 's/.*"id": *"\([0-9a-f-]*\)".*/\1/p' | head -n 1)
+caracal merkle public-key --out "$WS/ledger.pub" >/dev/null
+caracal merkle prove --event-id "$event_id" --out "$WS/proof.json"
+caracal merkle verify-proof --proof "$WS/proof.json" --public-key "$WS/ledger.pub"
 
 cat <<DONE
 

@@ -360,11 +360,9 @@ fn print_range(io: &mut Io<'_>, r: &RangeReport) -> anyhow::Result<()> {
     let bad = r.batches.iter().filter(|b| !b.ok).count();
     let events: u64 = r.batches.iter().map(|b| b.events).sum();
     if r.ok {
-        writeln!(
-            io.out,
-            "{} batches ({events} events) verified",
-            r.batches.len()
-        )?;
+        let n = r.batches.len();
+        let noun = if n == 1 { "batch" } else { "batches" };
+        writeln!(io.out, "{n} {noun} ({events} events) verified")?;
     } else {
         writeln!(
             io.out,
