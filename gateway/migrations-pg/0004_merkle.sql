@@ -4,11 +4,13 @@
 -- Events not sealed yet: every ledger row the insert statement wrote,
 -- queued by that statement (never a redelivered event whose id was
 -- already claimed). Sealing takes them oldest first.
+-- One B-tree, in sealing order: it is written once per ledger row, on the
+-- ledger writers' hot path.
 CREATE TABLE ledger_pending (
-    id TEXT COLLATE "C" PRIMARY KEY,
-    ts_ms BIGINT NOT NULL
+    ts_ms BIGINT NOT NULL,
+    id TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (ts_ms, id)
 );
-CREATE INDEX ledger_pending_order ON ledger_pending (ts_ms, id);
 
 -- The events already in the ledger wait for the first seal.
 INSERT INTO ledger_pending (id, ts_ms) SELECT id, ts_ms FROM ledger_events;

@@ -4,11 +4,12 @@
 -- Events not sealed yet: every inserted ledger row, queued by the trigger
 -- below in the transaction that inserts it (an insert that conflicts
 -- inserts nothing and queues nothing). Sealing takes them oldest first.
+-- One B-tree, in sealing order: it is written once per ledger row.
 CREATE TABLE ledger_pending (
-    id TEXT PRIMARY KEY NOT NULL,
-    ts_ms INTEGER NOT NULL
-);
-CREATE INDEX ledger_pending_order ON ledger_pending (ts_ms, id);
+    ts_ms INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    PRIMARY KEY (ts_ms, id)
+) WITHOUT ROWID;
 
 CREATE TRIGGER ledger_events_pending AFTER INSERT ON ledger_events
 BEGIN

@@ -244,12 +244,12 @@ impl MerkleStore for SqliteStore {
                         .push_bind(ts);
                 });
                 q.build().execute(&mut *conn).await?;
+                // By the queue's key, so each is one probe.
                 let mut q: QueryBuilder<Sqlite> =
-                    QueryBuilder::new("DELETE FROM ledger_pending WHERE id IN (");
-                let mut sep = q.separated(", ");
-                for (id, _) in chunk {
-                    sep.push_bind(id);
-                }
+                    QueryBuilder::new("DELETE FROM ledger_pending WHERE (ts_ms, id) IN (");
+                q.push_values(chunk, |mut b, (id, ts)| {
+                    b.push_bind(ts).push_bind(id);
+                });
                 q.push(")");
                 q.build().execute(&mut *conn).await?;
             }

@@ -19,6 +19,23 @@ use crate::store::StoreError;
 /// The advisory lock every sealer of a database takes ("caracal" in ASCII).
 const SEAL_LOCK: i64 = 0x0063_6172_6163_616c;
 
+/// Takes events off the sealing queue, by its key.
+async fn unqueue(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    ts: &[i64],
+    ids: &[String],
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "DELETE FROM ledger_pending
+         WHERE (ts_ms, id) IN (SELECT * FROM UNNEST($1::int8[], $2::text[]))",
+    )
+    .bind(ts)
+    .bind(ids)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl MerkleStore for PgStore {
     async fn seal_pending(&self, due: Due, seal: SealFn<'_>) -> Result<Option<Batch>, StoreError> {
@@ -28,7 +45,7 @@ impl MerkleStore for PgStore {
             .execute(&mut *tx)
             .await?;
         let rows = sqlx::query(
-            "SELECT p.id AS pending_id, e.*
+            "SELECT p.id AS pending_id, p.ts_ms AS pending_ts_ms, e.*
              FROM (SELECT id, ts_ms FROM ledger_pending ORDER BY ts_ms, id LIMIT $1) p
              LEFT JOIN ledger_events e ON e.id = p.id AND e.ts_ms = p.ts_ms
              ORDER BY p.ts_ms, p.id",
@@ -38,22 +55,20 @@ impl MerkleStore for PgStore {
         .await?;
         // A queued id whose row is gone (deleted by hand) cannot be sealed:
         // it leaves the queue, and is never in the tree.
-        let mut gone = Vec::new();
+        let mut gone: (Vec<i64>, Vec<String>) = Default::default();
         let mut events = Vec::with_capacity(rows.len());
         for row in &rows {
             let id: Option<String> = row.try_get("id")?;
             if id.is_none() {
-                gone.push(row.try_get::<String, _>("pending_id")?);
+                gone.0.push(row.try_get("pending_ts_ms")?);
+                gone.1.push(row.try_get("pending_id")?);
             } else {
                 events.push(from_row(row)?);
             }
         }
-        if !gone.is_empty() {
-            tracing::error!(events = ?gone, "events queued for sealing have no ledger row; they are not sealed");
-            sqlx::query("DELETE FROM ledger_pending WHERE id = ANY($1)")
-                .bind(&gone)
-                .execute(&mut *tx)
-                .await?;
+        if !gone.1.is_empty() {
+            tracing::error!(events = ?gone.1, "events queued for sealing have no ledger row; they are not sealed");
+            unqueue(&mut tx, &gone.0, &gone.1).await?;
         }
         if events.is_empty() {
             tx.commit().await?;
@@ -108,10 +123,7 @@ impl MerkleStore for PgStore {
         .bind(&ts)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM ledger_pending WHERE id = ANY($1)")
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
+        unqueue(&mut tx, &ts, &ids).await?;
         let (hidx, hashes): (Vec<i64>, Vec<Vec<u8>>) = sealed
             .stored
             .iter()
