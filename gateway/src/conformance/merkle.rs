@@ -404,6 +404,74 @@ pub async fn inclusion_proofs_verify_offline<H: Harness, F: Future<Output = H>>(
     assert_eq!(first.len(), 1);
 }
 
+/// Several sealers at once (the gateway and `merkle seal`; several ledger
+/// writers) while events keep arriving: every event gets exactly one leaf,
+/// the leaves are contiguous, the batches chain, and everything verifies.
+pub async fn concurrent_sealers_give_one_order<H: Harness, F: Future<Output = H>>(
+    make: impl Fn() -> F,
+) {
+    let h = std::sync::Arc::new(make().await);
+    let key = LedgerKey::parse(&LedgerKey::generate()).expect("key");
+    let policy = Policy {
+        max_events: 7,
+        max_age: std::time::Duration::from_secs(3600),
+    };
+    let writer = {
+        let h = h.clone();
+        tokio::spawn(async move {
+            for round in 0..20u64 {
+                let events: Vec<LedgerEvent> = (0..5)
+                    .map(|k| {
+                        let mut e = event(round * 5 + k);
+                        e.id = uuid::Uuid::now_v7().to_string();
+                        e
+                    })
+                    .collect();
+                h.store()
+                    .insert_ledger_events(&events)
+                    .await
+                    .expect("insert");
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let sealers: Vec<_> = (0..3)
+        .map(|_| {
+            let (h, key) = (h.clone(), key.clone());
+            tokio::spawn(async move {
+                for _ in 0..15 {
+                    seal::seal_due(h.store(), &key, policy, true)
+                        .await
+                        .expect("seal");
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    writer.await.expect("writer");
+    for s in sealers {
+        s.await.expect("sealer");
+    }
+    seal::seal_due(h.store(), &key, policy, true)
+        .await
+        .expect("seal");
+    let batches = h
+        .store()
+        .batches(&BatchFilter::default())
+        .await
+        .expect("batches");
+    let mut next = 0;
+    for (n, b) in batches.iter().enumerate() {
+        assert_eq!((b.number, b.start), (n as u64, next), "{batches:?}");
+        next = b.end;
+    }
+    assert_eq!(next, 100, "every event has one leaf");
+    let leaves = h.store().leaves(0, 100).await.expect("leaves");
+    let ids: std::collections::HashSet<&str> = leaves.iter().map(|l| l.event_id.as_str()).collect();
+    assert_eq!((leaves.len(), ids.len()), (100, 100));
+    assert!(bad(&verify_all(&*h, &key).await).is_empty());
+}
+
 /// Instantiates every case of the Merkle suite for one store.
 #[macro_export]
 macro_rules! merkle_conformance {
@@ -418,6 +486,7 @@ macro_rules! merkle_conformance {
             a_rewritten_history_fails_consistency,
             a_replaced_signature_is_found,
             inclusion_proofs_verify_offline,
+            concurrent_sealers_give_one_order,
         );
     };
 }

@@ -341,3 +341,150 @@ pub fn verify_consistency(p: &ConsistencyProof, public_key: &str) -> Result<(), 
         "the older tree is not a prefix of the newer: the history was rewritten".to_string()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::merkle::LedgerKey;
+
+    fn key() -> LedgerKey {
+        static KEY: std::sync::OnceLock<LedgerKey> = std::sync::OnceLock::new();
+        KEY.get_or_init(|| LedgerKey::parse(&LedgerKey::generate()).unwrap())
+            .clone()
+    }
+
+    fn hash(seed: u8) -> String {
+        b64(&tlog_tiles::record_hash(&[seed]))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Any proof, even under a validly signed checkpoint, is answered
+        /// with a verdict: never a panic, never a pass for a made-up path.
+        #[test]
+        fn made_up_inclusion_proofs_never_panic_or_pass(
+            size in prop_oneof![1u64..64, Just(u64::MAX), any::<u64>()],
+            index in any::<u64>(),
+            path in proptest::collection::vec(any::<u8>(), 0..70),
+        ) {
+            let k = key();
+            let note = k.sign(size, tlog_tiles::record_hash(b"root"), jiff::Timestamp::UNIX_EPOCH).unwrap();
+            let p = InclusionProof {
+                format: INCLUSION_FORMAT.into(),
+                event_id: "e".into(),
+                event: r#"{"id":"e"}"#.into(),
+                leaf_index: index % size.max(1),
+                tree_size: size,
+                audit_path: path.iter().map(|s| hash(*s)).collect(),
+                checkpoint: note,
+            };
+            prop_assert!(verify_inclusion(&p, k.public_key()).is_err());
+        }
+
+        #[test]
+        fn made_up_consistency_proofs_never_panic_or_pass(
+            old in any::<u64>(),
+            new in any::<u64>(),
+            path in proptest::collection::vec(any::<u8>(), 0..130),
+        ) {
+            let k = key();
+            let sign = |n: u64, seed: &[u8]| {
+                k.sign(n, tlog_tiles::record_hash(seed), jiff::Timestamp::UNIX_EPOCH).unwrap()
+            };
+            let p = ConsistencyProof {
+                format: CONSISTENCY_FORMAT.into(),
+                old_size: old,
+                new_size: new,
+                old_checkpoint: sign(old, b"a"),
+                new_checkpoint: sign(new, b"b"),
+                proof: path.iter().map(|s| hash(*s)).collect(),
+            };
+            // Only the empty tree is a prefix of anything without a proof
+            // (equal sizes here have different roots).
+            prop_assert_eq!(verify_consistency(&p, k.public_key()).is_ok(), old == 0 && new > 0);
+        }
+    }
+
+    #[test]
+    fn malformed_proof_files_are_refused_with_a_reason() {
+        let k = key();
+        let note = k
+            .sign(
+                1,
+                tlog_tiles::record_hash(b"x"),
+                jiff::Timestamp::UNIX_EPOCH,
+            )
+            .unwrap();
+        let good = InclusionProof {
+            format: INCLUSION_FORMAT.into(),
+            event_id: "x".into(),
+            event: r#"{"id":"x"}"#.into(),
+            leaf_index: 0,
+            tree_size: 1,
+            audit_path: vec![],
+            checkpoint: note,
+        };
+        let cases: Vec<(InclusionProof, &str)> = vec![
+            (
+                InclusionProof {
+                    format: "v0".into(),
+                    ..good.clone()
+                },
+                "unknown proof format",
+            ),
+            (
+                InclusionProof {
+                    tree_size: 2,
+                    ..good.clone()
+                },
+                "checkpoint signs",
+            ),
+            (
+                InclusionProof {
+                    event: "not json".into(),
+                    ..good.clone()
+                },
+                "not JSON",
+            ),
+            (
+                InclusionProof {
+                    event_id: "y".into(),
+                    ..good.clone()
+                },
+                "not y",
+            ),
+            (
+                InclusionProof {
+                    audit_path: vec!["%%".into()],
+                    ..good.clone()
+                },
+                "base64",
+            ),
+            (
+                InclusionProof {
+                    audit_path: vec!["AAAA".into()],
+                    ..good.clone()
+                },
+                "32 bytes",
+            ),
+            (
+                InclusionProof {
+                    checkpoint: "junk".into(),
+                    ..good.clone()
+                },
+                "signed note",
+            ),
+        ];
+        for (p, why) in cases {
+            let err = verify_inclusion(&p, k.public_key()).unwrap_err();
+            assert!(err.contains(why), "{why}: {err}");
+        }
+        // The leaf of {"id":"x"} is not record_hash("x"): not in the tree.
+        assert!(verify_inclusion(&good, k.public_key())
+            .unwrap_err()
+            .contains("not in the tree"));
+    }
+}
