@@ -125,7 +125,9 @@ pub async fn run(cmd: MerkleCmd, ctx: &Context, io: &mut Io<'_>) -> anyhow::Resu
         return verify_proof_file(&proof, &public_key, json, io);
     }
     let ws = ctx.workspace()?;
-    let key = LedgerKey::load(&ws.config.ledger_key)
+    // A workspace made before the Merkle log has no key yet: it gets one
+    // now, as its gateway would at its next start.
+    let key = LedgerKey::load_or_create(&ws.config.ledger_key)
         .with_context(|| "the workspace's ledger key (config.toml [ledger] signing_key)")?;
     match cmd {
         MerkleCmd::PublicKey { out } => {

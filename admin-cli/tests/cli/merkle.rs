@@ -116,3 +116,52 @@ async fn a_sealed_ledger_verifies_proves_offline_and_catches_tampering() {
     let out = home.fails(1, &["merkle", "verify-batch", "--batch-id", "nope"]);
     assert!(out.stderr.contains("no batch nope"), "{out:?}");
 }
+
+/// A workspace made before the Merkle log (no ledger key) gets its key on
+/// first use; an empty ledger seals nothing and verifies.
+#[test]
+fn an_older_workspace_gets_its_ledger_key_and_an_empty_ledger_verifies() {
+    let home = Home::with_workspace();
+    let key = home.workspace_dir("demo").join("keys/ledger.key");
+    std::fs::remove_file(&key).unwrap();
+    let status = home.json(&["merkle", "status", "--json"]);
+    assert!(key.is_file());
+    assert_eq!(status["tree_size"], 0, "{status}");
+    assert_eq!(status["latest_batch"], serde_json::Value::Null, "{status}");
+    assert!(home.ok(&["merkle", "seal"]).contains("nothing to seal"));
+    let out = home.ok(&[
+        "merkle",
+        "verify-range",
+        "--start-time",
+        "2000-01-01T00:00:00Z",
+        "--end-time",
+        "now",
+    ]);
+    assert!(out.contains("0 batches"), "{out}");
+    let out = home.fails(1, &["merkle", "prove", "--event-id", "x"]);
+    assert!(out.stderr.contains("not in a sealed batch"), "{out:?}");
+    let out = home.fails(
+        1,
+        &[
+            "merkle",
+            "verify-range",
+            "--start-time",
+            "now",
+            "--end-time",
+            "2000-01-01T00:00:00Z",
+        ],
+    );
+    assert!(out.stderr.contains("is after"), "{out:?}");
+    let out = home.fails(
+        1,
+        &[
+            "merkle",
+            "verify-range",
+            "--start-time",
+            "yesterday",
+            "--end-time",
+            "now",
+        ],
+    );
+    assert!(out.stderr.contains("is not a time"), "{out:?}");
+}
