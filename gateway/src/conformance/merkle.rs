@@ -17,6 +17,8 @@ pub trait Harness: Send + Sync + 'static {
     fn store(&self) -> &dyn Store;
     /// Runs literal SQL statements (no parameters), in order.
     fn tamper(&self, sql: &[String]) -> crate::budget::counters::BoxFuture<()>;
+    /// A literal of these bytes in the database's SQL.
+    fn blob(&self, bytes: &[u8]) -> String;
 }
 
 fn event(n: u64) -> LedgerEvent {
@@ -472,6 +474,122 @@ pub async fn concurrent_sealers_give_one_order<H: Harness, F: Future<Output = H>
     assert!(bad(&verify_all(&*h, &key).await).is_empty());
 }
 
+/// Stored hashes of a sealed tree changed (one of the frontier the next
+/// batch extends): verification names `frontier` for the batch after,
+/// and sealing refuses to extend the tree.
+pub async fn a_changed_stored_hash_stops_sealing<H: Harness, F: Future<Output = H>>(
+    make: impl Fn() -> F,
+) {
+    let h = make().await;
+    let (key, _, batches) = sealed(&h).await;
+    // The tree of 8 leaves is one complete subtree: its stored hash is
+    // the whole frontier batch 2 extends.
+    let idx = crate::merkle::tree::frontier_indexes(batches[1].end);
+    assert_eq!(idx.len(), 1);
+    h.tamper(&[format!(
+        "UPDATE merkle_hashes SET hash = (SELECT hash FROM merkle_hashes WHERE idx = 0) WHERE idx = {}",
+        idx[0]
+    )])
+    .await;
+    let reports = verify_all(&h, &key).await;
+    let failing: Vec<(u64, &str)> = reports
+        .iter()
+        .flat_map(|r| r.failures.iter().map(move |f| (r.number, f.code)))
+        .collect();
+    assert!(failing.contains(&(2, "frontier")), "{failing:?}");
+    let mut e = event(40);
+    e.id = uuid::Uuid::now_v7().to_string();
+    h.store().insert_ledger_events(&[e]).await.expect("insert");
+    let err = seal::seal_due(h.store(), &key, Policy::default(), true)
+        .await
+        .expect_err("refused");
+    assert!(
+        err.to_string()
+            .contains("does not match the last checkpoint"),
+        "{err}"
+    );
+    assert_eq!(
+        h.store().pending().await.expect("pending").0,
+        1,
+        "the event still waits"
+    );
+}
+
+/// A batch row whose recorded range or root no longer matches its signed
+/// checkpoint is named, whatever was changed; a range that ends before
+/// it starts is a finding, not a crash.
+pub async fn a_changed_batch_row_is_found<H: Harness, F: Future<Output = H>>(make: impl Fn() -> F) {
+    for change in [
+        "root = (SELECT root FROM merkle_batches WHERE number = 0)",
+        "end_index = 9",
+        "start_index = 9",
+    ] {
+        let h = make().await;
+        let (key, _, _) = sealed(&h).await;
+        h.tamper(&[format!(
+            "UPDATE merkle_batches SET {change} WHERE number = 1"
+        )])
+        .await;
+        let reports = verify_all(&h, &key).await;
+        let codes: Vec<&str> = reports
+            .iter()
+            .filter(|r| r.number == 1)
+            .flat_map(|r| r.failures.iter().map(|f| f.code))
+            .collect();
+        assert!(
+            codes.contains(&"checkpoint_mismatch"),
+            "{change}: {codes:?}"
+        );
+    }
+    // Two rows moved together so that they still chain: the batch after
+    // finds a previous checkpoint that signs another size.
+    let h = make().await;
+    let (key, _, _) = sealed(&h).await;
+    h.tamper(&[
+        "UPDATE merkle_batches SET end_index = 9 WHERE number = 1".into(),
+        "UPDATE merkle_batches SET start_index = 9 WHERE number = 2".into(),
+    ])
+    .await;
+    let reports = verify_all(&h, &key).await;
+    let codes: Vec<&str> = reports
+        .iter()
+        .filter(|r| r.number == 2)
+        .flat_map(|r| r.failures.iter().map(|f| f.code))
+        .collect();
+    assert!(codes.contains(&"previous_checkpoint"), "{codes:?}");
+}
+
+/// A row changed together with its stored leaf hash (an attacker who
+/// rewrites the hash tables too): no single leaf can be named, and the
+/// batch's root, recomputed, does not match its signed one.
+pub async fn a_row_rewritten_with_its_hash_fails_the_root<H: Harness, F: Future<Output = H>>(
+    make: impl Fn() -> F,
+) {
+    let h = make().await;
+    let (key, events, _) = sealed(&h).await;
+    let mut changed = events[6].clone();
+    changed.status = Some(500);
+    let leaf = crate::merkle::leaf::leaf_hash(&changed);
+    h.tamper(&[
+        format!(
+            "UPDATE ledger_events SET status = 500 WHERE id = '{}'",
+            changed.id
+        ),
+        format!(
+            "UPDATE merkle_hashes SET hash = {} WHERE idx = {}",
+            h.blob(&leaf.0),
+            tlog_tiles::stored_hash_index(0, 6)
+        ),
+    ])
+    .await;
+    let reports = verify_all(&h, &key).await;
+    let failing: Vec<(u64, &str)> = reports
+        .iter()
+        .flat_map(|r| r.failures.iter().map(move |f| (r.number, f.code)))
+        .collect();
+    assert_eq!(failing, vec![(1, "root_mismatch")]);
+}
+
 /// Instantiates every case of the Merkle suite for one store.
 #[macro_export]
 macro_rules! merkle_conformance {
@@ -487,6 +605,9 @@ macro_rules! merkle_conformance {
             a_replaced_signature_is_found,
             inclusion_proofs_verify_offline,
             concurrent_sealers_give_one_order,
+            a_changed_stored_hash_stops_sealing,
+            a_changed_batch_row_is_found,
+            a_row_rewritten_with_its_hash_fails_the_root,
         );
     };
 }

@@ -163,3 +163,24 @@ pub fn spawn(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_is_the_workspace_configuration() {
+        let config = caracal_config::Config::parse(
+            "[ledger]\nbatch_events = 7\nbatch_age_secs = 3",
+            std::path::Path::new("/ws/config.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            Policy::of(&config),
+            Policy {
+                max_events: 7,
+                max_age: Duration::from_secs(3)
+            }
+        );
+    }
+}

@@ -37,6 +37,10 @@ impl crate::conformance::merkle::Harness for Sqlite {
             }
         })
     }
+
+    fn blob(&self, bytes: &[u8]) -> String {
+        format!("X'{}'", hex::encode(bytes))
+    }
 }
 
 mod merkle {

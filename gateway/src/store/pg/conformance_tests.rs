@@ -144,6 +144,10 @@ impl crate::conformance::merkle::Harness for Postgres {
             }
         })
     }
+
+    fn blob(&self, bytes: &[u8]) -> String {
+        format!("'\\x{}'::bytea", hex::encode(bytes))
+    }
 }
 
 mod merkle {
