@@ -75,6 +75,14 @@ async fn verify_all<H: Harness>(h: &H, key: &LedgerKey) -> Vec<BatchReport> {
     r.batches
 }
 
+/// Every failure, as (batch number, code).
+fn codes(reports: &[BatchReport]) -> Vec<(u64, &'static str)> {
+    reports
+        .iter()
+        .flat_map(|r| r.failures.iter().map(move |f| (r.number, f.code)))
+        .collect()
+}
+
 fn bad(reports: &[BatchReport]) -> Vec<(u64, Option<String>)> {
     reports
         .iter()
@@ -353,10 +361,7 @@ pub async fn a_replaced_signature_is_found<H: Harness, F: Future<Output = H>>(
     };
     h.tamper(&[resign(&batches[1])]).await;
     let reports = verify_all(&h, &key).await;
-    let failing: Vec<(u64, &str)> = reports
-        .iter()
-        .flat_map(|r| r.failures.iter().map(move |f| (r.number, f.code)))
-        .collect();
+    let failing = codes(&reports);
     assert_eq!(failing, vec![(1, "signature"), (2, "previous_checkpoint")]);
     // Sealing refuses to extend a tree whose last checkpoint does not verify.
     h.tamper(&[resign(&batches[2])]).await;
@@ -492,10 +497,7 @@ pub async fn a_changed_stored_hash_stops_sealing<H: Harness, F: Future<Output = 
     )])
     .await;
     let reports = verify_all(&h, &key).await;
-    let failing: Vec<(u64, &str)> = reports
-        .iter()
-        .flat_map(|r| r.failures.iter().map(move |f| (r.number, f.code)))
-        .collect();
+    let failing = codes(&reports);
     assert!(failing.contains(&(2, "frontier")), "{failing:?}");
     let mut e = event(40);
     e.id = uuid::Uuid::now_v7().to_string();
@@ -531,10 +533,10 @@ pub async fn a_changed_batch_row_is_found<H: Harness, F: Future<Output = H>>(mak
         )])
         .await;
         let reports = verify_all(&h, &key).await;
-        let codes: Vec<&str> = reports
-            .iter()
-            .filter(|r| r.number == 1)
-            .flat_map(|r| r.failures.iter().map(|f| f.code))
+        let codes: Vec<&str> = codes(&reports)
+            .into_iter()
+            .filter(|(n, _)| *n == 1)
+            .map(|(_, c)| c)
             .collect();
         assert!(
             codes.contains(&"checkpoint_mismatch"),
@@ -551,10 +553,10 @@ pub async fn a_changed_batch_row_is_found<H: Harness, F: Future<Output = H>>(mak
     ])
     .await;
     let reports = verify_all(&h, &key).await;
-    let codes: Vec<&str> = reports
-        .iter()
-        .filter(|r| r.number == 2)
-        .flat_map(|r| r.failures.iter().map(|f| f.code))
+    let codes: Vec<&str> = codes(&reports)
+        .into_iter()
+        .filter(|(n, _)| *n == 2)
+        .map(|(_, c)| c)
         .collect();
     assert!(codes.contains(&"previous_checkpoint"), "{codes:?}");
 }
@@ -583,10 +585,7 @@ pub async fn a_row_rewritten_with_its_hash_fails_the_root<H: Harness, F: Future<
     ])
     .await;
     let reports = verify_all(&h, &key).await;
-    let failing: Vec<(u64, &str)> = reports
-        .iter()
-        .flat_map(|r| r.failures.iter().map(move |f| (r.number, f.code)))
-        .collect();
+    let failing = codes(&reports);
     assert_eq!(failing, vec![(1, "root_mismatch")]);
 }
 
