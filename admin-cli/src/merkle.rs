@@ -273,14 +273,7 @@ async fn status(
     io: &mut Io<'_>,
 ) -> anyhow::Result<Exit> {
     let store = ws.store().await?;
-    let latest = store
-        .batches(&BatchFilter {
-            latest: true,
-            ..Default::default()
-        })
-        .await?
-        .into_iter()
-        .next();
+    let latest = store.latest_batch().await?;
     let (pending, oldest) = store.pending().await?;
     #[derive(Serialize)]
     struct Status<'a> {

@@ -143,8 +143,7 @@ mod tests {
     fn a_known_event_has_a_known_leaf() {
         let mut e = event();
         e.detail = None;
-        let hex: String = leaf_hash(&e).0.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, KNOWN_LEAF);
+        assert_eq!(hex::encode(leaf_hash(&e).0), KNOWN_LEAF);
     }
 
     const KNOWN_LEAF: &str = "c5b69f953082b1b7940e5f1213fac0d52b751580d762eb655358fb135f0daeab";

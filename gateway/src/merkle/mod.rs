@@ -64,7 +64,3 @@ pub(crate) fn failed(batch: Option<&str>, code: &str, message: &str) {
 pub fn failed_offline(message: &str) {
     failed(None, "proof", message);
 }
-
-fn hex(h: &[u8]) -> String {
-    h.iter().map(|b| format!("{b:02x}")).collect()
-}

@@ -106,17 +106,9 @@ async fn latest(
     store: &dyn MerkleStore,
     public_key: &str,
 ) -> Result<(Batch, Verified), MerkleError> {
-    let b = store
-        .batches(&BatchFilter {
-            latest: true,
-            ..Default::default()
-        })
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| {
-            MerkleError::NotFound("no batch has been sealed yet: run `caracal merkle seal`".into())
-        })?;
+    let b = store.latest_batch().await?.ok_or_else(|| {
+        MerkleError::NotFound("no batch has been sealed yet: run `caracal merkle seal`".into())
+    })?;
     let v = signed(&b, public_key)?;
     Ok((b, v))
 }

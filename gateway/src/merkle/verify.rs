@@ -76,9 +76,9 @@ pub async fn verify_batch(
                     format!(
                         "the batch row says {} leaves with root {}, its signed checkpoint {} leaves with root {}",
                         batch.end,
-                        super::hex(&batch.root),
+                        hex::encode(batch.root),
                         v.size,
-                        super::hex(&v.root.0)
+                        hex::encode(v.root.0)
                     ),
                 ));
             }
@@ -315,13 +315,7 @@ pub async fn verify_range(
     }
     // Leaves nobody signed: rows given a position by hand.
     let mut failures = Vec::new();
-    let latest = store
-        .batches(&BatchFilter {
-            latest: true,
-            ..Default::default()
-        })
-        .await?;
-    let size = latest.first().map_or(0, |b| b.end);
+    let size = store.latest_batch().await?.map_or(0, |b| b.end);
     let beyond = store.leaves(size, u64::MAX >> 1).await?;
     if let Some(l) = beyond.first() {
         let f = Failure::new(

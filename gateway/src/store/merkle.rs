@@ -46,7 +46,7 @@ pub struct Batch {
 }
 
 fn hex<S: serde::Serializer>(d: &Digest, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&d.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    s.serialize_str(&hex::encode(d))
 }
 
 /// What sealing is given, read under the sealing lock.
@@ -81,6 +81,29 @@ pub struct Due {
     /// A batch is also due when its oldest event is at or before this time
     /// (ms); None: due whatever its age (`merkle seal`).
     pub oldest_at_or_before_ms: Option<i64>,
+}
+
+impl Due {
+    /// Whether a batch is due when the queue's head (at most `max_events`
+    /// of it) holds `waiting` events, the oldest from `oldest_ms`.
+    pub fn met(&self, waiting: usize, oldest_ms: Option<i64>) -> bool {
+        let Some(oldest) = oldest_ms else {
+            return false;
+        };
+        waiting >= self.max_events || self.oldest_at_or_before_ms.is_none_or(|cut| oldest <= cut)
+    }
+
+    /// `max_events` as a SQL LIMIT.
+    pub(super) fn limit(&self) -> i64 {
+        i64::try_from(self.max_events).unwrap_or(i64::MAX)
+    }
+}
+
+/// The head of the sealing queue (its `ts_ms` column, in sealing order, at
+/// most `due.max_events`): whether a batch is due, read from the queue's
+/// key alone, before any event row is read or a lock taken.
+pub(super) fn due_from_head(due: &Due, head: &[i64]) -> bool {
+    due.met(head.len(), head.first().copied())
 }
 
 /// One leaf of a batch as the store holds it now.
@@ -127,6 +150,15 @@ pub trait MerkleStore: Send + Sync {
 
     /// The leaf index of an event, if it was sealed.
     async fn leaf_index(&self, event_id: &str) -> Result<Option<u64>, StoreError>;
+
+    /// The batch sealed last, if any.
+    async fn latest_batch(&self) -> Result<Option<Batch>, StoreError> {
+        let latest = BatchFilter {
+            latest: true,
+            ..Default::default()
+        };
+        Ok(self.batches(&latest).await?.into_iter().next())
+    }
 }
 
 pub(super) fn digest(bytes: &[u8], table: &'static str) -> Result<Digest, StoreError> {
@@ -183,28 +215,45 @@ pub(super) fn check_sealed(
 #[async_trait]
 impl MerkleStore for SqliteStore {
     async fn seal_pending(&self, due: Due, seal: SealFn<'_>) -> Result<Option<Batch>, StoreError> {
+        // Nothing due (the common answer, every second): known from the
+        // queue's key without the write lock or reading a row.
+        if !due_from_head(&due, &queue_head(self.pool(), &due).await?) {
+            return Ok(None);
+        }
         // BEGIN IMMEDIATE: the write lock first, so two sealers (the
         // gateway's and `caracal merkle seal`) take turns.
         let mut conn = self.pool().acquire().await?;
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
         let result = async {
-            let rows = sqlx::query(
-                "SELECT e.* FROM ledger_pending p JOIN ledger_events e ON e.id = p.id
-                 ORDER BY p.ts_ms, p.id LIMIT ?",
-            )
-            .bind(i64::try_from(due.max_events).unwrap_or(i64::MAX))
-            .fetch_all(&mut *conn)
-            .await?;
-            if rows.is_empty() {
+            // Again under the lock: another sealer may have taken it.
+            if !due_from_head(&due, &queue_head(&mut *conn, &due).await?) {
                 return Ok(None);
             }
-            let events = rows
-                .iter()
-                .map(super::ledger::from_row)
-                .collect::<Result<Vec<_>, _>>()?;
-            let oldest = events.iter().map(|e| e.ts_ms).min().unwrap_or(i64::MAX);
-            let full = events.len() >= due.max_events;
-            if !full && due.oldest_at_or_before_ms.is_some_and(|cut| oldest > cut) {
+            let rows = sqlx::query(
+                "SELECT p.id AS pending_id, p.ts_ms AS pending_ts_ms, e.*
+                 FROM ledger_pending p LEFT JOIN ledger_events e ON e.id = p.id
+                 ORDER BY p.ts_ms, p.id LIMIT ?",
+            )
+            .bind(due.limit())
+            .fetch_all(&mut *conn)
+            .await?;
+            // A queued id whose row is gone (deleted by hand) cannot be
+            // sealed: it leaves the queue, and is never in the tree (as on
+            // PostgreSQL), so it cannot keep the queue's head due.
+            let mut gone: Vec<(String, i64)> = Vec::new();
+            let mut events = Vec::with_capacity(rows.len());
+            for row in &rows {
+                if row.try_get::<Option<String>, _>("id")?.is_none() {
+                    gone.push((row.try_get("pending_id")?, row.try_get("pending_ts_ms")?));
+                } else {
+                    events.push(super::ledger::from_row(row)?);
+                }
+            }
+            if !gone.is_empty() {
+                tracing::error!(events = ?gone, "events queued for sealing have no ledger row; they are not sealed");
+                unqueue(&mut conn, &gone).await?;
+            }
+            if events.is_empty() {
                 return Ok(None);
             }
             let last = sqlx::query("SELECT * FROM merkle_batches ORDER BY number DESC LIMIT 1")
@@ -213,18 +262,8 @@ impl MerkleStore for SqliteStore {
                 .map(|r| batch_from_row(&r))
                 .transpose()?;
             let size = last.as_ref().map_or(0, |b| b.end);
-            let indexes = crate::merkle::tree::frontier_indexes(size);
-            let mut frontier = HashMap::new();
-            for idx in indexes {
-                if let Some(r) = sqlx::query("SELECT hash FROM merkle_hashes WHERE idx = ?")
-                    .bind(i(idx))
-                    .fetch_optional(&mut *conn)
-                    .await?
-                {
-                    let h: Vec<u8> = r.try_get("hash")?;
-                    frontier.insert(idx, digest(&h, "merkle_hashes")?);
-                }
-            }
+            let frontier =
+                read_hashes(&mut conn, &crate::merkle::tree::frontier_indexes(size)).await?;
             let n = events.len();
             let ids: Vec<(String, i64)> = events.iter().map(|e| (e.id.clone(), e.ts_ms)).collect();
             let sealed = seal(Sealing {
@@ -244,14 +283,7 @@ impl MerkleStore for SqliteStore {
                         .push_bind(ts);
                 });
                 q.build().execute(&mut *conn).await?;
-                // By the queue's key, so each is one probe.
-                let mut q: QueryBuilder<Sqlite> =
-                    QueryBuilder::new("DELETE FROM ledger_pending WHERE (ts_ms, id) IN (");
-                q.push_values(chunk, |mut b, (id, ts)| {
-                    b.push_bind(ts).push_bind(id);
-                });
-                q.push(")");
-                q.build().execute(&mut *conn).await?;
+                unqueue(&mut conn, chunk).await?;
             }
             for chunk in sealed.stored.chunks(400) {
                 let mut q: QueryBuilder<Sqlite> =
@@ -322,25 +354,7 @@ impl MerkleStore for SqliteStore {
     }
 
     async fn merkle_hashes(&self, indexes: &[u64]) -> Result<HashMap<u64, Digest>, StoreError> {
-        let mut out = HashMap::with_capacity(indexes.len());
-        for chunk in indexes.chunks(500) {
-            let mut q: QueryBuilder<Sqlite> =
-                QueryBuilder::new("SELECT idx, hash FROM merkle_hashes WHERE idx IN (");
-            let mut sep = q.separated(", ");
-            for idx in chunk {
-                sep.push_bind(i(*idx));
-            }
-            q.push(")");
-            for row in q.build().fetch_all(self.pool()).await? {
-                let idx: i64 = row.try_get("idx")?;
-                let h: Vec<u8> = row.try_get("hash")?;
-                out.insert(
-                    u(idx, "merkle_hashes", "idx")?,
-                    digest(&h, "merkle_hashes")?,
-                );
-            }
-        }
-        Ok(out)
+        read_hashes(&mut *self.pool().acquire().await?, indexes).await
     }
 
     async fn leaf_index(&self, event_id: &str) -> Result<Option<u64>, StoreError> {
@@ -351,6 +365,60 @@ impl MerkleStore for SqliteStore {
         row.map(|r| u(r.try_get("idx")?, "merkle_leaves", "idx"))
             .transpose()
     }
+}
+
+/// The `ts_ms` of the head of the sealing queue, in sealing order.
+async fn queue_head(db: impl sqlx::SqliteExecutor<'_>, due: &Due) -> Result<Vec<i64>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT ts_ms FROM ledger_pending ORDER BY ts_ms, id LIMIT ?")
+            .bind(due.limit())
+            .fetch_all(db)
+            .await?,
+    )
+}
+
+/// Takes events (id, ts_ms) off the sealing queue, by its key, so each is
+/// one probe.
+async fn unqueue(
+    conn: &mut sqlx::SqliteConnection,
+    events: &[(String, i64)],
+) -> Result<(), StoreError> {
+    for chunk in events.chunks(200) {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("DELETE FROM ledger_pending WHERE (ts_ms, id) IN (");
+        q.push_values(chunk, |mut b, (id, ts)| {
+            b.push_bind(ts).push_bind(id);
+        });
+        q.push(")");
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// The stored hashes at `indexes` that exist.
+async fn read_hashes(
+    conn: &mut sqlx::SqliteConnection,
+    indexes: &[u64],
+) -> Result<HashMap<u64, Digest>, StoreError> {
+    let mut out = HashMap::with_capacity(indexes.len());
+    for chunk in indexes.chunks(500) {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT idx, hash FROM merkle_hashes WHERE idx IN (");
+        let mut sep = q.separated(", ");
+        for idx in chunk {
+            sep.push_bind(i(*idx));
+        }
+        q.push(")");
+        for row in q.build().fetch_all(&mut *conn).await? {
+            let idx: i64 = row.try_get("idx")?;
+            let h: Vec<u8> = row.try_get("hash")?;
+            out.insert(
+                u(idx, "merkle_hashes", "idx")?,
+                digest(&h, "merkle_hashes")?,
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// The conditions and order of a batch query, for either database.

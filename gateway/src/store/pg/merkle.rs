@@ -11,13 +11,44 @@ use sqlx::Row;
 use super::PgStore;
 use crate::store::ledger::from_row;
 use crate::store::merkle::{
-    batch_from_row, check_sealed, digest, i, leaf_from_row, push_batch_filter, u, Batch,
-    BatchFilter, Digest, Due, Leaf, MerkleStore, SealFn, Sealing,
+    batch_from_row, check_sealed, digest, due_from_head, i, leaf_from_row, push_batch_filter, u,
+    Batch, BatchFilter, Digest, Due, Leaf, MerkleStore, SealFn, Sealing,
 };
 use crate::store::StoreError;
 
 /// The advisory lock every sealer of a database takes ("caracal" in ASCII).
 const SEAL_LOCK: i64 = 0x0063_6172_6163_616c;
+
+/// The `ts_ms` of the head of the sealing queue, in sealing order.
+async fn queue_head(db: impl sqlx::PgExecutor<'_>, due: &Due) -> Result<Vec<i64>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT ts_ms FROM ledger_pending ORDER BY ts_ms, id LIMIT $1")
+            .bind(due.limit())
+            .fetch_all(db)
+            .await?,
+    )
+}
+
+/// The stored hashes at `indexes` that exist.
+async fn read_hashes(
+    db: impl sqlx::PgExecutor<'_>,
+    indexes: &[u64],
+) -> Result<HashMap<u64, Digest>, StoreError> {
+    let want: Vec<i64> = indexes.iter().map(|k| i(*k)).collect();
+    let mut out = HashMap::with_capacity(indexes.len());
+    for row in sqlx::query("SELECT idx, hash FROM merkle_hashes WHERE idx = ANY($1)")
+        .bind(&want)
+        .fetch_all(db)
+        .await?
+    {
+        let h: Vec<u8> = row.try_get("hash")?;
+        out.insert(
+            u(row.try_get("idx")?, "merkle_hashes", "idx")?,
+            digest(&h, "merkle_hashes")?,
+        );
+    }
+    Ok(out)
+}
 
 /// Takes events off the sealing queue, by its key.
 async fn unqueue(
@@ -39,18 +70,28 @@ async fn unqueue(
 #[async_trait]
 impl MerkleStore for PgStore {
     async fn seal_pending(&self, due: Due, seal: SealFn<'_>) -> Result<Option<Batch>, StoreError> {
+        // Nothing due (the common answer, every second from every writer):
+        // known from the queue's key without the lock or reading a row.
+        if !due_from_head(&due, &queue_head(self.pool(), &due).await?) {
+            return Ok(None);
+        }
         let mut tx = self.pool().begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(SEAL_LOCK)
             .execute(&mut *tx)
             .await?;
+        // Again under the lock: another sealer may have taken it.
+        if !due_from_head(&due, &queue_head(&mut *tx, &due).await?) {
+            tx.commit().await?;
+            return Ok(None);
+        }
         let rows = sqlx::query(
             "SELECT p.id AS pending_id, p.ts_ms AS pending_ts_ms, e.*
              FROM (SELECT id, ts_ms FROM ledger_pending ORDER BY ts_ms, id LIMIT $1) p
              LEFT JOIN ledger_events e ON e.id = p.id AND e.ts_ms = p.ts_ms
              ORDER BY p.ts_ms, p.id",
         )
-        .bind(i64::try_from(due.max_events).unwrap_or(i64::MAX))
+        .bind(due.limit())
         .fetch_all(&mut *tx)
         .await?;
         // A queued id whose row is gone (deleted by hand) cannot be sealed:
@@ -74,34 +115,13 @@ impl MerkleStore for PgStore {
             tx.commit().await?;
             return Ok(None);
         }
-        let oldest = events.iter().map(|e| e.ts_ms).min().unwrap_or(i64::MAX);
-        let full = rows.len() >= due.max_events;
-        if !full && due.oldest_at_or_before_ms.is_some_and(|cut| oldest > cut) {
-            tx.commit().await?;
-            return Ok(None);
-        }
         let last = sqlx::query("SELECT * FROM merkle_batches ORDER BY number DESC LIMIT 1")
             .fetch_optional(&mut *tx)
             .await?
             .map(|r| batch_from_row(&r))
             .transpose()?;
         let size = last.as_ref().map_or(0, |b| b.end);
-        let indexes: Vec<i64> = crate::merkle::tree::frontier_indexes(size)
-            .into_iter()
-            .map(i)
-            .collect();
-        let mut frontier = HashMap::new();
-        for row in sqlx::query("SELECT idx, hash FROM merkle_hashes WHERE idx = ANY($1)")
-            .bind(&indexes)
-            .fetch_all(&mut *tx)
-            .await?
-        {
-            let h: Vec<u8> = row.try_get("hash")?;
-            frontier.insert(
-                u(row.try_get("idx")?, "merkle_hashes", "idx")?,
-                digest(&h, "merkle_hashes")?,
-            );
-        }
+        let frontier = read_hashes(&mut *tx, &crate::merkle::tree::frontier_indexes(size)).await?;
         let n = events.len();
         let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
         let ts: Vec<i64> = events.iter().map(|e| e.ts_ms).collect();
@@ -186,20 +206,7 @@ impl MerkleStore for PgStore {
     }
 
     async fn merkle_hashes(&self, indexes: &[u64]) -> Result<HashMap<u64, Digest>, StoreError> {
-        let want: Vec<i64> = indexes.iter().map(|k| i(*k)).collect();
-        let mut out = HashMap::with_capacity(indexes.len());
-        for row in sqlx::query("SELECT idx, hash FROM merkle_hashes WHERE idx = ANY($1)")
-            .bind(&want)
-            .fetch_all(self.pool())
-            .await?
-        {
-            let h: Vec<u8> = row.try_get("hash")?;
-            out.insert(
-                u(row.try_get("idx")?, "merkle_hashes", "idx")?,
-                digest(&h, "merkle_hashes")?,
-            );
-        }
-        Ok(out)
+        read_hashes(self.pool(), indexes).await
     }
 
     async fn leaf_index(&self, event_id: &str) -> Result<Option<u64>, StoreError> {
