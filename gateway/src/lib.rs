@@ -34,6 +34,7 @@ pub mod policy;
 pub mod pricing;
 pub mod provider;
 pub mod proxy;
+pub mod recovery;
 pub mod redact;
 pub mod runtime;
 pub mod shared;

@@ -189,7 +189,7 @@ async fn distributed(config: &Config, d: &Distributed) -> Result<Backends, Start
     // The per-minute spend aggregates the ledger writers keep: one indexed
     // range read per counter primed.
     let history: Arc<dyn SpendHistory> = match &postgres {
-        Some(pg) => Arc::new(crate::snapshot::refresh::AggregatedHistory(pg.clone())),
+        Some(pg) => Arc::new(pg.clone()),
         None => Arc::new(NoLedger),
     };
     crate::kafka::describe_metrics();

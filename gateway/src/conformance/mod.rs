@@ -14,5 +14,6 @@ pub mod counters;
 pub mod event_sink;
 pub mod merkle;
 pub mod rate;
+pub mod recovery;
 pub mod snapshot_source;
 pub mod store;

@@ -271,7 +271,7 @@ async fn events_land_once_with_exact_aggregates() {
 
     // What a replica primes from: one Spend per minute and currency,
     // summing to the principal's costs exactly.
-    let history = crate::snapshot::AggregatedHistory(env.pg.store.clone());
+    let history = env.pg.store.clone();
     let spend = crate::snapshot::SpendHistory::spend_since(&history, "agent-1", BASE_MS)
         .await
         .expect("aggregated spend");

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::checkpoint::{self, Verified};
 use super::{leaf, tree};
+use crate::ledger::LedgerEvent;
 use crate::store::{Batch, BatchFilter, MerkleStore};
 
 /// One thing that does not verify.
@@ -66,6 +67,16 @@ pub async fn verify_batch(
     public_key: &str,
     batch: &Batch,
 ) -> Result<BatchReport, crate::store::StoreError> {
+    Ok(verify_batch_events(store, public_key, batch).await?.0)
+}
+
+/// [`verify_batch`], answering also the batch's events in leaf order as
+/// they were read and verified (all of them when the report is `ok`).
+pub async fn verify_batch_events(
+    store: &dyn MerkleStore,
+    public_key: &str,
+    batch: &Batch,
+) -> Result<(BatchReport, Vec<LedgerEvent>), crate::store::StoreError> {
     let mut failures = Vec::new();
     // The batch's own checkpoint: what it signs is the truth.
     let signed = match checkpoint::verify(&batch.checkpoint, public_key) {
@@ -96,7 +107,7 @@ pub async fn verify_batch(
             "checkpoint_mismatch",
             format!("the batch starts at leaf {start}, after its end {end}"),
         ));
-        return Ok(finish(batch, failures, 0));
+        return Ok((finish(batch, failures, 0), Vec::new()));
     }
     // The previous checkpoint: the tree this batch extends.
     let previous: Option<Verified> = if start == 0 {
@@ -196,6 +207,7 @@ pub async fn verify_batch(
     let by_index: std::collections::HashMap<u64, &crate::store::Leaf> =
         leaves.iter().map(|l| (l.index, l)).collect();
     let mut recomputed = Vec::with_capacity((end - start) as usize);
+    let mut events = Vec::with_capacity((end - start) as usize);
     let mut leaf_failures = Vec::new();
     for n in start..end {
         let Some(l) = by_index.get(&n) else {
@@ -236,6 +248,7 @@ pub async fn verify_batch(
                     );
                 }
                 recomputed.push(h);
+                events.push(e.clone());
             }
         }
     }
@@ -263,7 +276,7 @@ pub async fn verify_batch(
     for f in &report.failures {
         super::failed(Some(&batch.id), f.code, &f.message);
     }
-    Ok(report)
+    Ok((report, events))
 }
 
 fn finish(batch: &Batch, failures: Vec<Failure>, events: u64) -> BatchReport {

@@ -6,7 +6,7 @@
 pub mod refresh;
 pub mod source;
 
-pub use refresh::{spend_in_window, AggregatedHistory, SpendHistory};
+pub use refresh::{spend_in_window, SpendHistory};
 pub use source::{SnapshotSource, SourceError, StoreSource};
 
 use std::collections::HashMap;

@@ -14,7 +14,7 @@ use caracal_config::AllowlistDefault;
 use super::{Snapshot, SnapshotCell, SnapshotSource, SourceError};
 use crate::budget::charge::Plan;
 use crate::budget::counters::Counters;
-use crate::store::{LedgerStore, Store};
+use crate::store::Store;
 
 /// Where counters learn the spend recorded before they counted it.
 pub trait SpendHistory: Send + Sync + 'static {
@@ -27,7 +27,8 @@ pub trait SpendHistory: Send + Sync + 'static {
     ) -> crate::budget::counters::BoxFuture<Result<Vec<crate::store::Spend>, SourceError>>;
 }
 
-/// A store is a spend history: the costs its ledger recorded.
+/// A store is a spend history: the per-minute aggregates of the costs its
+/// ledger recorded (one row per minute and currency, however many calls).
 impl SpendHistory for Arc<dyn Store> {
     fn spend_since(
         &self,
@@ -36,24 +37,19 @@ impl SpendHistory for Arc<dyn Store> {
     ) -> crate::budget::counters::BoxFuture<Result<Vec<crate::store::Spend>, SourceError>> {
         let store = self.clone();
         let principal = principal.to_string();
-        Box::pin(async move { Ok(LedgerStore::spend_since(&*store, &principal, since_ms).await?) })
+        Box::pin(async move { Ok(store.spend_by_minute_since(&principal, since_ms).await?) })
     }
 }
 
-/// The per-minute spend aggregates of a PostgreSQL store, which the
-/// ledger writers maintain: what a replica of the distributed deployment
-/// primes its counters from (one row per minute and currency instead of
-/// one per call).
-#[derive(Debug, Clone)]
-pub struct AggregatedHistory(pub crate::store::PgStore);
-
-impl SpendHistory for AggregatedHistory {
+/// The PostgreSQL store the ledger writers keep the aggregates of: what a
+/// replica of the distributed deployment primes its counters from.
+impl SpendHistory for crate::store::PgStore {
     fn spend_since(
         &self,
         principal: &str,
         since_ms: i64,
     ) -> crate::budget::counters::BoxFuture<Result<Vec<crate::store::Spend>, SourceError>> {
-        let store = self.0.clone();
+        let store = self.clone();
         let principal = principal.to_string();
         Box::pin(async move { Ok(store.spend_aggregated_since(&principal, since_ms).await?) })
     }

@@ -137,20 +137,18 @@ pub trait LedgerStore: Send + Sync {
         since_ms: i64,
     ) -> Result<Vec<Spend>, StoreError>;
 
-    /// What `principal_id` spent from the minute holding `since_ms` on,
-    /// oldest first, for reports over long windows: each [`Spend`] is one
-    /// cost or the exact sum of the costs of one minute and currency
-    /// (`ts_ms` the minute's start). The embedded store answers with the
-    /// costs themselves ([`Self::spend_since`]); PostgreSQL reads the
-    /// per-minute aggregates its ledger writers maintain, not the ledger.
+    /// What `principal_id` spent per minute and currency from the minute
+    /// holding `since_ms` on, oldest first, read from the spend aggregates
+    /// (`spend_minutes`), not the ledger: each [`Spend`] is the exact sum
+    /// of the costs of one minute and currency (`ts_ms` the minute's
+    /// start). What budget counters are primed from. Fails while the
+    /// aggregates hold a restored snapshot without the events after it
+    /// ([`StoreError::Incomplete`]).
     async fn spend_by_minute_since(
         &self,
         principal_id: &str,
         since_ms: i64,
-    ) -> Result<Vec<Spend>, StoreError> {
-        let minute = since_ms - since_ms.rem_euclid(60_000);
-        self.spend_since(principal_id, minute).await
-    }
+    ) -> Result<Vec<Spend>, StoreError>;
 }
 
 #[async_trait]
@@ -204,6 +202,39 @@ impl LedgerStore for SqliteStore {
         .await?;
         rows.iter().map(spend_from_row).collect()
     }
+
+    async fn spend_by_minute_since(
+        &self,
+        principal_id: &str,
+        since_ms: i64,
+    ) -> Result<Vec<Spend>, StoreError> {
+        self.spend_complete().await?;
+        let rows = sqlx::query(
+            "SELECT minute_ms, currency, amount FROM spend_minutes
+             WHERE principal_id = ? AND minute_ms >= ?
+             ORDER BY minute_ms, currency",
+        )
+        .bind(principal_id)
+        .bind(since_ms - since_ms.rem_euclid(60_000))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(minute_spend_from_row).collect()
+    }
+}
+
+/// A row of `minute_ms, currency, amount` (an exact decimal as text).
+pub(super) fn minute_spend_from_row(row: &impl Columns) -> Result<Spend, StoreError> {
+    let amount = row.text("amount")?;
+    Ok(Spend {
+        ts_ms: row.int("minute_ms")?,
+        amount: amount
+            .parse::<crate::money::Decimal>()
+            .map_err(|e| StoreError::Corrupt {
+                table: "spend_minutes",
+                message: format!("amount {amount:?}: {e}"),
+            })?,
+        currency: row.text("currency")?,
+    })
 }
 
 /// Inserts events inside the caller's transaction (idempotent by id), so a
@@ -247,8 +278,11 @@ pub(super) async fn insert_events(
                 .push_bind(e.cost_basis.map(|b| b.as_str()))
                 .push_bind(e.reserved.map(|c| c.to_string()));
         });
-        q.push(" ON CONFLICT (id) DO NOTHING");
-        q.build().execute(&mut **tx).await?;
+        // The rows inserted (not those whose id was already there) add
+        // their cost to the spend aggregates.
+        q.push(" ON CONFLICT (id) DO NOTHING RETURNING kind, principal_id, ts_ms, currency, cost");
+        let inserted = q.build().fetch_all(&mut **tx).await?;
+        super::recovery::add_inserted(tx, &inserted).await?;
     }
     Ok(())
 }

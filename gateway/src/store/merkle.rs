@@ -125,6 +125,8 @@ pub struct BatchFilter {
     pub latest: bool,
     /// The batch whose tree size (`end`) is this.
     pub end: Option<u64>,
+    /// Batches starting at or after this leaf.
+    pub from_leaf: Option<u64>,
 }
 
 /// The ledger's Merkle log.
@@ -434,6 +436,9 @@ pub(super) fn push_batch_filter<'a, DB: sqlx::Database>(
     }
     if let Some(end) = filter.end {
         q.push(" AND end_index = ").push_bind(i(end));
+    }
+    if let Some(from) = filter.from_leaf {
+        q.push(" AND start_index >= ").push_bind(i(from));
     }
     if let Some((s, e)) = filter.overlapping {
         q.push(" AND ((first_ts_ms <= ")

@@ -21,6 +21,7 @@ mod policies;
 mod pricebook;
 mod principals;
 mod providers;
+mod recovery;
 mod revocation;
 mod row;
 
@@ -43,14 +44,17 @@ pub use policies::{Change, PolicyStore};
 pub use pricebook::PricebookStore;
 pub use principals::{NewPrincipal, PrincipalStore};
 pub use providers::ProviderStore;
+pub use recovery::{
+    digest as spend_digest, totals, MinuteSpend, RecoveryStore, ReplayState, SnapshotInfo, Tally,
+};
 pub use revocation::{Revocation, RevocationStore, Revoked, Selector};
 
 /// The store's traits, for callers that hold a `dyn Store`:
 /// `use caracal_gateway::store::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        AllowlistStore, LedgerStore, MandateStore, PolicyStore, PricebookStore, PrincipalStore,
-        ProviderStore, RevocationStore, StateStore, Store,
+        AllowlistStore, LedgerStore, MandateStore, MerkleStore, PolicyStore, PricebookStore,
+        PrincipalStore, ProviderStore, RecoveryStore, RevocationStore, StateStore, Store,
     };
 }
 
@@ -75,6 +79,9 @@ pub enum StoreError {
     },
     #[error("cannot seal the ledger: {0}")]
     Seal(String),
+    /// The derived state is being rebuilt and cannot be read yet.
+    #[error("{0}")]
+    Incomplete(String),
 }
 
 /// Everything the snapshot is built from, read in one transaction. Its
@@ -160,6 +167,7 @@ pub trait Store:
     + PricebookStore
     + LedgerStore
     + MerkleStore
+    + RecoveryStore
     + Send
     + Sync
     + 'static
@@ -177,6 +185,7 @@ impl<T> Store for T where
         + PricebookStore
         + LedgerStore
         + MerkleStore
+        + RecoveryStore
         + Send
         + Sync
         + 'static
@@ -211,7 +220,9 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        let store = Self { pool };
+        store.backfill_spend().await?;
+        Ok(store)
     }
 
     /// Closes the pool: every later call fails.

@@ -154,3 +154,8 @@ mod merkle {
     use super::postgres;
     crate::merkle_conformance!(postgres);
 }
+
+mod recovery {
+    use super::postgres;
+    crate::recovery_conformance!(postgres);
+}

@@ -19,6 +19,7 @@ mod policies;
 mod pricebook;
 mod principals;
 mod providers;
+mod recovery;
 mod revocation;
 mod spend;
 #[cfg(test)]

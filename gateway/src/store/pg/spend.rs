@@ -2,10 +2,8 @@
 //! ledger insert (see `ledger.rs`): what budget counters are primed from
 //! in the distributed deployment.
 
-use sqlx::Row;
-
 use super::PgStore;
-use crate::money::Decimal;
+use crate::store::ledger::minute_spend_from_row;
 use crate::store::{Spend, StoreError};
 
 /// Milliseconds in a minute.
@@ -28,6 +26,7 @@ impl PgStore {
         principal: &str,
         since_ms: i64,
     ) -> Result<Vec<Spend>, StoreError> {
+        self.spend_complete().await?;
         let rows = sqlx::query(
             "SELECT minute_ms, currency, amount::text AS amount FROM spend_minutes
              WHERE principal_id = $1 AND minute_ms >= $2
@@ -37,19 +36,7 @@ impl PgStore {
         .bind(minute_of(since_ms))
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|row| {
-                let amount: String = row.try_get("amount")?;
-                Ok(Spend {
-                    ts_ms: row.try_get("minute_ms")?,
-                    amount: Decimal::from_str_exact(&amount).map_err(|e| StoreError::Corrupt {
-                        table: "spend_minutes",
-                        message: format!("amount {amount:?}: {e}"),
-                    })?,
-                    currency: row.try_get("currency")?,
-                })
-            })
-            .collect()
+        rows.iter().map(minute_spend_from_row).collect()
     }
 }
 
