@@ -95,6 +95,15 @@ pub enum Command {
     /// saved checkpoint.
     #[command(subcommand)]
     Merkle(crate::merkle::MerkleCmd),
+    /// Snapshots of the derived state (the spend aggregates budget
+    /// counters are primed from) at a checkpoint of the Merkle log:
+    /// create, list, show, restore.
+    #[command(subcommand)]
+    Snapshot(crate::recovery::SnapshotCmd),
+    /// Rebuild the derived state from a snapshot and every verified event
+    /// after it, and follow its progress.
+    #[command(subcommand)]
+    Replay(crate::recovery::ReplayCmd),
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ mod pricebook;
 mod principal;
 mod probe;
 mod provider;
+mod recovery;
 mod runtime;
 mod workspace;
 
@@ -103,6 +104,8 @@ pub async fn run(cli: Cli, io: &mut Io<'_>) -> anyhow::Result<Exit> {
         Command::Dlq(cmd) => dlq::run(cmd, &ctx, io).await,
         Command::Kafka(cmd) => kafka::run(cmd, &ctx, io).await,
         Command::Merkle(cmd) => merkle::run(cmd, &ctx, io).await,
+        Command::Snapshot(cmd) => recovery::run_snapshot(cmd, &ctx, io).await,
+        Command::Replay(cmd) => recovery::run_replay(cmd, &ctx, io).await,
     };
     if changes_state {
         // A distributed workspace's replicas learn the change from Redis:

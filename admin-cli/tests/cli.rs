@@ -24,6 +24,8 @@ mod principal;
 mod provider;
 #[path = "cli/provider_check.rs"]
 mod provider_check;
+#[path = "cli/recovery.rs"]
+mod recovery;
 #[path = "cli/runtime.rs"]
 mod runtime;
 #[path = "cli/support.rs"]

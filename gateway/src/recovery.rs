@@ -276,16 +276,41 @@ pub async fn create_snapshot(
         return Err(e);
     }
     let rows = store.snapshot_rows(&info.id).await?;
-    info.digest = crate::store::spend_digest(&rows);
+    summarize(&mut info, &rows);
+    store.snapshot_complete(&info).await?;
+    tracing::info!(snapshot = %info.id, tree_size = size, "recorded a ledger snapshot");
+    Ok(info)
+}
+
+/// Records a snapshot kept outside the database (its copy in the
+/// workspace) back into it, after checking that its rows match its digest
+/// and that the ledger holds its checkpoint.
+pub async fn import(
+    store: &dyn Store,
+    public_key: &str,
+    info: &SnapshotInfo,
+    rows: &[MinuteSpend],
+) -> Result<(), RecoveryError> {
+    let mut checked = info.clone();
+    summarize(&mut checked, rows);
+    if checked.digest != info.digest {
+        return Err(RecoveryError::Corrupt(info.id.clone()));
+    }
+    in_ledger(store, public_key, &checked).await?;
+    store.snapshot_begin(&checked, rows).await?;
+    store.snapshot_complete(&checked).await?;
+    Ok(())
+}
+
+/// Fills a snapshot's digest and counts from its rows.
+fn summarize(info: &mut SnapshotInfo, rows: &[MinuteSpend]) {
+    info.digest = crate::store::spend_digest(rows);
     info.calls = rows.iter().map(|r| r.calls).sum();
-    info.principals = totals(&rows)
+    info.principals = totals(rows)
         .keys()
         .map(|(p, _)| p)
         .collect::<std::collections::BTreeSet<_>>()
         .len() as u64;
-    store.snapshot_complete(&info).await?;
-    tracing::info!(snapshot = %info.id, tree_size = size, "recorded a ledger snapshot");
-    Ok(info)
 }
 
 fn state(snapshot: &SnapshotInfo, status: &str, complete: bool, target: u64) -> ReplayState {

@@ -339,3 +339,156 @@ fn spending_reads_the_ledger_and_the_counters_the_replicas_share() {
     drop(counters);
     redis_del(&redis_keys(&prefix));
 }
+
+/// The runbook's recovery on PostgreSQL: snapshot, more calls, the
+/// aggregates lost, restore (a replica cannot prime a counter from them
+/// meanwhile), replay: the ledger's totals again. After `db reset` the
+/// snapshot's checkpoint is not in the ledger and restore says so.
+#[test]
+fn snapshot_restore_replay_on_postgres() {
+    use caracal_gateway::budget::counters::{CounterError, Counters, NotReserved, ReservationId};
+    use caracal_gateway::ledger::{CostBasis, Decision, EventCode, EventKind, LedgerEvent, Mode};
+    use caracal_gateway::money::parse_amount;
+    use caracal_gateway::store::{LedgerStore, PgStore, Store};
+
+    let (home, prefix, db) = distributed_home_on();
+    home.ok(&["db", "migrate"]);
+    home.add_openai_provider();
+    let agent = register(&home, "worker-1");
+    let agent_id = agent["id"].as_str().unwrap().to_string();
+    home.ok(&[
+        "policy",
+        "create",
+        "--agent-id",
+        "worker-1",
+        "--limit",
+        "10.00",
+        "--currency",
+        "USD",
+        "--time-window",
+        "daily",
+        "--change-reason",
+        "test",
+    ]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let pg = runtime.block_on(PgStore::connect(&db)).unwrap();
+    let insert = |costs: &[&str]| {
+        let now = jiff::Timestamp::now().as_millisecond();
+        let events: Vec<LedgerEvent> = costs
+            .iter()
+            .map(|cost| {
+                let mut e = LedgerEvent::new(
+                    EventKind::Call,
+                    Mode::BaseUrl,
+                    Decision::Allow,
+                    EventCode::OK,
+                );
+                e.principal_id = Some(agent_id.clone());
+                e.ts_ms = now;
+                e.ts = jiff::Timestamp::from_millisecond(now).unwrap().to_string();
+                e.cost = Some(parse_amount(cost).unwrap());
+                e.currency = Some("USD".into());
+                e.cost_basis = Some(CostBasis::Usage);
+                e
+            })
+            .collect();
+        runtime.block_on(pg.insert_ledger_events(&events)).unwrap();
+    };
+    insert(&["1.25", "0.75"]);
+    let snap = home.json(&["snapshot", "create", "--json"]);
+    let id = snap["id"].as_str().unwrap().to_string();
+    assert_eq!(snap["calls"], 2, "{snap}");
+    insert(&["0.50"]);
+    runtime.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+        sqlx::query("DELETE FROM spend_minutes")
+            .execute(&mut c)
+            .await
+            .unwrap();
+    });
+    home.ok(&["snapshot", "restore", "--snapshot-id", &id]);
+
+    // A replica priming this principal's counter now is refused.
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(pg.clone());
+    let lines = runtime.block_on(async {
+        let policies = store.list_policies(Some(&agent_id)).await.unwrap();
+        caracal_gateway::budget::plans(&policies)[&agent_id]
+            .lines
+            .clone()
+    });
+    let counters = runtime.block_on(async {
+        let conn = caracal_gateway::shared::connect(&redis_url())
+            .await
+            .unwrap();
+        caracal_gateway::shared::RedisCounters::new(
+            conn,
+            caracal_gateway::shared::Keys::new(&prefix).unwrap(),
+            jiff::SignedDuration::from_secs(60),
+            std::sync::Arc::new(store.clone()),
+        )
+    });
+    let reserve = || {
+        runtime.block_on(counters.reserve(
+            &agent_id,
+            ReservationId::new(),
+            &lines,
+            parse_amount("0.01").unwrap(),
+            jiff::Timestamp::now(),
+        ))
+    };
+    match reserve() {
+        Err(NotReserved::Unavailable(CounterError(m))) => {
+            assert!(m.contains("replay start"), "{m}")
+        }
+        other => panic!("primed from a restored snapshot alone: {other:?}"),
+    }
+    let out = home.fails(
+        1,
+        &[
+            "ledger",
+            "query",
+            "--agent-id",
+            "worker-1",
+            "--time-window",
+            "daily",
+        ],
+    );
+    assert!(out.stderr.contains("replay start"), "{out:?}");
+
+    let done = home.json(&["replay", "start", "--from-snapshot", &id, "--json"]);
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["calls"], 1, "{done}");
+    let row = home.json(&[
+        "ledger",
+        "query",
+        "--agent-id",
+        "worker-1",
+        "--time-window",
+        "daily",
+        "--json",
+    ])[0]
+        .clone();
+    assert_eq!(row["spent"], "2.50", "{row}");
+    // Primed from the rebuilt aggregates: 2.50 spent, 7.50 left.
+    let reserved = reserve().unwrap();
+    let standing = runtime
+        .block_on(counters.standing(&agent_id, &lines[0], jiff::Timestamp::now()))
+        .unwrap();
+    assert_eq!(standing.spent, parse_amount("2.50").unwrap());
+    assert_eq!(standing.reserved, parse_amount("0.01").unwrap());
+    runtime
+        .block_on(counters.release(&reserved, jiff::Timestamp::now()))
+        .unwrap();
+
+    // After `db reset` the ledger is not the one the snapshot was taken of.
+    home.ok(&["db", "reset", "--confirm"]);
+    let out = home.fails(1, &["snapshot", "restore", "--snapshot-id", &id]);
+    assert!(
+        out.stderr
+            .contains("restore the database from its backup first"),
+        "{out:?}"
+    );
+    drop(counters);
+    redis_del(&redis_keys(&prefix));
+}
