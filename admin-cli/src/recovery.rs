@@ -376,11 +376,9 @@ fn print_state(io: &mut Io<'_>, s: &ReplayState) -> anyhow::Result<()> {
         s.snapshot_id.as_deref().unwrap_or("none")
     )?;
     writeln!(io.out, "status      {}", s.status)?;
-    let pct = if s.target == 0 {
-        100
-    } else {
-        (s.position.min(s.target) * 100) / s.target
-    };
+    let pct = (s.position.min(s.target) * 100)
+        .checked_div(s.target)
+        .unwrap_or(100);
     writeln!(
         io.out,
         "position    leaf {} of {} ({pct}%)",
