@@ -341,12 +341,12 @@ fn spending_reads_the_ledger_and_the_counters_the_replicas_share() {
 }
 
 /// The runbook's recovery on PostgreSQL: snapshot, more calls, the
-/// aggregates lost, restore (a replica cannot prime a counter from them
-/// meanwhile), replay: the ledger's totals again. After `db reset` the
+/// aggregates lost, restore (a replica primes a counter from the ledger's
+/// rows meanwhile, not from them), replay: the ledger's totals again. After `db reset` the
 /// snapshot's checkpoint is not in the ledger and restore says so.
 #[test]
 fn snapshot_restore_replay_on_postgres() {
-    use caracal_gateway::budget::counters::{CounterError, Counters, NotReserved, ReservationId};
+    use caracal_gateway::budget::counters::{Counters, ReservationId};
     use caracal_gateway::ledger::{CostBasis, Decision, EventCode, EventKind, LedgerEvent, Mode};
     use caracal_gateway::money::parse_amount;
     use caracal_gateway::store::{LedgerStore, PgStore, Store};
@@ -409,7 +409,9 @@ fn snapshot_restore_replay_on_postgres() {
     });
     home.ok(&["snapshot", "restore", "--snapshot-id", &id]);
 
-    // A replica priming this principal's counter now is refused.
+    // A replica priming this principal's counter now reads the ledger's
+    // rows, not the incomplete aggregates: 2.50 spent, not the snapshot's
+    // 2.00.
     let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(pg.clone());
     let lines = runtime.block_on(async {
         let policies = store.list_policies(Some(&agent_id)).await.unwrap();
@@ -428,21 +430,34 @@ fn snapshot_restore_replay_on_postgres() {
             std::sync::Arc::new(store.clone()),
         )
     });
-    let reserve = || {
-        runtime.block_on(counters.reserve(
-            &agent_id,
-            ReservationId::new(),
-            &lines,
-            parse_amount("0.01").unwrap(),
-            jiff::Timestamp::now(),
-        ))
+    let spent_after_a_reservation = || {
+        let hold = runtime
+            .block_on(counters.reserve(
+                &agent_id,
+                ReservationId::new(),
+                &lines,
+                parse_amount("0.01").unwrap(),
+                jiff::Timestamp::now(),
+            ))
+            .unwrap();
+        let standing = runtime
+            .block_on(counters.standing(&agent_id, &lines[0], jiff::Timestamp::now()))
+            .unwrap();
+        runtime
+            .block_on(counters.release(&hold, jiff::Timestamp::now()))
+            .unwrap();
+        // The principal's counters forgotten: the next reservation primes.
+        let principal_keys: Vec<String> = redis_keys(&prefix)
+            .into_iter()
+            .filter(|k| k.contains("{p:"))
+            .collect();
+        assert!(!principal_keys.is_empty());
+        redis_del(&principal_keys);
+        (standing.spent, standing.reserved)
     };
-    match reserve() {
-        Err(NotReserved::Unavailable(CounterError(m))) => {
-            assert!(m.contains("replay start"), "{m}")
-        }
-        other => panic!("primed from a restored snapshot alone: {other:?}"),
-    }
+    let d = |s: &str| parse_amount(s).unwrap();
+    assert_eq!(spent_after_a_reservation(), (d("2.50"), d("0.01")));
+    // A report says the aggregates are being rebuilt.
     let out = home.fails(
         1,
         &[
@@ -470,16 +485,8 @@ fn snapshot_restore_replay_on_postgres() {
     ])[0]
         .clone();
     assert_eq!(row["spent"], "2.50", "{row}");
-    // Primed from the rebuilt aggregates: 2.50 spent, 7.50 left.
-    let reserved = reserve().unwrap();
-    let standing = runtime
-        .block_on(counters.standing(&agent_id, &lines[0], jiff::Timestamp::now()))
-        .unwrap();
-    assert_eq!(standing.spent, parse_amount("2.50").unwrap());
-    assert_eq!(standing.reserved, parse_amount("0.01").unwrap());
-    runtime
-        .block_on(counters.release(&reserved, jiff::Timestamp::now()))
-        .unwrap();
+    // Primed from the rebuilt aggregates.
+    assert_eq!(spent_after_a_reservation(), (d("2.50"), d("0.01")));
 
     // After `db reset` the ledger is not the one the snapshot was taken of.
     home.ok(&["db", "reset", "--confirm"]);

@@ -162,11 +162,25 @@ pub async fn snapshot_restore_replay_reproduces_the_ledger<H: Harness, F: Future
         h.store().spend_minutes().await.expect("minutes"),
         at_snapshot
     );
-    // Counters are not primed from a restored snapshot alone.
+    // Counters are not primed from a restored snapshot alone, but from
+    // the ledger's rows.
     match h.store().spend_by_minute_since("agent-0", BASE_MS).await {
         Err(StoreError::Incomplete(m)) => assert!(m.contains("caracal replay start"), "{m}"),
-        other => panic!("primed from an incomplete state: {other:?}"),
+        other => panic!("read an incomplete state: {other:?}"),
     }
+    let primed = crate::snapshot::refresh::primed_from(h.store(), "agent-0", BASE_MS)
+        .await
+        .expect("primed from the rows");
+    let sum = |spend: &[crate::store::Spend]| -> crate::money::Decimal {
+        spend.iter().map(|s| s.amount).sum()
+    };
+    let rows = h
+        .store()
+        .spend_since("agent-0", BASE_MS)
+        .await
+        .expect("rows");
+    assert_eq!(rows.len(), 7, "agent-0's calls 0, 3, …, 18");
+    assert_eq!(sum(&primed), sum(&rows));
     let done = recovery::replay(h.store(), key.public_key(), &snap.id, &quiet)
         .await
         .expect("replay");

@@ -14,7 +14,7 @@ use caracal_config::AllowlistDefault;
 use super::{Snapshot, SnapshotCell, SnapshotSource, SourceError};
 use crate::budget::charge::Plan;
 use crate::budget::counters::Counters;
-use crate::store::Store;
+use crate::store::{LedgerStore, Store};
 
 /// Where counters learn the spend recorded before they counted it.
 pub trait SpendHistory: Send + Sync + 'static {
@@ -27,8 +27,27 @@ pub trait SpendHistory: Send + Sync + 'static {
     ) -> crate::budget::counters::BoxFuture<Result<Vec<crate::store::Spend>, SourceError>>;
 }
 
-/// A store is a spend history: the per-minute aggregates of the costs its
-/// ledger recorded (one row per minute and currency, however many calls).
+/// What counters are primed with from a store: the per-minute aggregates
+/// of the costs its ledger recorded (one row per minute and currency,
+/// however many calls), or, while those hold a restored snapshot without
+/// the events after it (`caracal snapshot restore` before `caracal replay
+/// start` finished), the ledger's rows themselves: exact either way, so a
+/// recovery neither refuses calls nor admits them on a lower figure.
+pub(crate) async fn primed_from<S: LedgerStore + ?Sized>(
+    store: &S,
+    principal: &str,
+    since_ms: i64,
+) -> Result<Vec<crate::store::Spend>, SourceError> {
+    match store.spend_by_minute_since(principal, since_ms).await {
+        Err(crate::store::StoreError::Incomplete(why)) => {
+            tracing::warn!(principal, "priming from the ledger's rows: {why}");
+            Ok(store.spend_since(principal, since_ms).await?)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// A store is a spend history: see [`primed_from`].
 impl SpendHistory for Arc<dyn Store> {
     fn spend_since(
         &self,
@@ -37,12 +56,13 @@ impl SpendHistory for Arc<dyn Store> {
     ) -> crate::budget::counters::BoxFuture<Result<Vec<crate::store::Spend>, SourceError>> {
         let store = self.clone();
         let principal = principal.to_string();
-        Box::pin(async move { Ok(store.spend_by_minute_since(&principal, since_ms).await?) })
+        Box::pin(async move { primed_from(&*store, &principal, since_ms).await })
     }
 }
 
 /// The PostgreSQL store the ledger writers keep the aggregates of: what a
-/// replica of the distributed deployment primes its counters from.
+/// replica of the distributed deployment primes its counters from (see
+/// [`primed_from`]).
 impl SpendHistory for crate::store::PgStore {
     fn spend_since(
         &self,
@@ -51,7 +71,7 @@ impl SpendHistory for crate::store::PgStore {
     ) -> crate::budget::counters::BoxFuture<Result<Vec<crate::store::Spend>, SourceError>> {
         let store = self.clone();
         let principal = principal.to_string();
-        Box::pin(async move { Ok(store.spend_aggregated_since(&principal, since_ms).await?) })
+        Box::pin(async move { primed_from(&store, &principal, since_ms).await })
     }
 }
 
