@@ -243,6 +243,7 @@ pub(super) async fn insert_events(
     tx: &mut sqlx::Transaction<'_, Sqlite>,
     events: &[LedgerEvent],
 ) -> Result<(), StoreError> {
+    let mut spent = super::recovery::Tally::default();
     for chunk in events.chunks(32) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO ledger_events (id, ts, ts_ms, kind, principal_id, mode, provider, resource, action, method, url, decision, code, status, request_bytes, response_bytes, duration_ms, duration_us, model, input_tokens, output_tokens, cached_input_tokens, usage, detail, mandate_id, cost, currency, cost_basis, reserved) ",
@@ -280,9 +281,9 @@ pub(super) async fn insert_events(
         });
         // The rows inserted (not those whose id was already there) add
         // their cost to the spend aggregates.
-        q.push(" ON CONFLICT (id) DO NOTHING RETURNING kind, principal_id, ts_ms, currency, cost");
-        let inserted = q.build().fetch_all(&mut **tx).await?;
-        super::recovery::add_inserted(tx, &inserted).await?;
+        q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+        let inserted: Vec<String> = q.build_query_scalar().fetch_all(&mut **tx).await?;
+        spent.add_inserted(chunk, inserted);
     }
-    Ok(())
+    super::recovery::add_to_spend_minutes(tx, &spent).await
 }

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use sqlx::{Row, SqliteConnection};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::row::Columns;
 use super::{SqliteStore, StoreError};
@@ -76,6 +76,23 @@ impl Tally {
         let slot = self.0.entry(key).or_default();
         slot.0 = slot.0.saturating_add(amount);
         slot.1 = slot.1.saturating_add(n);
+    }
+
+    /// Counts the calls among `events` whose ids a ledger insert answered
+    /// as inserted (`inserted`, in any order; an id the table already had
+    /// is not among them), each once.
+    pub fn add_inserted(&mut self, events: &[LedgerEvent], inserted: Vec<String>) {
+        if inserted.len() == events.len() {
+            // Every event was new (the common case): no lookup.
+            events.iter().for_each(|e| self.add_event(e));
+            return;
+        }
+        let mut new: std::collections::HashSet<String> = inserted.into_iter().collect();
+        for e in events {
+            if new.remove(&e.id) {
+                self.add_event(e);
+            }
+        }
     }
 
     /// Adds aggregated rows.
@@ -385,72 +402,79 @@ UNION ALL
 SELECT e.kind, e.principal_id, e.ts_ms, e.currency, e.cost
 FROM ledger_pending p JOIN ledger_events e ON e.id = p.id";
 
+/// Keys per statement when adding to the aggregates (3 parameters each
+/// to read, 5 to write: far below SQLite's limit).
+const ADD_CHUNK: usize = 200;
+
 /// Adds `rows` to the aggregates of `table` (`spend_minutes`,
 /// `replay_spend`, or `snapshot_spend` of snapshot `scope`): SQLite cannot
-/// add decimals exactly, so each row is read, summed here and written.
+/// add decimals exactly, so the rows a chunk touches are read in one
+/// statement, summed here, and written back in one.
 async fn add_spend(
     conn: &mut SqliteConnection,
     table: &'static str,
     scope: Option<&str>,
     rows: &[MinuteSpend],
 ) -> Result<(), StoreError> {
-    let (filter, cols, vals) = match scope {
-        Some(_) => ("snapshot_id = ? AND ", "snapshot_id, ", "?, "),
-        None => ("", "", ""),
+    let (filter, cols) = match scope {
+        Some(_) => ("snapshot_id = ? AND ", "snapshot_id, "),
+        None => ("", ""),
     };
-    let select = format!(
-        "SELECT amount, calls FROM {table} WHERE {filter}principal_id = ? AND minute_ms = ? AND currency = ?"
-    );
-    let upsert = format!(
-        "INSERT OR REPLACE INTO {table} ({cols}principal_id, minute_ms, currency, amount, calls)
-         VALUES ({vals}?, ?, ?, ?, ?)"
-    );
-    for r in rows {
-        let mut q = sqlx::query(&select);
+    for chunk in rows.chunks(ADD_CHUNK) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+            "SELECT principal_id, minute_ms, currency, amount, calls FROM {table} WHERE {filter}(principal_id, minute_ms, currency) IN (VALUES "
+        ));
         if let Some(s) = scope {
-            q = q.bind(s);
+            // The first placeholder is the snapshot's id.
+            q = QueryBuilder::new(format!(
+                "SELECT principal_id, minute_ms, currency, amount, calls FROM {table} WHERE snapshot_id = "
+            ));
+            q.push_bind(s.to_string())
+                .push(" AND (principal_id, minute_ms, currency) IN (VALUES ");
         }
-        let old = q
-            .bind(&r.principal_id)
-            .bind(r.minute_ms)
-            .bind(&r.currency)
-            .fetch_optional(&mut *conn)
-            .await?;
-        let (mut amount, mut calls) = (r.amount, r.calls);
-        if let Some(old) = old {
-            amount = amount.saturating_add(parse(&old.try_get::<String, _>("amount")?, table)?);
-            calls =
-                calls.saturating_add(u64::try_from(old.try_get::<i64, _>("calls")?).unwrap_or(0));
+        let mut sep = q.separated(", ");
+        for r in chunk {
+            sep.push("(")
+                .push_bind_unseparated(r.principal_id.clone())
+                .push_unseparated(", ")
+                .push_bind_unseparated(r.minute_ms)
+                .push_unseparated(", ")
+                .push_bind_unseparated(r.currency.clone())
+                .push_unseparated(")");
         }
-        let mut q = sqlx::query(&upsert);
-        if let Some(s) = scope {
-            q = q.bind(s);
+        q.push(")");
+        let mut tally = Tally::default();
+        tally.add_rows(chunk);
+        for old in q.build().fetch_all(&mut *conn).await? {
+            tally.add_rows(&[minute_from_row(&old, table)?]);
         }
-        q.bind(&r.principal_id)
-            .bind(r.minute_ms)
-            .bind(&r.currency)
-            .bind(amount.normalize().to_string())
-            .bind(super::ledger::i(calls))
-            .execute(&mut *conn)
-            .await?;
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+            "INSERT OR REPLACE INTO {table} ({cols}principal_id, minute_ms, currency, amount, calls) "
+        ));
+        q.push_values(tally.rows(), |mut b, r| {
+            if let Some(s) = scope {
+                b.push_bind(s.to_string());
+            }
+            b.push_bind(r.principal_id)
+                .push_bind(r.minute_ms)
+                .push_bind(r.currency)
+                .push_bind(r.amount.to_string())
+                .push_bind(super::ledger::i(r.calls));
+        });
+        q.build().execute(&mut *conn).await?;
     }
     Ok(())
 }
 
-/// Adds what `rows` (returned by a ledger insert: `kind, principal_id,
-/// ts_ms, currency, cost`) cost to `spend_minutes`.
-pub(super) async fn add_inserted(
+/// Adds what `spent` counts to `spend_minutes`.
+pub(super) async fn add_to_spend_minutes(
     conn: &mut SqliteConnection,
-    rows: &[sqlx::sqlite::SqliteRow],
+    spent: &Tally,
 ) -> Result<(), StoreError> {
-    let mut tally = Tally::default();
-    for row in rows {
-        tally.add_row(row)?;
+    if spent.is_empty() {
+        return Ok(());
     }
-    if !tally.is_empty() {
-        add_spend(conn, "spend_minutes", None, &tally.rows()).await?;
-    }
-    Ok(())
+    add_spend(conn, "spend_minutes", None, &spent.rows()).await
 }
 
 /// Writes the replay state (the one row).

@@ -1,0 +1,115 @@
+//! The embedded ledger writer's throughput: events emitted into the
+//! `EmbeddedSink` the data path uses, written by the in-process writer
+//! task into a fresh SQLite file (WAL, `synchronous = NORMAL`, as the
+//! gateway opens it), timed from the first emit until every row is
+//! written. Run by `load-tests/bench/embedded-ledger.sh`.
+//!
+//! Events look like real calls (every column a forwarded call fills), spread
+//! over `--principals` principals; one minute of wall time holds
+//! `--per-minute` of them, so the per-minute spend aggregates see as many
+//! distinct minutes as a real day would at that rate.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use caracal_gateway::ledger::{
+    Decision, EventCode, EventKind, EventSink, LedgerEvent, LedgerWriter, Mode, Retention,
+};
+use caracal_gateway::money::Decimal;
+use caracal_gateway::store::{SqliteStore, Store};
+use clap::Parser;
+
+#[derive(Parser)]
+struct Args {
+    /// Events to write.
+    #[arg(long, default_value_t = 500_000)]
+    events: usize,
+    /// Principals the events are spread over.
+    #[arg(long, default_value_t = 1000)]
+    principals: usize,
+    /// Events per minute of event time.
+    #[arg(long, default_value_t = 60_000)]
+    per_minute: usize,
+}
+
+fn event(i: usize, args: &Args, base: i64) -> LedgerEvent {
+    let mut e = LedgerEvent::new(
+        EventKind::Call,
+        Mode::BaseUrl,
+        Decision::Allow,
+        EventCode::OK,
+    );
+    e.ts_ms = base + (i as i64 * 60_000) / args.per_minute.max(1) as i64;
+    e.ts = jiff::Timestamp::from_millisecond(e.ts_ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    e.principal_id = Some(format!("agent-{}", i % args.principals.max(1)));
+    e.provider = Some("openai".into());
+    e.resource = Some("gpt-4o".into());
+    e.action = Some("chat".into());
+    e.method = Some("POST".into());
+    e.url = Some("https://api.openai.com/v1/chat/completions".into());
+    e.status = Some(200);
+    e.request_bytes = 1200;
+    e.response_bytes = 800;
+    e.duration_ms = 420;
+    e.duration_us = 420_123;
+    e.model = Some("gpt-4o-2024-08-06".into());
+    e.input_tokens = Some(1000);
+    e.output_tokens = Some(200);
+    e.cost = Some(Decimal::new(4_500 + (i % 1000) as i64, 6));
+    e.currency = Some("USD".into());
+    e.reserved = Some(Decimal::new(10_000, 6));
+    e
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dir = tempfile::tempdir()?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("caracal.db")).await?);
+    let base = jiff::Timestamp::now().as_millisecond();
+    let events: Vec<LedgerEvent> = (0..args.events).map(|i| event(i, &args, base)).collect();
+    let (writer, sink) = LedgerWriter::start(store.clone());
+    let cpu = || -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let f: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let ticks = |k: usize| f.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        (ticks(11) + ticks(12)) / 100.0
+    };
+    let (cpu0, start) = (cpu(), Instant::now());
+    for e in events {
+        sink.emit(e, Retention::Keep);
+        // The data path emits from many tasks; the writer keeps up or the
+        // backlog grows: never past the soft limit the gateway refuses at.
+        while writer.backlog() > 40_000 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+    while writer.backlog() > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let cpu_s = cpu() - cpu0;
+    writer.finish().await;
+    let rows = store
+        .query_ledger(&caracal_gateway::store::LedgerFilter {
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await?
+        .len();
+    anyhow::ensure!(rows == 1 || args.events == 0, "no rows written");
+    println!(
+        "{{\"events\": {}, \"seconds\": {secs:.3}, \"events_per_second\": {:.0}, \"cpu_seconds\": {cpu_s:.2}, \"cpu_us_per_event\": {:.2}}}",
+        args.events,
+        args.events as f64 / secs,
+        cpu_s * 1e6 / args.events.max(1) as f64
+    );
+    Ok(())
+}
