@@ -1,5 +1,6 @@
 #![forbid(unsafe_code)]
-//! `caracal-load`: a closed-loop HTTP load generator. Prints a summary of
+//! `caracal-load`: an HTTP load generator, closed loop (N workers) or open
+//! loop (`--rate`: requests at a constant rate). Prints a summary of
 //! the measured window to stdout (`--json`: one JSON object); progress
 //! goes to stderr.
 
@@ -13,8 +14,9 @@ use caracal_load_tests::load::{self, Header, LoadConfig, Method};
 use clap::Parser;
 use reqwest::Url;
 
-/// Closed-loop load: N workers, each sending a request, reading the whole
-/// body, and sending the next.
+/// HTTP load: N workers, each sending a request, reading the whole body,
+/// and sending the next (closed loop); or, with --rate, requests sent at a
+/// constant rate whatever the responses do (open loop).
 #[derive(Debug, Parser)]
 #[command(name = "caracal-load", version)]
 struct Args {
@@ -40,9 +42,15 @@ struct Args {
     /// Trust only the certificates in this PEM file (target and proxy).
     #[arg(long)]
     ca_file: Option<PathBuf>,
-    /// Concurrent workers (requests in flight).
+    /// Concurrent workers (requests in flight); with --rate, the most
+    /// requests in flight at once.
     #[arg(long, default_value = "16")]
     concurrency: NonZeroUsize,
+    /// Open loop: send requests at this constant rate (per second) and
+    /// measure each one's latency from when it was due, so a slow server
+    /// cannot slow the load down and hide its latency.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Length of the measured window (e.g. 10s, 500ms, 1m).
     #[arg(long, default_value = "10s", value_parser = load::parse_duration)]
     duration: Duration,
@@ -75,6 +83,7 @@ impl Args {
             proxy: self.proxy,
             ca_file: self.ca_file,
             concurrency: self.concurrency,
+            rate: self.rate,
             warmup: self.warmup,
             duration: self.duration,
             timeout: self.timeout,
@@ -88,10 +97,16 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let json = args.json;
     let config = args.config()?;
-    eprintln!(
-        "caracal-load: {}: {} workers, warm-up {:?}, measuring {:?}",
-        config.label, config.concurrency, config.warmup, config.duration
-    );
+    match config.rate {
+        Some(rate) => eprintln!(
+            "caracal-load: {}: {rate}/s (at most {} in flight), warm-up {:?}, measuring {:?}",
+            config.label, config.concurrency, config.warmup, config.duration
+        ),
+        None => eprintln!(
+            "caracal-load: {}: {} workers, warm-up {:?}, measuring {:?}",
+            config.label, config.concurrency, config.warmup, config.duration
+        ),
+    }
     let summary = load::run(&config)
         .await
         .with_context(|| format!("run {:?}", config.label))?;

@@ -12,7 +12,7 @@ use reqwest::Url;
 
 use super::LoadError;
 
-/// Settings of one closed-loop run.
+/// Settings of one run (closed loop, or open loop with `rate`).
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
     /// Where every request goes.
@@ -28,8 +28,14 @@ pub struct LoadConfig {
     /// When set, the only trusted roots (for the target and the proxy);
     /// otherwise the built-in web roots.
     pub ca_file: Option<PathBuf>,
-    /// Workers, each with at most one request in flight.
+    /// Workers, each with at most one request in flight (closed loop);
+    /// with `rate`, the most requests in flight at once.
     pub concurrency: NonZeroUsize,
+    /// Open loop: requests are due at this constant rate (per second),
+    /// whatever the responses do, and each one's latency is measured from
+    /// when it was due, so a stalled server shows in the percentiles
+    /// instead of slowing the load (no coordinated omission).
+    pub rate: Option<f64>,
     /// Time before the measured window; results are discarded.
     pub warmup: Duration,
     /// Length of the measured window; must be more than zero.
@@ -190,6 +196,7 @@ mod tests {
             proxy: None,
             ca_file: None,
             concurrency: NonZeroUsize::MIN,
+            rate: None,
             warmup: Duration::ZERO,
             duration: Duration::from_secs(1),
             timeout: Duration::from_secs(1),

@@ -15,6 +15,8 @@ pub enum LoadError {
     Method(String),
     #[error("--duration must be more than zero")]
     EmptyWindow,
+    #[error("--rate must be a number of requests per second above zero, not {0}")]
+    Rate(f64),
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,

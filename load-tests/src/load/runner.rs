@@ -1,5 +1,8 @@
 //! The closed loop: `concurrency` workers, each sending one request,
-//! reading the whole response body, then sending the next.
+//! reading the whole response body, then sending the next. The open loop
+//! (`rate`): one request due every 1/rate seconds, sent when due (or as
+//! soon as fewer than `concurrency` are in flight), its latency counted
+//! from when it was due.
 //!
 //! Timeline of a run, from the moment the workers start:
 //! `[0, warmup)` requests are sent and their results dropped;
@@ -52,6 +55,13 @@ pub async fn run(config: &LoadConfig) -> Result<Summary, LoadError> {
         end: start + config.warmup + config.duration,
     };
 
+    if let Some(rate) = config.rate {
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(LoadError::Rate(rate));
+        }
+        let tally = open_loop(client, template, window, rate, config.concurrency.get()).await;
+        return Ok(tally.summarize(&config.label, config.duration));
+    }
     let mut workers = JoinSet::new();
     for _ in 0..config.concurrency.get() {
         workers.spawn(worker(client.clone(), Arc::clone(&template), window));
@@ -84,6 +94,62 @@ async fn worker(client: Client, template: Arc<Template>, window: Window) -> Tall
         }
     }
     tally
+}
+
+/// The open loop until the window ends: request k is due at
+/// `start + k / rate`; it waits for one of `in_flight` slots, and its
+/// latency runs from when it was due.
+async fn open_loop(
+    client: Client,
+    template: Arc<Template>,
+    window: Window,
+    rate: f64,
+    in_flight: usize,
+) -> Tally {
+    let start = Instant::now();
+    let slots = Arc::new(tokio::sync::Semaphore::new(in_flight));
+    let mut requests = JoinSet::new();
+    let mut tally = Tally::default();
+    for k in 0u64.. {
+        let due = start + std::time::Duration::from_secs_f64(k as f64 / rate);
+        if due >= window.end {
+            break;
+        }
+        tokio::time::sleep_until(due.into()).await;
+        let (client, template, slots) = (client.clone(), Arc::clone(&template), slots.clone());
+        requests.spawn(async move {
+            let Ok(_slot) = slots.acquire_owned().await else {
+                return None;
+            };
+            let exchange = exchange(&client, &template);
+            let outcome = tokio::time::timeout_at(window.end.into(), exchange)
+                .await
+                .ok()?;
+            let done = Instant::now();
+            (done >= window.begin).then(|| (outcome, done - due))
+        });
+        // Reap what finished, so the set does not grow with the run.
+        while let Some(joined) = requests.try_join_next() {
+            collect(&mut tally, joined);
+        }
+    }
+    while let Some(joined) = requests.join_next().await {
+        collect(&mut tally, joined);
+    }
+    tally
+}
+
+/// Counts one open-loop request: None when it finished outside the
+/// window.
+fn collect(
+    tally: &mut Tally,
+    joined: Result<Option<(Outcome, std::time::Duration)>, tokio::task::JoinError>,
+) {
+    match joined {
+        Ok(Some((outcome, latency))) => tally.record(outcome, latency),
+        Ok(None) => {}
+        Err(error) => tally.record_error(format!("request task failed: {error}")),
+    }
 }
 
 /// Sends one request and reads its body to the end.

@@ -18,6 +18,7 @@ fn config(url: &str) -> LoadConfig {
         proxy: None,
         ca_file: None,
         concurrency: NonZeroUsize::new(2).unwrap(),
+        rate: None,
         warmup: Duration::from_millis(100),
         duration: Duration::from_millis(300),
         timeout: Duration::from_secs(5),
@@ -95,4 +96,42 @@ async fn refuses_an_empty_window_and_a_missing_ca_file() {
     let mut no_ca = config("https://127.0.0.1:1/");
     no_ca.ca_file = Some("/nonexistent/caracal-ca.pem".into());
     assert!(matches!(run(&no_ca).await, Err(LoadError::Read { .. })));
+}
+
+/// The open loop sends at the rate asked, whatever the server does, and
+/// counts a stalled server's delay in the latency of every request due
+/// meanwhile.
+#[tokio::test]
+async fn the_open_loop_keeps_its_rate_and_counts_from_when_due() {
+    let mock = mock::start("127.0.0.1:0".parse().unwrap(), MockConfig::default())
+        .await
+        .unwrap();
+    let url = format!("{}/v1/chat/completions", mock.base_url());
+    let mut c = config(&url);
+    c.rate = Some(200.0);
+    c.concurrency = NonZeroUsize::new(8).unwrap();
+    c.duration = Duration::from_millis(500);
+    let summary = run(&c).await.unwrap();
+    assert_eq!((summary.errors, summary.non_2xx), (0, 0), "{summary:?}");
+    // 200/s over 0.5 s: about 100 requests, not as many as the mock can do.
+    assert!((80..=120).contains(&summary.ok), "{summary:?}");
+
+    // One slot, and a server that takes 50 ms a request: the requests due
+    // meanwhile wait, and their latency says so.
+    c.headers = header_map([parse_header("x-mock-latency-ms: 50").unwrap()]);
+    c.concurrency = NonZeroUsize::new(1).unwrap();
+    c.rate = Some(100.0);
+    let summary = run(&c).await.unwrap();
+    assert!(summary.p99_ms.unwrap() > 200.0, "{summary:?}");
+    assert!(summary.ok < 20, "{summary:?}");
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rate_of_zero_is_refused() {
+    let mut c = config("http://127.0.0.1:9/");
+    c.rate = Some(0.0);
+    assert!(matches!(run(&c).await, Err(LoadError::Rate(_))));
+    c.rate = Some(f64::NAN);
+    assert!(matches!(run(&c).await, Err(LoadError::Rate(_))));
 }
