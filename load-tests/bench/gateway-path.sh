@@ -21,9 +21,18 @@
 #   gw-dist-budget       the same for the budgeted agent (Redis counters)
 # and writes load-tests/results/YYYY-MM-DD-gateway-path.{md,json}.
 #
+# Each row also records the CPU time the server under test spent per
+# request in the measured window (the mock for `direct`, nginx's processes
+# for `nginx`, the gateway or replica otherwise; the ledger writer of the
+# distributed rows separately) and its resident memory at the end.
+# Then an open loop at a fixed RATE (default 1000 requests/s) through
+# direct, nginx and the embedded gateway, latency counted from when each
+# request was due (no coordinated omission): the added latency at a load
+# all of them sustain.
+#
 # Settings from the environment: CONCURRENCY (16), DURATION (15s),
-# WARMUP (3s), DISTRIBUTED (0); KEEP_WORK=1 keeps the temp dir (logs,
-# configs) afterwards.
+# WARMUP (3s), DISTRIBUTED (0), RATE (1000; 0 skips the open loop);
+# KEEP_WORK=1 keeps the temp dir (logs, configs) afterwards.
 # Exits non-zero if any run saw errors or non-2xx responses, after writing
 # the results.
 set -euo pipefail
@@ -33,6 +42,7 @@ DURATION=${DURATION:-15s}
 WARMUP=${WARMUP:-3s}
 KEEP_WORK=${KEEP_WORK:-0}
 DISTRIBUTED=${DISTRIBUTED:-0}
+RATE=${RATE:-1000}
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
@@ -75,6 +85,45 @@ wait_for_port() {
         sleep 0.1
     done
     die "$what is not listening on 127.0.0.1:$port"
+}
+
+# A caracal-load duration (500ms, 15s, 1m) in seconds.
+secs() {
+    case $1 in
+    *ms) awk -v v="${1%ms}" 'BEGIN { print v / 1000 }' ;;
+    *s) echo "${1%s}" ;;
+    *m) awk -v v="${1%m}" 'BEGIN { print v * 60 }' ;;
+    *) echo "$1" ;;
+    esac
+}
+
+# A process and its descendants (nginx's worker is its master's child).
+tree_pids() {
+    local pid=$1 child
+    echo "$pid"
+    for child in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do tree_pids "$child"; done
+}
+
+# CPU seconds (user + system) used so far by the processes $@ and their
+# descendants.
+cpu_seconds() {
+    local total=0 pid ticks
+    for pid in $(for p in "$@"; do tree_pids "$p"; done); do
+        # Fields 14 and 15 of /proc/PID/stat, after the command in parentheses.
+        ticks=$(sed 's/^.*) //' /proc/"$pid"/stat 2>/dev/null | awk '{print $12 + $13}')
+        total=$((total + ${ticks:-0}))
+    done
+    awk -v t="$total" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.3f", t / hz }'
+}
+
+# Resident memory of the processes $@ and their descendants, MiB.
+rss_mib() {
+    local total=0 pid kb
+    for pid in $(for p in "$@"; do tree_pids "$p"; done); do
+        kb=$(awk '/^VmRSS:/ {print $2}' /proc/"$pid"/status 2>/dev/null)
+        total=$((total + ${kb:-0}))
+    done
+    awk -v k="$total" 'BEGIN { printf "%.1f", k / 1024 }'
 }
 
 # ---------------------------------------------------------------- build
@@ -181,6 +230,7 @@ METRICS_PORT=$(free_port)
 while [ "$METRICS_PORT" = "$GW_PORT" ]; do METRICS_PORT=$(free_port); done
 GATEWAY_UP=1
 caracal up --detach --listen "127.0.0.1:$GW_PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" >/dev/null
+GATEWAY_PID=$(caracal status --json | jq -er .pid)
 caracal certs export-ca >"$WORK/gateway-ca.pem"
 GATEWAY_LOG="$CARACAL_HOME/workspaces/bench/logs/gateway.log"
 
@@ -331,10 +381,39 @@ for target in "${TARGETS[@]}"; do
     # The 1-minute load average around each run shows whether other work on
     # the machine competed with it.
     load_before=$(cut -d ' ' -f 1 /proc/loadavg)
-    "$BIN/caracal-load" --label "$target" "${ARGS[@]}" "${COMMON[@]}" >"$WORK/run.json"
+    # The server under test, and (distributed) the ledger writer beside it.
+    case $target in
+    direct) SERVER=("$MOCK_PID") ;;
+    nginx) SERVER=("$NGINX_PID") ;;
+    gw-dist*) SERVER=("${DIST_PIDS[0]}") ;;
+    *) SERVER=("$GATEWAY_PID") ;;
+    esac
+    WRITER=()
+    case $target in gw-dist*) WRITER=("${DIST_PIDS[1]}") ;; esac
+    "$BIN/caracal-load" --label "$target" "${ARGS[@]}" "${COMMON[@]}" >"$WORK/run.json" &
+    LOAD_PID=$!
+    # CPU over the measured window: sampled when the warm-up ends and when
+    # the window does.
+    sleep "$(secs "$WARMUP")"
+    cpu0=$(cpu_seconds "${SERVER[@]}")
+    wcpu0=0
+    [ "${#WRITER[@]}" = 0 ] || wcpu0=$(cpu_seconds "${WRITER[@]}")
+    sleep "$(secs "$DURATION")"
+    cpu1=$(cpu_seconds "${SERVER[@]}")
+    wcpu1=0
+    [ "${#WRITER[@]}" = 0 ] || wcpu1=$(cpu_seconds "${WRITER[@]}")
+    wait "$LOAD_PID"
+    rss=$(rss_mib "${SERVER[@]}")
     load_after=$(cut -d ' ' -f 1 /proc/loadavg)
     jq -c --arg before "$load_before" --arg after "$load_after" \
-        '. + {load_avg_before: ($before | tonumber), load_avg_after: ($after | tonumber)}' \
+        --arg cpu "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { print b - a }')" \
+        --arg wcpu "$(awk -v a="$wcpu0" -v b="$wcpu1" 'BEGIN { print b - a }')" \
+        --arg rss "$rss" \
+        '. + {load_avg_before: ($before | tonumber), load_avg_after: ($after | tonumber),
+              server_cpu_s: ($cpu | tonumber), writer_cpu_s: ($wcpu | tonumber),
+              server_rss_mib: ($rss | tonumber),
+              server_cpu_us_per_req: (if .ok > 0 then ($cpu | tonumber) * 1e6 / .ok else null end),
+              writer_cpu_us_per_req: (if .ok > 0 then ($wcpu | tonumber) * 1e6 / .ok else null end)}' \
         "$WORK/run.json" >>"$RESULTS"
     shown="caracal-load --label $target"
     for a in "${ARGS[@]}" "${COMMON[@]}"; do
@@ -349,6 +428,31 @@ for target in "${TARGETS[@]}"; do
     COMMANDS+=("$shown")
     tail -n 1 "$RESULTS" | jq -c '{"label": .label, requests, errors, non_2xx, rps, p50_ms, p99_ms}' >&2
 done
+
+# ---------------------------------------------------------------- open loop
+if [ "$RATE" != 0 ]; then
+    for target in direct nginx gw-base-url; do
+        case $target in
+        direct) ARGS=(--url "$MOCK_URL$CHAT" -H "Authorization: Bearer sk-bench") ;;
+        nginx) ARGS=(--url "https://127.0.0.1:$NGINX_PORT$CHAT" --ca-file "$NGINX_DIR/ca.pem"
+            -H "Authorization: Bearer sk-bench") ;;
+        gw-base-url) ARGS=(--url "https://127.0.0.1:$GW_PORT/openai$CHAT"
+            --ca-file "$WORK/gateway-ca.pem" -H "Authorization: Bearer $AGENT_TOKEN") ;;
+        esac
+        label="$target@${RATE}rps"
+        log "open loop: $label ($DURATION)"
+        load_before=$(cut -d ' ' -f 1 /proc/loadavg)
+        "$BIN/caracal-load" --label "$label" "${ARGS[@]}" --method POST --body-file "$BODY" \
+            --http1 --concurrency 256 --rate "$RATE" --duration "$DURATION" --warmup "$WARMUP" \
+            --json >"$WORK/run.json"
+        load_after=$(cut -d ' ' -f 1 /proc/loadavg)
+        jq -c --arg before "$load_before" --arg after "$load_after" --arg rate "$RATE" \
+            '. + {load_avg_before: ($before | tonumber), load_avg_after: ($after | tonumber),
+                  open_loop_rate: ($rate | tonumber)}' "$WORK/run.json" >>"$RESULTS"
+        COMMANDS+=("caracal-load --label $label ... --concurrency 256 --rate $RATE --duration $DURATION --warmup $WARMUP")
+        tail -n 1 "$RESULTS" | jq -c '{"label": .label, requests, errors, rps, p50_ms, p99_ms}' >&2
+    done
+fi
 
 # ---------------------------------------------------------------- record
 DATE=$(date +%Y-%m-%d)
@@ -400,7 +504,8 @@ jq -r '
         name: "\(a) vs \(b)",
         p50: ((run(a).p50_ms) - (run(b).p50_ms)),
         p99: ((run(a).p99_ms) - (run(b).p99_ms)),
-        ratio: ((run(a).rps) / (run(b).rps))
+        ratio: ((run(a).rps) / (run(b).rps)),
+        cpu: (if (run(b).server_cpu_us_per_req // 0) > 0 then (run(a).server_cpu_us_per_req // 0) / run(b).server_cpu_us_per_req else null end)
     };
     "# Gateway data path: \(.date)",
     "",
@@ -420,9 +525,15 @@ jq -r '
     "- Request: \(.settings.request); mock provider with no added latency",
     "- nginx: \(.settings.nginx), 1 worker, TLS (ECDSA P-256), keep-alive upstream (64)",
     "",
-    "| target | rps | p50 ms | p90 ms | p99 ms | max ms | requests | errors | non-2xx | load avg |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-    (.runs[] | "| \(.label) | \(.rps | f(1)) | \(.p50_ms | f(3)) | \(.p90_ms | f(3)) | \(.p99_ms | f(3)) | \(.max_ms | f(3)) | \(.requests) | \(.errors) | \(.non_2xx) | \(.load_avg_before) → \(.load_avg_after) |"),
+    "| target | rps | p50 ms | p90 ms | p99 ms | max ms | server CPU µs/req | server RSS MiB | requests | errors | non-2xx | load avg |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    (.runs[] | select(.open_loop_rate == null) | "| \(.label) | \(.rps | f(1)) | \(.p50_ms | f(3)) | \(.p90_ms | f(3)) | \(.p99_ms | f(3)) | \(.max_ms | f(3)) | \(.server_cpu_us_per_req | f(1))\(if (.writer_cpu_us_per_req // 0) > 0 then " (+ writer \(.writer_cpu_us_per_req | f(1)))" else "" end) | \(.server_rss_mib | f(1)) | \(.requests) | \(.errors) | \(.non_2xx) | \(.load_avg_before) → \(.load_avg_after) |"),
+    "",
+    "*server CPU µs/req* is the CPU time (user + system) the server of the row",
+    "spent in the measured window over the requests it completed: the mock for",
+    "`direct`, nginx'"'"'s processes for `nginx`, the gateway or the replica",
+    "otherwise, with the ledger writer of the distributed rows beside it.",
+    "*server RSS* is its resident memory after the run.",
     "",
     "*load avg* is the machine'"'"'s 1-minute load average before and after the row'"'"'s",
     "run. The run itself accounts for about 2-3 on these \(.machine.nproc) cores (load generator",
@@ -446,8 +557,8 @@ jq -r '
     "",
     "## Gateway overhead",
     "",
-    "| comparison | added p50 ms | added p99 ms | throughput ratio |",
-    "|---|---:|---:|---:|",
+    "| comparison | added p50 ms | added p99 ms | throughput ratio | CPU per request ratio |",
+    "|---|---:|---:|---:|---:|",
     ([diff("gw-base-url"; "direct"), diff("gw-proxy"; "direct"),
       diff("gw-base-url"; "nginx"), diff("gw-base-url-mandate"; "nginx"),
       diff("gw-proxy"; "nginx"), diff("gw-base-url-mandate"; "gw-base-url"),
@@ -457,13 +568,33 @@ jq -r '
          diff("gw-dist"; "gw-base-url"), diff("gw-dist-budget"; "gw-dist")
        else empty end),
       diff("nginx"; "direct")][]
-     | "| \(.name) | \(.p50 | f(3)) | \(.p99 | f(3)) | \(.ratio | f(3)) |"),
+     | "| \(.name) | \(.p50 | f(3)) | \(.p99 | f(3)) | \(.ratio | f(3)) | \(.cpu | f(2)) |"),
     "",
     "Added latency is the difference of the percentiles; the throughput ratio is",
-    "rps of the first target over rps of the second (1.0 = as fast). `nginx vs",
+    "rps of the first target over rps of the second (1.0 = as fast); the CPU",
+    "ratio is the first server'"'"'s CPU per request over the second'"'"'s. `nginx vs",
     "direct` is the cost of a minimal TLS reverse proxy on this machine, the",
     "yardstick for the gateway rows.",
     "",
+    (if any(.runs[]; .open_loop_rate != null) then
+      "## Open loop at a fixed rate",
+      "",
+      "Requests sent at a constant rate whatever the responses do (at most 256 in",
+      "flight), each one'"'"'s latency counted from when it was due, so a stall shows",
+      "in the percentiles instead of slowing the load down.",
+      "",
+      "| target | rate | served rps | p50 ms | p90 ms | p99 ms | max ms | errors |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|",
+      (.runs[] | select(.open_loop_rate != null) | "| \(.label) | \(.open_loop_rate) | \(.rps | f(1)) | \(.p50_ms | f(3)) | \(.p90_ms | f(3)) | \(.p99_ms | f(3)) | \(.max_ms | f(3)) | \(.errors) |"),
+      "",
+      "| comparison | added p50 ms | added p99 ms |",
+      "|---|---:|---:|",
+      (.runs | map(select(.open_loop_rate != null)) | (map({key: (.label | split("@")[0]), value: .}) | from_entries) as $o
+        | (["gw-base-url", "direct"], ["gw-base-url", "nginx"], ["nginx", "direct"])
+        | select($o[.[0]] != null and $o[.[1]] != null)
+        | "| \(.[0]) vs \(.[1]) | \(($o[.[0]].p50_ms - $o[.[1]].p50_ms) | f(3)) | \(($o[.[0]].p99_ms - $o[.[1]].p99_ms) | f(3)) |"),
+      ""
+    else empty end),
     "## Load commands",
     "",
     "```",
