@@ -12,10 +12,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use caracal_gateway::ledger::{
-    Decision, EventCode, EventKind, EventSink, LedgerEvent, LedgerWriter, Mode, Retention,
-};
-use caracal_gateway::money::Decimal;
+#[path = "common/sample_call.rs"]
+mod sample_call;
+
+use caracal_gateway::ledger::{EventSink, LedgerEvent, LedgerWriter, Retention};
 use caracal_gateway::store::{SqliteStore, Store};
 use clap::Parser;
 
@@ -33,34 +33,8 @@ struct Args {
 }
 
 fn event(i: usize, args: &Args, base: i64) -> LedgerEvent {
-    let mut e = LedgerEvent::new(
-        EventKind::Call,
-        Mode::BaseUrl,
-        Decision::Allow,
-        EventCode::OK,
-    );
-    e.ts_ms = base + (i as i64 * 60_000) / args.per_minute.max(1) as i64;
-    e.ts = jiff::Timestamp::from_millisecond(e.ts_ms)
-        .map(|t| t.to_string())
-        .unwrap_or_default();
-    e.principal_id = Some(format!("agent-{}", i % args.principals.max(1)));
-    e.provider = Some("openai".into());
-    e.resource = Some("gpt-4o".into());
-    e.action = Some("chat".into());
-    e.method = Some("POST".into());
-    e.url = Some("https://api.openai.com/v1/chat/completions".into());
-    e.status = Some(200);
-    e.request_bytes = 1200;
-    e.response_bytes = 800;
-    e.duration_ms = 420;
-    e.duration_us = 420_123;
-    e.model = Some("gpt-4o-2024-08-06".into());
-    e.input_tokens = Some(1000);
-    e.output_tokens = Some(200);
-    e.cost = Some(Decimal::new(4_500 + (i % 1000) as i64, 6));
-    e.currency = Some("USD".into());
-    e.reserved = Some(Decimal::new(10_000, 6));
-    e
+    let ts_ms = base + (i as i64 * 60_000) / args.per_minute.max(1) as i64;
+    sample_call::call(i, args.principals, ts_ms)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -10,12 +10,13 @@
 //! on the server at `--postgres-url`, dropped at the end. Run through
 //! `load-tests/bench/ledger-writer.sh`.
 
+#[path = "common/sample_call.rs"]
+mod sample_call;
+
 use std::time::{Duration, Instant};
 
 use caracal_gateway::kafka::schema;
-use caracal_gateway::ledger::{Decision, EventCode, EventKind, LedgerEvent, Mode};
 use caracal_gateway::ledger_writer::{ensure_topic, Writer, WriterConfig};
-use caracal_gateway::money::Decimal;
 use caracal_gateway::store::PgStore;
 use clap::Parser;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -195,31 +196,7 @@ async fn produce(args: &Args, topic: &str) -> anyhow::Result<i64> {
     let base = jiff::Timestamp::now().as_millisecond() - args.events as i64;
     let mut pending = Vec::with_capacity(10_000);
     for i in 0..args.events {
-        let mut e = LedgerEvent::new(
-            EventKind::Call,
-            Mode::BaseUrl,
-            Decision::Allow,
-            EventCode::OK,
-        );
-        e.ts_ms = base + i as i64;
-        e.ts = jiff::Timestamp::from_millisecond(e.ts_ms)?.to_string();
-        e.principal_id = Some(format!("agent-{}", i % args.principals));
-        e.provider = Some("openai".into());
-        e.resource = Some("gpt-4o".into());
-        e.action = Some("chat".into());
-        e.method = Some("POST".into());
-        e.url = Some("https://api.openai.com/v1/chat/completions".into());
-        e.status = Some(200);
-        e.request_bytes = 1200;
-        e.response_bytes = 800;
-        e.duration_ms = 420;
-        e.duration_us = 420_123;
-        e.model = Some("gpt-4o-2024-08-06".into());
-        e.input_tokens = Some(1000);
-        e.output_tokens = Some(200);
-        e.cost = Some(Decimal::new(4_500 + (i % 1000) as i64, 6));
-        e.currency = Some("USD".into());
-        e.reserved = Some(Decimal::new(10_000, 6));
+        let e = sample_call::call(i, args.principals, base + i as i64);
         let payload = schema::encode(&e);
         let key = schema::key(&e).to_vec();
         let record = FutureRecord::to(topic).key(&key).payload(&payload);

@@ -194,17 +194,9 @@ fn bad_distributed_settings_are_refused() {
     assert!(out.stderr.contains("is embedded"), "{out:?}");
 }
 
-/// `ledger query --time-window` in a distributed workspace reads what the
-/// ledger writers stored (their per-minute aggregates) and what the
-/// replicas share in Redis: the spend counted there before its ledger rows
-/// arrive, and the amounts held for calls in flight.
-#[test]
-fn spending_reads_the_ledger_and_the_counters_the_replicas_share() {
-    use caracal_gateway::budget::counters::{Counters, ReservationId};
-    use caracal_gateway::ledger::{CostBasis, Decision, EventCode, EventKind, LedgerEvent, Mode};
-    use caracal_gateway::money::parse_amount;
-    use caracal_gateway::store::{LedgerStore, PgStore, Store};
-
+/// A migrated distributed workspace with agent `worker-1` under a daily
+/// budget of 10.00 USD; its prefix, database URL and agent id.
+fn budgeted_worker() -> (Home, String, String, String) {
     let (home, prefix, db) = distributed_home_on();
     home.ok(&["db", "migrate"]);
     home.add_openai_provider();
@@ -224,6 +216,45 @@ fn spending_reads_the_ledger_and_the_counters_the_replicas_share() {
         "--change-reason",
         "test",
     ]);
+    (home, prefix, db, agent_id)
+}
+
+/// Calls of `principal` costing `costs` (USD) now, as ledger writers
+/// store them.
+fn calls_costing(principal: &str, costs: &[&str]) -> Vec<caracal_gateway::ledger::LedgerEvent> {
+    use caracal_gateway::ledger::{CostBasis, Decision, EventCode, EventKind, LedgerEvent, Mode};
+    let now = jiff::Timestamp::now().as_millisecond();
+    costs
+        .iter()
+        .map(|cost| {
+            let mut e = LedgerEvent::new(
+                EventKind::Call,
+                Mode::BaseUrl,
+                Decision::Allow,
+                EventCode::OK,
+            );
+            e.principal_id = Some(principal.to_string());
+            e.ts_ms = now;
+            e.ts = jiff::Timestamp::from_millisecond(now).unwrap().to_string();
+            e.cost = Some(caracal_gateway::money::parse_amount(cost).unwrap());
+            e.currency = Some("USD".into());
+            e.cost_basis = Some(CostBasis::Usage);
+            e
+        })
+        .collect()
+}
+
+/// `ledger query --time-window` in a distributed workspace reads what the
+/// ledger writers stored (their per-minute aggregates) and what the
+/// replicas share in Redis: the spend counted there before its ledger rows
+/// arrive, and the amounts held for calls in flight.
+#[test]
+fn spending_reads_the_ledger_and_the_counters_the_replicas_share() {
+    use caracal_gateway::budget::counters::{Counters, ReservationId};
+    use caracal_gateway::money::parse_amount;
+    use caracal_gateway::store::{LedgerStore, PgStore, Store};
+
+    let (home, prefix, db, agent_id) = budgeted_worker();
     let spending = |home: &Home| {
         let rows = home.json(&[
             "ledger",
@@ -243,24 +274,9 @@ fn spending_reads_the_ledger_and_the_counters_the_replicas_share() {
     let (store, lines) = runtime.block_on(async {
         let pg = PgStore::connect(&db).await.unwrap();
         // Two calls the writers stored.
-        let now = jiff::Timestamp::now().as_millisecond();
-        let mut events = Vec::new();
-        for cost in ["1.25", "0.75"] {
-            let mut e = LedgerEvent::new(
-                EventKind::Call,
-                Mode::BaseUrl,
-                Decision::Allow,
-                EventCode::OK,
-            );
-            e.principal_id = Some(agent_id.clone());
-            e.ts_ms = now;
-            e.ts = jiff::Timestamp::from_millisecond(now).unwrap().to_string();
-            e.cost = Some(parse_amount(cost).unwrap());
-            e.currency = Some("USD".into());
-            e.cost_basis = Some(CostBasis::Usage);
-            events.push(e);
-        }
-        pg.insert_ledger_events(&events).await.unwrap();
+        pg.insert_ledger_events(&calls_costing(&agent_id, &["1.25", "0.75"]))
+            .await
+            .unwrap();
         let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(pg);
         let policies = store.list_policies(Some(&agent_id)).await.unwrap();
         let plans = caracal_gateway::budget::plans(&policies);
@@ -342,57 +358,22 @@ fn spending_reads_the_ledger_and_the_counters_the_replicas_share() {
 
 /// The runbook's recovery on PostgreSQL: snapshot, more calls, the
 /// aggregates lost, restore (a replica primes a counter from the ledger's
-/// rows meanwhile, not from them), replay: the ledger's totals again. After `db reset` the
-/// snapshot's checkpoint is not in the ledger and restore says so.
+/// rows meanwhile, not from them), replay: the ledger's totals again.
+/// After `db reset` the snapshot's checkpoint is not in the ledger and
+/// restore says so.
 #[test]
 fn snapshot_restore_replay_on_postgres() {
     use caracal_gateway::budget::counters::{Counters, ReservationId};
-    use caracal_gateway::ledger::{CostBasis, Decision, EventCode, EventKind, LedgerEvent, Mode};
     use caracal_gateway::money::parse_amount;
     use caracal_gateway::store::{LedgerStore, PgStore, Store};
 
-    let (home, prefix, db) = distributed_home_on();
-    home.ok(&["db", "migrate"]);
-    home.add_openai_provider();
-    let agent = register(&home, "worker-1");
-    let agent_id = agent["id"].as_str().unwrap().to_string();
-    home.ok(&[
-        "policy",
-        "create",
-        "--agent-id",
-        "worker-1",
-        "--limit",
-        "10.00",
-        "--currency",
-        "USD",
-        "--time-window",
-        "daily",
-        "--change-reason",
-        "test",
-    ]);
+    let (home, prefix, db, agent_id) = budgeted_worker();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let pg = runtime.block_on(PgStore::connect(&db)).unwrap();
     let insert = |costs: &[&str]| {
-        let now = jiff::Timestamp::now().as_millisecond();
-        let events: Vec<LedgerEvent> = costs
-            .iter()
-            .map(|cost| {
-                let mut e = LedgerEvent::new(
-                    EventKind::Call,
-                    Mode::BaseUrl,
-                    Decision::Allow,
-                    EventCode::OK,
-                );
-                e.principal_id = Some(agent_id.clone());
-                e.ts_ms = now;
-                e.ts = jiff::Timestamp::from_millisecond(now).unwrap().to_string();
-                e.cost = Some(parse_amount(cost).unwrap());
-                e.currency = Some("USD".into());
-                e.cost_basis = Some(CostBasis::Usage);
-                e
-            })
-            .collect();
-        runtime.block_on(pg.insert_ledger_events(&events)).unwrap();
+        runtime
+            .block_on(pg.insert_ledger_events(&calls_costing(&agent_id, costs)))
+            .unwrap();
     };
     insert(&["1.25", "0.75"]);
     let snap = home.json(&["snapshot", "create", "--json"]);

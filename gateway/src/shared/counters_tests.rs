@@ -334,3 +334,54 @@ async fn every_unknown_counter_is_primed_before_the_first_reservation() {
         assert!(c.knows("agent-1", &line.id).await.unwrap());
     }
 }
+
+/// A counter keeps only the cells its window can still count: a
+/// reservation prunes the ones before it, so a rolling budget's hash does
+/// not grow with every bucket it ever had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cells_that_left_the_window_are_pruned() {
+    let (conn, keys) = test_redis::fresh().await;
+    let c = RedisCounters::new(
+        conn.clone(),
+        keys.clone(),
+        TTL,
+        Arc::new(Arc::new(History::default())),
+    );
+    let spec = WindowSpec::new(Period::Hourly, WindowType::Rolling, "UTC").unwrap();
+    let line = Line {
+        id: CounterId::new("p-hour", &spec),
+        policy_version: 1,
+        limit: d("100.00"),
+        currency: Currency::USD,
+        spec,
+    };
+    let lines = std::slice::from_ref(&line);
+    let start = t("2026-11-22T10:00:00Z");
+    for minutes in [0, 20, 40, 130] {
+        let now = start + SignedDuration::from_mins(minutes);
+        let hold = c
+            .reserve("agent", ReservationId::new(), lines, d("1.00"), now)
+            .await
+            .unwrap();
+        c.settle(&hold, d("1.00"), now).await.unwrap();
+    }
+    let key = format!(
+        "{}:c:{}:{}",
+        keys.principal("agent"),
+        line.id.policy_id,
+        line.id.window
+    );
+    let fields: Vec<String> = redis::cmd("HKEYS")
+        .arg(&key)
+        .query_async(&mut conn.clone())
+        .await
+        .unwrap();
+    let cells: Vec<&String> = fields.iter().filter(|f| f.starts_with("s:")).collect();
+    // 10:00–10:40 left the hour before 12:10; only 12:10's cell is kept.
+    assert_eq!(cells.len(), 1, "{fields:?}");
+    let standing = c
+        .standing("agent", &line, start + SignedDuration::from_mins(130))
+        .await
+        .unwrap();
+    assert_eq!(standing.spent, d("1.00"));
+}

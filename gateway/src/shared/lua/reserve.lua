@@ -14,7 +14,9 @@ local n = #KEYS - 3
 for i = 1, n do
   local k, a = KEYS[3 + i], 6 + (i - 1) * 5
   if redis.call('HEXISTS', k, 'primed') == 0 then return {'unprimed', i} end
-  local s, r = sums(k, tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), false)
+  -- Cells before the first counted one can no longer count: pruned in the
+  -- same pass, whether or not the amount fits.
+  local s, r = sums(k, tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), true)
   if s + r + tonumber(amount) > tonumber(ARGV[a + 1]) then
     return {'exceeded', i, string.format('%d', s), string.format('%d', r)}
   end
@@ -23,7 +25,6 @@ local keys, cells = {}, {}
 for i = 1, n do
   local k, a = KEYS[3 + i], 6 + (i - 1) * 5
   if amount ~= '0' then redis.call('HINCRBY', k, 'r:' .. ARGV[a + 2], amount) end
-  sums(k, tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), true)
   keep(k, tonumber(ARGV[a + 5]))
   keys[i], cells[i] = k, ARGV[a + 2]
 end
