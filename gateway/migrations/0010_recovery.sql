@@ -80,3 +80,8 @@ CREATE TABLE replay_spend (
 INSERT INTO replay_state (id, snapshot_id, owner, status, complete, position, target, events,
                           calls, unverified, started_at, updated_at)
 VALUES (1, NULL, 'migration', 'backfill', 0, 0, 0, 0, 0, 0, '', '');
+
+-- Costs are read per principal and time through ledger_principal_ts (and
+-- summed from spend_minutes for priming): the partial index 0006 made is
+-- redundant, and every costed insert paid for it.
+DROP INDEX IF EXISTS ledger_spend;
