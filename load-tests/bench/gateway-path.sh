@@ -244,7 +244,8 @@ if [ "$DISTRIBUTED" = 1 ]; then
     "$CARACAL_TANSU" broker --storage-engine memory://tansu/ \
         --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
         --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" >"$WORK/broker.log" 2>&1 &
-    DIST_PIDS+=($!)
+    BROKER_PID=$!
+    DIST_PIDS+=("$BROKER_PID")
     wait_for_port "$KAFKA_PORT" tansu
     dcaracal() { "$BIN/caracal" --workspace benchd "$@"; }
     "$BIN/caracal" workspace create benchd \
@@ -277,10 +278,12 @@ if [ "$DISTRIBUTED" = 1 ]; then
     RUST_LOG=warn "$BIN/caracal-gateway" serve --config "$DIST_WS/config.toml" \
         --listen "127.0.0.1:$DIST_PORT" --metrics-listen "127.0.0.1:$(free_port)" \
         >"$WORK/replica.log" 2>&1 &
-    DIST_PIDS+=($!)
+    REPLICA_PID=$!
+    DIST_PIDS+=("$REPLICA_PID")
     RUST_LOG=warn "$BIN/caracal-gateway" ledger-writer --config "$DIST_WS/config.toml" \
         >"$WORK/writer.log" 2>&1 &
-    DIST_PIDS+=($!)
+    WRITER_PID=$!
+    DIST_PIDS+=("$WRITER_PID")
     wait_for_port "$DIST_PORT" "the distributed replica"
 fi
 
@@ -385,35 +388,46 @@ for target in "${TARGETS[@]}"; do
     case $target in
     direct) SERVER=("$MOCK_PID") ;;
     nginx) SERVER=("$NGINX_PID") ;;
-    gw-dist*) SERVER=("${DIST_PIDS[0]}") ;;
+    gw-dist*) SERVER=("$REPLICA_PID") ;;
     *) SERVER=("$GATEWAY_PID") ;;
     esac
+    # What else a distributed call costs: the ledger writer, and the
+    # services (broker, Redis, PostgreSQL).
     WRITER=()
-    case $target in gw-dist*) WRITER=("${DIST_PIDS[1]}") ;; esac
+    SERVICES=()
+    case $target in gw-dist*)
+        WRITER=("$WRITER_PID")
+        SERVICES=("$BROKER_PID" $(pgrep -x redis-server) $(pgrep -x postgres))
+        ;;
+    esac
     "$BIN/caracal-load" --label "$target" "${ARGS[@]}" "${COMMON[@]}" >"$WORK/run.json" &
     LOAD_PID=$!
     # CPU over the measured window: sampled when the warm-up ends and when
     # the window does.
     sleep "$(secs "$WARMUP")"
     cpu0=$(cpu_seconds "${SERVER[@]}")
-    wcpu0=0
+    wcpu0=0 scpu0=0
     [ "${#WRITER[@]}" = 0 ] || wcpu0=$(cpu_seconds "${WRITER[@]}")
+    [ "${#SERVICES[@]}" = 0 ] || scpu0=$(cpu_seconds "${SERVICES[@]}")
     sleep "$(secs "$DURATION")"
     cpu1=$(cpu_seconds "${SERVER[@]}")
-    wcpu1=0
+    wcpu1=0 scpu1=0
     [ "${#WRITER[@]}" = 0 ] || wcpu1=$(cpu_seconds "${WRITER[@]}")
+    [ "${#SERVICES[@]}" = 0 ] || scpu1=$(cpu_seconds "${SERVICES[@]}")
     wait "$LOAD_PID"
     rss=$(rss_mib "${SERVER[@]}")
     load_after=$(cut -d ' ' -f 1 /proc/loadavg)
     jq -c --arg before "$load_before" --arg after "$load_after" \
         --arg cpu "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { print b - a }')" \
         --arg wcpu "$(awk -v a="$wcpu0" -v b="$wcpu1" 'BEGIN { print b - a }')" \
+        --arg scpu "$(awk -v a="$scpu0" -v b="$scpu1" 'BEGIN { print b - a }')" \
         --arg rss "$rss" \
         '. + {load_avg_before: ($before | tonumber), load_avg_after: ($after | tonumber),
               server_cpu_s: ($cpu | tonumber), writer_cpu_s: ($wcpu | tonumber),
               server_rss_mib: ($rss | tonumber),
               server_cpu_us_per_req: (if .ok > 0 then ($cpu | tonumber) * 1e6 / .ok else null end),
-              writer_cpu_us_per_req: (if .ok > 0 then ($wcpu | tonumber) * 1e6 / .ok else null end)}' \
+              writer_cpu_us_per_req: (if .ok > 0 then ($wcpu | tonumber) * 1e6 / .ok else null end),
+              services_cpu_us_per_req: (if .ok > 0 then ($scpu | tonumber) * 1e6 / .ok else null end)}' \
         "$WORK/run.json" >>"$RESULTS"
     shown="caracal-load --label $target"
     for a in "${ARGS[@]}" "${COMMON[@]}"; do
@@ -527,12 +541,13 @@ jq -r '
     "",
     "| target | rps | p50 ms | p90 ms | p99 ms | max ms | server CPU µs/req | server RSS MiB | requests | errors | non-2xx | load avg |",
     "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-    (.runs[] | select(.open_loop_rate == null) | "| \(.label) | \(.rps | f(1)) | \(.p50_ms | f(3)) | \(.p90_ms | f(3)) | \(.p99_ms | f(3)) | \(.max_ms | f(3)) | \(.server_cpu_us_per_req | f(1))\(if (.writer_cpu_us_per_req // 0) > 0 then " (+ writer \(.writer_cpu_us_per_req | f(1)))" else "" end) | \(.server_rss_mib | f(1)) | \(.requests) | \(.errors) | \(.non_2xx) | \(.load_avg_before) → \(.load_avg_after) |"),
+    (.runs[] | select(.open_loop_rate == null) | "| \(.label) | \(.rps | f(1)) | \(.p50_ms | f(3)) | \(.p90_ms | f(3)) | \(.p99_ms | f(3)) | \(.max_ms | f(3)) | \(.server_cpu_us_per_req | f(1))\(if (.writer_cpu_us_per_req // 0) > 0 then " (+ writer \(.writer_cpu_us_per_req | f(1)), services \(.services_cpu_us_per_req | f(1)))" else "" end) | \(.server_rss_mib | f(1)) | \(.requests) | \(.errors) | \(.non_2xx) | \(.load_avg_before) → \(.load_avg_after) |"),
     "",
     "*server CPU µs/req* is the CPU time (user + system) the server of the row",
     "spent in the measured window over the requests it completed: the mock for",
     "`direct`, nginx'"'"'s processes for `nginx`, the gateway or the replica",
-    "otherwise, with the ledger writer of the distributed rows beside it.",
+    "otherwise; beside the distributed rows, the ledger writer'"'"'s and the",
+    "services'"'"' (tansu, Redis, PostgreSQL: the whole machine'"'"'s instances).",
     "*server RSS* is its resident memory after the run.",
     "",
     "*load avg* is the machine'"'"'s 1-minute load average before and after the row'"'"'s",

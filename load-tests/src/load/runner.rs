@@ -98,7 +98,10 @@ async fn worker(client: Client, template: Arc<Template>, window: Window) -> Tall
 
 /// The open loop until the window ends: request k is due at
 /// `start + k / rate`; it waits for one of `in_flight` slots, and its
-/// latency runs from when it was due.
+/// latency runs from when it was due. A dedicated thread keeps the
+/// schedule with the OS's sleep (tens of microseconds late at most):
+/// tokio's timer has millisecond resolution, which would add up to a
+/// millisecond to every latency at rates like 1 000/s.
 async fn open_loop(
     client: Client,
     template: Arc<Template>,
@@ -107,15 +110,27 @@ async fn open_loop(
     in_flight: usize,
 ) -> Tally {
     let start = Instant::now();
+    let (due_tx, mut due_rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let end = window.end;
+    let ticker = std::thread::spawn(move || {
+        for k in 0u64.. {
+            let due = start + std::time::Duration::from_secs_f64(k as f64 / rate);
+            if due >= end {
+                break;
+            }
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            if due_tx.send(due).is_err() {
+                break;
+            }
+        }
+    });
     let slots = Arc::new(tokio::sync::Semaphore::new(in_flight));
     let mut requests = JoinSet::new();
     let mut tally = Tally::default();
-    for k in 0u64.. {
-        let due = start + std::time::Duration::from_secs_f64(k as f64 / rate);
-        if due >= window.end {
-            break;
-        }
-        tokio::time::sleep_until(due.into()).await;
+    while let Some(due) = due_rx.recv().await {
         let (client, template, slots) = (client.clone(), Arc::clone(&template), slots.clone());
         requests.spawn(async move {
             let Ok(_slot) = slots.acquire_owned().await else {
@@ -133,6 +148,7 @@ async fn open_loop(
             collect(&mut tally, joined);
         }
     }
+    let _ = ticker.join();
     while let Some(joined) = requests.join_next().await {
         collect(&mut tally, joined);
     }
