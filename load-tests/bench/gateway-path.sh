@@ -31,7 +31,10 @@
 # all of them sustain.
 #
 # Settings from the environment: CONCURRENCY (16), DURATION (15s),
-# WARMUP (3s), DISTRIBUTED (0), RATE (1000; 0 skips the open loop);
+# WARMUP (3s), DISTRIBUTED (0), RATE (1000; 0 skips the open loop),
+# PROFILE_TARGET (a row whose server is profiled with `perf record -e
+# cpu-clock -g` over its measured window; the report goes to
+# load-tests/results/YYYY-MM-DD-profile-ROW.txt);
 # KEEP_WORK=1 keeps the temp dir (logs, configs) afterwards.
 # Exits non-zero if any run saw errors or non-2xx responses, after writing
 # the results.
@@ -43,6 +46,7 @@ WARMUP=${WARMUP:-3s}
 KEEP_WORK=${KEEP_WORK:-0}
 DISTRIBUTED=${DISTRIBUTED:-0}
 RATE=${RATE:-1000}
+PROFILE_TARGET=${PROFILE_TARGET:-}
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
@@ -409,12 +413,32 @@ for target in "${TARGETS[@]}"; do
     wcpu0=0 scpu0=0
     [ "${#WRITER[@]}" = 0 ] || wcpu0=$(cpu_seconds "${WRITER[@]}")
     [ "${#SERVICES[@]}" = 0 ] || scpu0=$(cpu_seconds "${SERVICES[@]}")
+    PERF_PID=""
+    if [ "$target" = "$PROFILE_TARGET" ]; then
+        perf record -q -e cpu-clock -g -o "$WORK/perf.data" -p "${SERVER[0]}" \
+            -- sleep "$(secs "$DURATION")" >/dev/null 2>&1 &
+        PERF_PID=$!
+    fi
     sleep "$(secs "$DURATION")"
     cpu1=$(cpu_seconds "${SERVER[@]}")
     wcpu1=0 scpu1=0
     [ "${#WRITER[@]}" = 0 ] || wcpu1=$(cpu_seconds "${WRITER[@]}")
     [ "${#SERVICES[@]}" = 0 ] || scpu1=$(cpu_seconds "${SERVICES[@]}")
     wait "$LOAD_PID"
+    if [ -n "$PERF_PID" ]; then
+        wait "$PERF_PID" || true
+        PROFILE_OUT="$REPO/load-tests/results/$(date +%Y-%m-%d)-profile-$target.txt"
+        {
+            echo "# perf record -e cpu-clock -g -p <$target's server> over the measured window"
+            echo "# By shared object:"
+            perf report -i "$WORK/perf.data" --no-children --sort dso --stdio -g none \
+                --percent-limit 0.5 2>/dev/null | grep -v '^#' | grep -v '^$'
+            echo "# By symbol (flat, self time):"
+            perf report -i "$WORK/perf.data" --no-children --sort dso,symbol --stdio -g none \
+                --percent-limit 0.4 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 120
+        } >"$PROFILE_OUT" || true
+        log "profile of $target: $PROFILE_OUT"
+    fi
     rss=$(rss_mib "${SERVER[@]}")
     load_after=$(cut -d ' ' -f 1 /proc/loadavg)
     jq -c --arg before "$load_before" --arg after "$load_after" \
