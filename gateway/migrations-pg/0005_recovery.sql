@@ -6,7 +6,8 @@
 -- Merkle log (the tree of `tree_size` leaves, signed in `checkpoint`),
 -- computed from the sealed events that verified. `status` is `building`
 -- until every row is in, then `complete`; `digest` is the SHA-256 of the
--- rows' canonical form (see recovery.rs).
+-- rows' canonical form (see recovery.rs), and `signature` a note signed
+-- with the ledger key over the id, tree size and digest.
 CREATE TABLE ledger_snapshots (
     id TEXT COLLATE "C" PRIMARY KEY,
     created_at TEXT COLLATE "C" NOT NULL,
@@ -15,6 +16,7 @@ CREATE TABLE ledger_snapshots (
     batch_id TEXT,
     checkpoint TEXT,
     digest TEXT,
+    signature TEXT,
     calls BIGINT NOT NULL DEFAULT 0,
     principals BIGINT NOT NULL DEFAULT 0
 );

@@ -22,7 +22,8 @@ CREATE TABLE spend_minutes (
 -- Merkle log (the tree of `tree_size` leaves, signed in `checkpoint`),
 -- computed from the sealed events that verified. `status` is `building`
 -- until every row is in, then `complete`; `digest` is the SHA-256 of the
--- rows' canonical form (see recovery.rs).
+-- rows' canonical form (see recovery.rs), and `signature` a note signed
+-- with the ledger key over the id, tree size and digest.
 CREATE TABLE ledger_snapshots (
     id TEXT PRIMARY KEY NOT NULL,
     created_at TEXT NOT NULL,
@@ -31,6 +32,7 @@ CREATE TABLE ledger_snapshots (
     batch_id TEXT,
     checkpoint TEXT,
     digest TEXT,
+    signature TEXT,
     calls INTEGER NOT NULL DEFAULT 0,
     principals INTEGER NOT NULL DEFAULT 0
 );

@@ -44,6 +44,8 @@ pub enum RecoveryError {
     NotInLedger(String),
     #[error("snapshot {0} does not match its digest: its rows were changed")]
     Corrupt(String),
+    #[error("snapshot {id} is not signed by this workspace's ledger key ({why}): its record was changed or made elsewhere")]
+    BadSignature { id: String, why: String },
     #[error("batch {} (number {}) does not verify: {}", .0.batch_id, .0.number, describe(.0))]
     Unverified(Box<BatchReport>),
     #[error("cannot seal the pending events first: {0}")]
@@ -59,6 +61,7 @@ impl RecoveryError {
             Self::NotFound(_) => "snapshot_not_found",
             Self::NotInLedger(_) => "snapshot_not_in_ledger",
             Self::Corrupt(_) => "snapshot_corrupt",
+            Self::BadSignature { .. } => "snapshot_signature",
             Self::Unverified(_) => "verification_failed",
             Self::Seal(_) => "seal_failed",
             Self::Store(_) => "store",
@@ -176,7 +179,38 @@ async fn load(
         );
         return Err(RecoveryError::Corrupt(id.to_string()));
     }
+    check_signature(public_key, &info)?;
     Ok((info, rows))
+}
+
+/// What a snapshot's signature signs: its id, tree size and digest.
+fn signed_text(info: &SnapshotInfo) -> String {
+    format!(
+        "caracal-ledger-snapshot/v1\n{}\n{}\n{}\n",
+        info.id, info.tree_size, info.digest
+    )
+}
+
+/// Checks that the ledger key signed this snapshot's id, tree size and
+/// digest (a record whose rows and digest were both changed in the
+/// database fails here).
+fn check_signature(public_key: &str, info: &SnapshotInfo) -> Result<(), RecoveryError> {
+    let bad = |why: String| {
+        crate::merkle::failed(
+            None,
+            "snapshot_signature",
+            &format!("snapshot {}: {why}", info.id),
+        );
+        RecoveryError::BadSignature {
+            id: info.id.clone(),
+            why,
+        }
+    };
+    match checkpoint::verify_text(&info.signature, public_key) {
+        Ok(text) if text == signed_text(info) => Ok(()),
+        Ok(_) => Err(bad("it signs another id, size or digest".to_string())),
+        Err(e) => Err(bad(e.to_string())),
+    }
 }
 
 /// The batches from leaf `from` on, in order.
@@ -247,6 +281,7 @@ pub async fn create_snapshot(
         batch_id: latest.as_ref().map(|b| b.id.clone()),
         checkpoint: latest.as_ref().map(|b| b.checkpoint.clone()),
         digest: String::new(),
+        signature: String::new(),
         calls: 0,
         principals: 0,
     };
@@ -277,6 +312,13 @@ pub async fn create_snapshot(
     }
     let rows = store.snapshot_rows(&info.id).await?;
     summarize(&mut info, &rows);
+    info.signature = match key.sign_text(&signed_text(&info)) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = store.snapshot_discard(&info.id).await;
+            return Err(RecoveryError::Seal(e.to_string()));
+        }
+    };
     store.snapshot_complete(&info).await?;
     tracing::info!(snapshot = %info.id, tree_size = size, "recorded a ledger snapshot");
     Ok(info)
@@ -296,6 +338,7 @@ pub async fn import(
     if checked.digest != info.digest {
         return Err(RecoveryError::Corrupt(info.id.clone()));
     }
+    check_signature(public_key, &checked)?;
     in_ledger(store, public_key, &checked).await?;
     store.snapshot_begin(&checked, rows).await?;
     store.snapshot_complete(&checked).await?;

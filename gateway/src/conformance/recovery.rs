@@ -327,6 +327,27 @@ pub async fn a_changed_or_foreign_snapshot_is_refused<H: Harness, F: Future<Outp
         .await
         .expect_err("changed rows");
     assert_eq!(err.code(), "snapshot_corrupt");
+    // Rows and digest changed together: the ledger key did not sign that.
+    let forged = h.store().snapshot_rows(&snap.id).await.expect("rows");
+    h.tamper(&[format!(
+        "UPDATE ledger_snapshots SET digest = '{}' WHERE id = '{}'",
+        crate::store::spend_digest(&forged),
+        snap.id
+    )])
+    .await;
+    let err = recovery::restore(h.store(), key.public_key(), &snap.id)
+        .await
+        .expect_err("re-digested rows");
+    assert_eq!(err.code(), "snapshot_signature");
+    h.tamper(&[format!(
+        "UPDATE ledger_snapshots SET signature = 'not a note' WHERE id = '{}'",
+        snap.id
+    )])
+    .await;
+    let err = recovery::replay(h.store(), key.public_key(), &snap.id, &quiet)
+        .await
+        .expect_err("no signature");
+    assert_eq!(err.code(), "snapshot_signature");
     // The ledger's checkpoint of that size is gone: another ledger.
     h.tamper(&["DELETE FROM merkle_batches".to_string()]).await;
     let err = recovery::replay(h.store(), key.public_key(), &snap.id, &quiet)

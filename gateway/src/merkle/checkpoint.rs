@@ -143,6 +143,32 @@ impl LedgerKey {
     }
 }
 
+impl LedgerKey {
+    /// `text` (lines ending in a newline) as a note signed with the ledger
+    /// key: how records other than checkpoints (ledger snapshots) are
+    /// bound to the key.
+    pub fn sign_text(&self, text: &str) -> Result<String, MerkleError> {
+        let mut note = Note::new(text.as_bytes(), &[])
+            .map_err(|e| MerkleError::Key(format!("cannot make a signed note: {e}")))?;
+        note.add_sigs(&[&self.signer])
+            .map_err(|e| MerkleError::Key(format!("cannot sign a note: {e}")))?;
+        String::from_utf8(note.to_bytes())
+            .map_err(|_| MerkleError::Key("a signed note is not UTF-8".into()))
+    }
+}
+
+/// Checks a note signed by [`LedgerKey::sign_text`] against the verifier
+/// key `public_key`; answers its text.
+pub fn verify_text(note: &str, public_key: &str) -> Result<String, CheckpointError> {
+    let verifier = StandardVerifier::new(public_key.trim())
+        .map_err(|e| CheckpointError::BadPublicKey(e.to_string()))?;
+    let note =
+        Note::from_bytes(note.as_bytes()).map_err(|e| CheckpointError::Malformed(e.to_string()))?;
+    note.verify(&VerifierList::new(vec![Box::new(verifier)]))
+        .map_err(|e| CheckpointError::BadSignature(e.to_string()))?;
+    String::from_utf8(note.text().to_vec()).map_err(|_| CheckpointError::BadBody)
+}
+
 /// A checkpoint whose signature verified.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verified {
@@ -170,14 +196,13 @@ pub enum CheckpointError {
 
 /// Checks `note` against the verifier key `public_key` and reads it.
 pub fn verify(note: &str, public_key: &str) -> Result<Verified, CheckpointError> {
-    let verifier = StandardVerifier::new(public_key.trim())
-        .map_err(|e| CheckpointError::BadPublicKey(e.to_string()))?;
-    let name = signed_note::Verifier::name(&verifier).to_string();
-    let note =
-        Note::from_bytes(note.as_bytes()).map_err(|e| CheckpointError::Malformed(e.to_string()))?;
-    note.verify(&VerifierList::new(vec![Box::new(verifier)]))
-        .map_err(|e| CheckpointError::BadSignature(e.to_string()))?;
-    let body = Checkpoint::from_bytes(note.text()).map_err(|_| CheckpointError::BadBody)?;
+    let name = signed_note::Verifier::name(
+        &StandardVerifier::new(public_key.trim())
+            .map_err(|e| CheckpointError::BadPublicKey(e.to_string()))?,
+    )
+    .to_string();
+    let text = verify_text(note, public_key)?;
+    let body = Checkpoint::from_bytes(text.as_bytes()).map_err(|_| CheckpointError::BadBody)?;
     if body.origin() != name {
         return Err(CheckpointError::WrongOrigin {
             expected: name,

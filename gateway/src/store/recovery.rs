@@ -233,6 +233,10 @@ pub struct SnapshotInfo {
     pub checkpoint: Option<String>,
     /// See [`digest`].
     pub digest: String,
+    /// A note signed with the ledger key over the id, tree size and digest
+    /// (see `crate::recovery`): rows and digest changed together in the
+    /// database do not verify.
+    pub signature: String,
     /// Calls counted, and principals with spend.
     pub calls: u64,
     pub principals: u64,
@@ -299,6 +303,7 @@ pub(super) fn snapshot_from_row(row: &impl Columns) -> Result<SnapshotInfo, Stor
         batch_id: row.opt_text("batch_id")?,
         checkpoint: row.opt_text("checkpoint")?,
         digest: row.opt_text("digest")?.unwrap_or_default(),
+        signature: row.opt_text("signature")?.unwrap_or_default(),
         calls: n("calls")?,
         principals: n("principals")?,
     })
@@ -660,10 +665,12 @@ impl RecoveryStore for SqliteStore {
 
     async fn snapshot_complete(&self, info: &SnapshotInfo) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE ledger_snapshots SET status = 'complete', digest = ?, calls = ?, principals = ?
+            "UPDATE ledger_snapshots SET status = 'complete', digest = ?, signature = ?, calls = ?,
+                 principals = ?
              WHERE id = ? AND status = 'building'",
         )
         .bind(&info.digest)
+        .bind(&info.signature)
         .bind(super::ledger::i(info.calls))
         .bind(super::ledger::i(info.principals))
         .bind(&info.id)

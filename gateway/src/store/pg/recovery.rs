@@ -227,13 +227,14 @@ impl RecoveryStore for PgStore {
     async fn snapshot_complete(&self, info: &SnapshotInfo) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE ledger_snapshots SET status = 'complete', digest = $1, calls = $2,
-                 principals = $3
+                 principals = $3, signature = $5
              WHERE id = $4 AND status = 'building'",
         )
         .bind(&info.digest)
         .bind(i(info.calls))
         .bind(i(info.principals))
         .bind(&info.id)
+        .bind(&info.signature)
         .execute(self.pool())
         .await?;
         Ok(())
