@@ -444,3 +444,45 @@ pub async fn replay(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::parse_amount;
+
+    fn row(p: &str, minute: i64, c: &str, a: &str, n: u64) -> MinuteSpend {
+        MinuteSpend {
+            principal_id: p.into(),
+            minute_ms: minute,
+            currency: c.into(),
+            amount: parse_amount(a).expect("amount"),
+            calls: n,
+        }
+    }
+
+    #[test]
+    fn totals_sum_every_minute_per_principal_and_currency() {
+        let rows = [
+            row("a", 0, "USD", "1.50", 2),
+            row("a", 60_000, "USD", "0.25", 1),
+            row("a", 0, "EUR", "2", 1),
+            row("b", 0, "USD", "0.010", 3),
+        ];
+        let got: Vec<(String, String, String, u64)> = principal_totals(&rows)
+            .into_iter()
+            .map(|t| (t.principal_id, t.currency, t.amount, t.calls))
+            .collect();
+        let want = [
+            ("a", "EUR", "2", 1),
+            ("a", "USD", "1.75", 3),
+            ("b", "USD", "0.01", 3),
+        ];
+        assert_eq!(
+            got,
+            want.iter()
+                .map(|(p, c, a, n)| (p.to_string(), c.to_string(), a.to_string(), *n))
+                .collect::<Vec<_>>()
+        );
+        assert!(principal_totals(&[]).is_empty());
+    }
+}

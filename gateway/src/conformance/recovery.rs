@@ -348,6 +348,18 @@ pub async fn a_changed_or_foreign_snapshot_is_refused<H: Harness, F: Future<Outp
         .await
         .expect_err("no signature");
     assert_eq!(err.code(), "snapshot_signature");
+    // The ledger's tree of that size has another root: a rewritten history.
+    h.tamper(&[format!(
+        "UPDATE merkle_batches SET root = {} WHERE end_index = {}",
+        h.blob(&[7u8; 32]),
+        snap.tree_size
+    )])
+    .await;
+    let err = recovery::restore(h.store(), key.public_key(), &snap.id)
+        .await
+        .expect_err("another root");
+    assert_eq!(err.code(), "snapshot_not_in_ledger");
+    assert!(err.to_string().contains("rewritten"), "{err}");
     // The ledger's checkpoint of that size is gone: another ledger.
     h.tamper(&["DELETE FROM merkle_batches".to_string()]).await;
     let err = recovery::replay(h.store(), key.public_key(), &snap.id, &quiet)
