@@ -421,22 +421,17 @@ async fn add_spend(
     scope: Option<&str>,
     rows: &[MinuteSpend],
 ) -> Result<(), StoreError> {
-    let (filter, cols) = match scope {
-        Some(_) => ("snapshot_id = ? AND ", "snapshot_id, "),
-        None => ("", ""),
-    };
+    let cols = if scope.is_some() { "snapshot_id, " } else { "" };
     for chunk in rows.chunks(ADD_CHUNK) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-            "SELECT principal_id, minute_ms, currency, amount, calls FROM {table} WHERE {filter}(principal_id, minute_ms, currency) IN (VALUES "
+            "SELECT principal_id, minute_ms, currency, amount, calls FROM {table} WHERE "
         ));
         if let Some(s) = scope {
-            // The first placeholder is the snapshot's id.
-            q = QueryBuilder::new(format!(
-                "SELECT principal_id, minute_ms, currency, amount, calls FROM {table} WHERE snapshot_id = "
-            ));
-            q.push_bind(s.to_string())
-                .push(" AND (principal_id, minute_ms, currency) IN (VALUES ");
+            q.push("snapshot_id = ")
+                .push_bind(s.to_string())
+                .push(" AND ");
         }
+        q.push("(principal_id, minute_ms, currency) IN (VALUES ");
         let mut sep = q.separated(", ");
         for r in chunk {
             sep.push("(")
