@@ -561,6 +561,14 @@ impl SqliteStore {
     /// Sums the ledger written before `spend_minutes` existed into it, once
     /// (the migration that made the table asks for it).
     pub(super) async fn backfill_spend(&self) -> Result<(), StoreError> {
+        // Asked for once: known without the write lock every other time.
+        let asked: Option<String> =
+            sqlx::query_scalar("SELECT status FROM replay_state WHERE id = 1")
+                .fetch_optional(self.pool())
+                .await?;
+        if asked.as_deref() != Some("backfill") {
+            return Ok(());
+        }
         immediate(self, |conn| {
             Box::pin(async move {
                 let Some(s) = get_state(conn).await? else {
