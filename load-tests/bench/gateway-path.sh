@@ -120,6 +120,15 @@ cpu_seconds() {
     awk -v t="$total" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.3f", t / hz }'
 }
 
+# CPU seconds so far of the row's server, writer and services (0 for
+# those it has not): "server writer services".
+sample_cpu() {
+    local w=0 v=0
+    [ "${#WRITER[@]}" = 0 ] || w=$(cpu_seconds "${WRITER[@]}")
+    [ "${#SERVICES[@]}" = 0 ] || v=$(cpu_seconds "${SERVICES[@]}")
+    echo "$(cpu_seconds "${SERVER[@]}") $w $v"
+}
+
 # Resident memory of the processes $@ and their descendants, MiB.
 rss_mib() {
     local total=0 pid kb
@@ -409,10 +418,7 @@ for target in "${TARGETS[@]}"; do
     # CPU over the measured window: sampled when the warm-up ends and when
     # the window does.
     sleep "$(secs "$WARMUP")"
-    cpu0=$(cpu_seconds "${SERVER[@]}")
-    wcpu0=0 scpu0=0
-    [ "${#WRITER[@]}" = 0 ] || wcpu0=$(cpu_seconds "${WRITER[@]}")
-    [ "${#SERVICES[@]}" = 0 ] || scpu0=$(cpu_seconds "${SERVICES[@]}")
+    read -r cpu0 wcpu0 scpu0 <<<"$(sample_cpu)"
     PERF_PID=""
     if [ "$target" = "$PROFILE_TARGET" ]; then
         perf record -q -e cpu-clock -g -o "$WORK/perf.data" -p "${SERVER[0]}" \
@@ -420,10 +426,7 @@ for target in "${TARGETS[@]}"; do
         PERF_PID=$!
     fi
     sleep "$(secs "$DURATION")"
-    cpu1=$(cpu_seconds "${SERVER[@]}")
-    wcpu1=0 scpu1=0
-    [ "${#WRITER[@]}" = 0 ] || wcpu1=$(cpu_seconds "${WRITER[@]}")
-    [ "${#SERVICES[@]}" = 0 ] || scpu1=$(cpu_seconds "${SERVICES[@]}")
+    read -r cpu1 wcpu1 scpu1 <<<"$(sample_cpu)"
     wait "$LOAD_PID"
     if [ -n "$PERF_PID" ]; then
         wait "$PERF_PID" || true

@@ -65,6 +65,25 @@ fn export_ca_creates_the_ca_once() {
     assert!(second.stderr.is_empty(), "{second:?}");
 }
 
+/// Agent `spender` with three calls recorded now (1.00 and 0.25 USD, 2.50
+/// EUR); its id.
+pub(crate) async fn spender_with_three_calls(home: &Home) -> String {
+    let agent = crate::principal::register(home, "spender");
+    let agent_id = agent["id"].as_str().unwrap().to_string();
+    let now = jiff::Timestamp::now();
+    record_costs(
+        home,
+        &agent_id,
+        &[
+            (now, "1.00", "USD"),
+            (now, "0.25", "USD"),
+            (now, "2.50", "EUR"),
+        ],
+    )
+    .await;
+    agent_id
+}
+
 /// Ledger rows with costs for `principal_id`, written straight into the
 /// workspace database as the gateway would.
 pub(crate) async fn record_costs(

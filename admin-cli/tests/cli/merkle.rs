@@ -1,26 +1,13 @@
 //! `caracal merkle` on an embedded workspace: seal, verify, prove, check a
 //! proof in an empty home, and catch a row changed in the SQLite file.
 
-use crate::ledger::record_costs;
-use crate::principal::register;
+use crate::ledger::spender_with_three_calls;
 use crate::support::Home;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sealed_ledger_verifies_proves_offline_and_catches_tampering() {
     let home = Home::with_openai_provider();
-    let agent = register(&home, "spender");
-    let agent_id = agent["id"].as_str().unwrap().to_string();
-    let now = jiff::Timestamp::now();
-    record_costs(
-        &home,
-        &agent_id,
-        &[
-            (now, "1.00", "USD"),
-            (now, "0.25", "USD"),
-            (now, "2.50", "EUR"),
-        ],
-    )
-    .await;
+    spender_with_three_calls(&home).await;
     assert!(home.ok(&["merkle", "seal"]).contains("sealed batch"));
     assert!(home.ok(&["merkle", "seal"]).contains("nothing to seal"));
     let status = home.json(&["merkle", "status", "--json"]);

@@ -2,7 +2,7 @@
 //! runbook's recovery of the derived state (snapshot, lose it, restore,
 //! replay, verify), a snapshot read back from its copy, and the refusals.
 
-use crate::ledger::record_costs;
+use crate::ledger::{record_costs, spender_with_three_calls};
 use crate::principal::register;
 use crate::support::Home;
 
@@ -36,19 +36,8 @@ fn totals(shown: &serde_json::Value) -> Vec<(String, String, u64)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn snapshot_restore_replay_rebuilds_the_derived_state() {
     let home = Home::with_openai_provider();
-    let agent = register(&home, "spender");
-    let agent_id = agent["id"].as_str().unwrap().to_string();
+    let agent_id = spender_with_three_calls(&home).await;
     let now = jiff::Timestamp::now();
-    record_costs(
-        &home,
-        &agent_id,
-        &[
-            (now, "1.00", "USD"),
-            (now, "0.25", "USD"),
-            (now, "2.50", "EUR"),
-        ],
-    )
-    .await;
     assert!(home.ok(&["snapshot", "list"]).contains("no snapshots"));
     let snap = home.json(&["snapshot", "create", "--json"]);
     let id = snap["id"].as_str().unwrap().to_string();
