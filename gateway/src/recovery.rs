@@ -261,13 +261,11 @@ pub async fn create_snapshot(
         .map_err(|e| RecoveryError::Seal(e.to_string()))?;
     let latest = store.latest_batch().await?;
     let size = latest.as_ref().map_or(0, |b| b.end);
-    // The latest earlier snapshot still in the ledger: only the batches
-    // after it need reading.
+    // The latest earlier snapshot still in the ledger (`load` refuses one
+    // whose checkpoint the tree does not hold): only the batches after it
+    // need reading.
     let mut base: Option<(SnapshotInfo, Vec<MinuteSpend>)> = None;
     for s in store.snapshots(None).await?.into_iter().rev() {
-        if s.tree_size > size {
-            continue;
-        }
         if let Ok(loaded) = load(store, key.public_key(), &s.id).await {
             base = Some(loaded);
             break;
