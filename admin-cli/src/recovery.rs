@@ -49,8 +49,7 @@ pub enum SnapshotCmd {
     },
     /// Replace the spend aggregates with a snapshot's. Until `replay start
     /// --from-snapshot` finishes they lack the events after it, so budget
-    /// counters are not primed from them meanwhile (calls that need
-    /// priming are refused).
+    /// counters are primed from the ledger's rows meanwhile instead.
     Restore {
         /// The snapshot's id (`snapshot list`).
         #[arg(long, value_name = "ID")]
@@ -268,7 +267,7 @@ pub async fn run_snapshot(
                 )?;
                 writeln!(
                     io.out,
-                    "budget counters are not primed from them until `caracal replay start --from-snapshot {snapshot_id}` finishes"
+                    "until `caracal replay start --from-snapshot {snapshot_id}` finishes, budget counters are primed from the ledger's rows instead"
                 )?;
             }
             Ok(Exit::Success)
@@ -400,7 +399,7 @@ fn print_state(io: &mut Io<'_>, s: &ReplayState) -> anyhow::Result<()> {
         if s.complete {
             "complete: counters are primed from them"
         } else {
-            "INCOMPLETE (a restored snapshot only): counters are not primed from them until a replay finishes"
+            "INCOMPLETE (a restored snapshot only): counters are primed from the ledger's rows until a replay finishes"
         }
     )?;
     if let Some(e) = &s.error {

@@ -34,7 +34,7 @@ CREATE TABLE snapshot_spend (
 -- The one replay (or restore) of the derived state: which snapshot, who
 -- runs it, how far it got. `complete` is false while `spend_minutes`
 -- holds a restored snapshot without the events after it: counters are
--- then not primed from it (calls that need priming are refused).
+-- then primed from the ledger's rows instead.
 CREATE TABLE replay_state (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     snapshot_id TEXT,

@@ -12,8 +12,8 @@
 //!
 //! **Restore** replaces the aggregates with a snapshot's. Until a replay
 //! finishes they lack the events after the snapshot, so they are marked
-//! incomplete: counters are not primed from them meanwhile (a call that
-//! needs priming is refused, never admitted on a lower figure).
+//! incomplete: counters are primed from the ledger's rows meanwhile
+//! instead (exact, only slower), never from the snapshot's lower figure.
 //!
 //! **Replay** rebuilds the aggregates from a snapshot and every event after
 //! it, read from the ledger table in the Merkle log's order (not from the
@@ -384,7 +384,7 @@ pub async fn restore(
     let mut s = state(&info, "restored", false, info.tree_size);
     s.finished_at = Some(s.started_at.clone());
     store.restore_spend(&rows, &s).await?;
-    tracing::warn!(snapshot = %id, "restored the spend aggregates from a snapshot; counters are not primed from them until a replay finishes");
+    tracing::warn!(snapshot = %id, "restored the spend aggregates from a snapshot; counters are primed from the ledger's rows until a replay finishes");
     Ok(s)
 }
 

@@ -254,8 +254,8 @@ pub struct ReplayState {
     /// yet), `running`, `done` or `failed`.
     pub status: String,
     /// Whether `spend_minutes` counts every event of the ledger. False
-    /// after a restore until a replay finishes: counters are then not
-    /// primed from it.
+    /// after a restore until a replay finishes: counters are then primed
+    /// from the ledger's rows instead.
     pub complete: bool,
     /// Leaves read (and verified) so far: the replay goes on from here.
     pub position: u64,
