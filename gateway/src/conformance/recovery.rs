@@ -242,7 +242,52 @@ pub async fn snapshots_build_on_each_other<H: Harness, F: Future<Output = H>>(
         .into_iter()
         .map(|s| s.id)
         .collect();
-    assert_eq!(listed, vec![empty.id.clone(), first.id, second.id]);
+    assert_eq!(listed, vec![empty.id.clone(), first.id, second.id.clone()]);
+    // A snapshot the database lost comes back from its record and rows
+    // (the workspace copy), checked: changed rows and a signature over
+    // another digest are refused, the true ones accepted.
+    let rows = h.store().snapshot_rows(&second.id).await.expect("rows");
+    h.store()
+        .snapshot_discard(&second.id)
+        .await
+        .expect("discard");
+    assert!(h
+        .store()
+        .snapshots(Some(&second.id))
+        .await
+        .expect("gone")
+        .is_empty());
+    let mut changed = rows.clone();
+    changed[0].calls += 1;
+    let err = recovery::import(h.store(), key.public_key(), &second, &changed)
+        .await
+        .expect_err("changed rows");
+    assert_eq!(err.code(), "snapshot_corrupt");
+    let resigned = crate::store::SnapshotInfo {
+        digest: crate::store::spend_digest(&changed),
+        ..second.clone()
+    };
+    let err = recovery::import(h.store(), key.public_key(), &resigned, &changed)
+        .await
+        .expect_err("digest without a signature over it");
+    assert_eq!(err.code(), "snapshot_signature");
+    assert!(h
+        .store()
+        .snapshots(Some(&second.id))
+        .await
+        .expect("still gone")
+        .is_empty());
+    recovery::import(h.store(), key.public_key(), &second, &rows)
+        .await
+        .expect("import");
+    assert_eq!(
+        h.store().snapshots(Some(&second.id)).await.expect("back"),
+        vec![second.clone()]
+    );
+    assert_eq!(
+        h.store().snapshot_rows(&second.id).await.expect("rows"),
+        rows
+    );
     // Restoring the empty snapshot and replaying rebuilds everything.
     h.tamper(&["UPDATE spend_minutes SET calls = calls + 1".to_string()])
         .await;
