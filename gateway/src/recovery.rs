@@ -156,8 +156,7 @@ async fn in_ledger(
     }
 }
 
-/// A snapshot's record and rows, checked: in the ledger, rows matching
-/// their digest.
+/// A snapshot's record and rows, checked (see [`check`]).
 async fn load(
     store: &dyn Store,
     public_key: &str,
@@ -169,18 +168,30 @@ async fn load(
         .into_iter()
         .next()
         .ok_or_else(|| RecoveryError::NotFound(id.to_string()))?;
-    in_ledger(store, public_key, &info).await?;
     let rows = store.snapshot_rows(id).await?;
-    if crate::store::spend_digest(&rows) != info.digest {
+    check(store, public_key, &info, &rows).await?;
+    Ok((info, rows))
+}
+
+/// Checks a snapshot's record and rows: the ledger holds its checkpoint,
+/// the rows match its digest, and the ledger key signed its id, size and
+/// digest.
+async fn check(
+    store: &dyn Store,
+    public_key: &str,
+    info: &SnapshotInfo,
+    rows: &[MinuteSpend],
+) -> Result<(), RecoveryError> {
+    in_ledger(store, public_key, info).await?;
+    if crate::store::spend_digest(rows) != info.digest {
         crate::merkle::failed(
             None,
             "snapshot_corrupt",
-            &format!("snapshot {id}'s rows do not match its digest"),
+            &format!("snapshot {}'s rows do not match its digest", info.id),
         );
-        return Err(RecoveryError::Corrupt(id.to_string()));
+        return Err(RecoveryError::Corrupt(info.id.clone()));
     }
-    check_signature(public_key, &info)?;
-    Ok((info, rows))
+    check_signature(public_key, info)
 }
 
 /// What a snapshot's signature signs: its id, tree size and digest.
@@ -323,21 +334,18 @@ pub async fn create_snapshot(
 }
 
 /// Records a snapshot kept outside the database (its copy in the
-/// workspace) back into it, after checking that its rows match its digest
-/// and that the ledger holds its checkpoint.
+/// workspace) back into it, after the checks of a stored one.
 pub async fn import(
     store: &dyn Store,
     public_key: &str,
     info: &SnapshotInfo,
     rows: &[MinuteSpend],
 ) -> Result<(), RecoveryError> {
+    // Its counts from its rows; its digest as claimed, to be checked.
     let mut checked = info.clone();
     summarize(&mut checked, rows);
-    if checked.digest != info.digest {
-        return Err(RecoveryError::Corrupt(info.id.clone()));
-    }
-    check_signature(public_key, &checked)?;
-    in_ledger(store, public_key, &checked).await?;
+    checked.digest.clone_from(&info.digest);
+    check(store, public_key, &checked, rows).await?;
     store.snapshot_begin(&checked, rows).await?;
     store.snapshot_complete(&checked).await?;
     Ok(())

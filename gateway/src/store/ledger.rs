@@ -215,7 +215,7 @@ impl LedgerStore for SqliteStore {
              ORDER BY minute_ms, currency",
         )
         .bind(principal_id)
-        .bind(since_ms - since_ms.rem_euclid(60_000))
+        .bind(super::minute_of(since_ms))
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(minute_spend_from_row).collect()
@@ -224,15 +224,9 @@ impl LedgerStore for SqliteStore {
 
 /// A row of `minute_ms, currency, amount` (an exact decimal as text).
 pub(super) fn minute_spend_from_row(row: &impl Columns) -> Result<Spend, StoreError> {
-    let amount = row.text("amount")?;
     Ok(Spend {
         ts_ms: row.int("minute_ms")?,
-        amount: amount
-            .parse::<crate::money::Decimal>()
-            .map_err(|e| StoreError::Corrupt {
-                table: "spend_minutes",
-                message: format!("amount {amount:?}: {e}"),
-            })?,
+        amount: super::recovery::parse(&row.text("amount")?, "spend_minutes")?,
         currency: row.text("currency")?,
     })
 }

@@ -26,9 +26,6 @@ use super::{SqliteStore, StoreError};
 use crate::ledger::{EventKind, LedgerEvent};
 use crate::money::Decimal;
 
-/// Milliseconds in a minute.
-const MINUTE_MS: i64 = 60_000;
-
 /// One principal's spend in one UTC minute and currency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MinuteSpend {
@@ -67,10 +64,9 @@ impl Tally {
         amount: Decimal,
         n: u64,
     ) {
-        let minute = ts_ms - ts_ms.rem_euclid(MINUTE_MS);
         let key = (
             principal.to_string(),
-            minute,
+            super::minute_of(ts_ms),
             currency.unwrap_or("").to_string(),
         );
         let slot = self.0.entry(key).or_default();
@@ -191,7 +187,7 @@ pub fn digest(rows: &[MinuteSpend]) -> String {
     hex::encode(Sha256::digest(json))
 }
 
-fn parse(text: &str, table: &'static str) -> Result<Decimal, StoreError> {
+pub(super) fn parse(text: &str, table: &'static str) -> Result<Decimal, StoreError> {
     text.parse::<Decimal>()
         .map(|d| d.normalize())
         .map_err(|e| StoreError::Corrupt {
@@ -398,6 +394,21 @@ pub trait RecoveryStore: Send + Sync {
     async fn replay_state(&self) -> Result<Option<ReplayState>, StoreError>;
 }
 
+/// The ledger's calls that budgets count, as [`Tally::add_row`] reads them
+/// (the same text in both dialects).
+pub(super) const LEDGER_CALLS: &str = "
+SELECT kind, principal_id, ts_ms, currency, cost FROM ledger_events
+WHERE kind = 'call' AND cost IS NOT NULL AND principal_id IS NOT NULL";
+
+/// The whole ledger's calls, summed.
+async fn tally_ledger(conn: &mut SqliteConnection) -> Result<Tally, StoreError> {
+    let mut tally = Tally::default();
+    for row in sqlx::query(LEDGER_CALLS).fetch_all(&mut *conn).await? {
+        tally.add_row(&row)?;
+    }
+    Ok(tally)
+}
+
 /// What SQLite reads to count the events not replayed batch by batch.
 const TAIL: &str = "
 SELECT e.kind, e.principal_id, e.ts_ms, e.currency, e.cost
@@ -577,16 +588,7 @@ impl SqliteStore {
                 if s.status != "backfill" {
                     return Ok(());
                 }
-                let mut tally = Tally::default();
-                for row in sqlx::query(
-                    "SELECT kind, principal_id, ts_ms, currency, cost FROM ledger_events
-                     WHERE kind = 'call' AND cost IS NOT NULL AND principal_id IS NOT NULL",
-                )
-                .fetch_all(&mut *conn)
-                .await?
-                {
-                    tally.add_row(&row)?;
-                }
+                let tally = tally_ledger(conn).await?;
                 sqlx::query("DELETE FROM spend_minutes")
                     .execute(&mut *conn)
                     .await?;
@@ -624,17 +626,8 @@ impl RecoveryStore for SqliteStore {
     }
 
     async fn spend_from_ledger(&self) -> Result<Vec<MinuteSpend>, StoreError> {
-        let mut tally = Tally::default();
-        for row in sqlx::query(
-            "SELECT kind, principal_id, ts_ms, currency, cost FROM ledger_events
-             WHERE kind = 'call' AND cost IS NOT NULL AND principal_id IS NOT NULL",
-        )
-        .fetch_all(self.pool())
-        .await?
-        {
-            tally.add_row(&row)?;
-        }
-        Ok(tally.rows())
+        let mut conn = self.pool().acquire().await?;
+        Ok(tally_ledger(&mut conn).await?.rows())
     }
 
     async fn snapshot_begin(

@@ -12,7 +12,7 @@ use super::PgStore;
 use crate::store::ledger::i;
 use crate::store::recovery::{
     finished, incomplete, minute_from_row, snapshot_from_row, state_from_row, taken_over,
-    MinuteSpend, RecoveryStore, ReplayState, SnapshotInfo, Tally,
+    MinuteSpend, RecoveryStore, ReplayState, SnapshotInfo, Tally, LEDGER_CALLS,
 };
 use crate::store::StoreError;
 
@@ -25,11 +25,6 @@ WHERE l.idx >= $1
 UNION ALL
 SELECT e.kind, e.principal_id, e.ts_ms, e.currency, e.cost
 FROM ledger_pending p JOIN ledger_events e ON e.id = p.id AND e.ts_ms = p.ts_ms";
-
-/// The calls of the whole ledger, for [`RecoveryStore::spend_from_ledger`].
-const LEDGER: &str = "
-SELECT kind, principal_id, ts_ms, currency, cost FROM ledger_events
-WHERE kind = 'call' AND cost IS NOT NULL AND principal_id IS NOT NULL";
 
 /// Adds `rows` to the aggregates of `table` (`spend_minutes`,
 /// `replay_spend`, or `snapshot_spend` of snapshot `scope`), in key order.
@@ -189,7 +184,7 @@ impl RecoveryStore for PgStore {
 
     async fn spend_from_ledger(&self) -> Result<Vec<MinuteSpend>, StoreError> {
         let mut tally = Tally::default();
-        for row in sqlx::query(LEDGER).fetch_all(self.pool()).await? {
+        for row in sqlx::query(LEDGER_CALLS).fetch_all(self.pool()).await? {
             tally.add_row(&row)?;
         }
         Ok(tally.rows())
