@@ -35,7 +35,9 @@
 # PROFILE_TARGET (a row whose server is profiled with `perf record -e
 # cpu-clock -g` over its measured window; the report goes to
 # load-tests/results/YYYY-MM-DD-profile-ROW.txt);
-# KEEP_WORK=1 keeps the temp dir (logs, configs) afterwards.
+# ROWS (a space-separated subset of the rows above, for a quick comparison
+# while working: the results then go to the temp dir and stdout, not to
+# load-tests/results); KEEP_WORK=1 keeps the temp dir (logs, configs).
 # Exits non-zero if any run saw errors or non-2xx responses, after writing
 # the results.
 set -euo pipefail
@@ -47,6 +49,7 @@ KEEP_WORK=${KEEP_WORK:-0}
 DISTRIBUTED=${DISTRIBUTED:-0}
 RATE=${RATE:-1000}
 PROFILE_TARGET=${PROFILE_TARGET:-}
+ROWS=${ROWS:-}
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
@@ -370,6 +373,16 @@ CHAT=/v1/chat/completions
 # show it as TOKEN and the temp dir as $TMP.
 TARGETS=(direct nginx gw-base-url gw-base-url-budget gw-base-url-mandate gw-proxy)
 [ "$DISTRIBUTED" != 1 ] || TARGETS+=(gw-dist gw-dist-budget)
+if [ -n "$ROWS" ]; then
+    read -r -a TARGETS <<<"$ROWS"
+    for target in "${TARGETS[@]}"; do
+        case $target in
+        direct | nginx | gw-base-url | gw-base-url-budget | gw-base-url-mandate | gw-proxy) ;;
+        gw-dist | gw-dist-budget) [ "$DISTRIBUTED" = 1 ] || die "$target needs DISTRIBUTED=1" ;;
+        *) die "unknown row in ROWS: $target" ;;
+        esac
+    done
+fi
 RESULTS="$WORK/results.jsonl"
 : >"$RESULTS"
 COMMANDS=()
@@ -421,7 +434,7 @@ for target in "${TARGETS[@]}"; do
     read -r cpu0 wcpu0 scpu0 <<<"$(sample_cpu)"
     PERF_PID=""
     if [ "$target" = "$PROFILE_TARGET" ]; then
-        perf record -q -e cpu-clock -g -o "$WORK/perf.data" -p "${SERVER[0]}" \
+        perf record -q -e cpu-clock ${PROFILE_CALL_GRAPH:+-F 2000 --call-graph $PROFILE_CALL_GRAPH} -g -o "$WORK/perf.data" -p "${SERVER[0]}" \
             -- sleep "$(secs "$DURATION")" >/dev/null 2>&1 &
         PERF_PID=$!
     fi
@@ -498,6 +511,8 @@ fi
 # ---------------------------------------------------------------- record
 DATE=$(date +%Y-%m-%d)
 OUT_DIR="$REPO/load-tests/results"
+# A subset of rows is a working comparison, not a record.
+[ -z "$ROWS" ] || OUT_DIR="$WORK"
 mkdir -p "$OUT_DIR"
 OUT_MD="$OUT_DIR/$DATE-gateway-path.md"
 OUT_JSON="$OUT_DIR/$DATE-gateway-path.json"

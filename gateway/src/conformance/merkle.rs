@@ -589,9 +589,10 @@ pub async fn a_row_rewritten_with_its_hash_fails_the_root<H: Harness, F: Future<
     assert_eq!(failing, vec![(1, "root_mismatch")]);
 }
 
-/// A queued event whose row was deleted before it was sealed leaves the
-/// queue, is never in the tree, and holds up nothing behind it.
-pub async fn a_queued_event_without_its_row_leaves_the_queue<H: Harness, F: Future<Output = H>>(
+/// A row deleted before its event was sealed is still sealed, from the
+/// leaf its writer queued, and verification finds the row missing: a
+/// deletion inside the sealing window is not silent.
+pub async fn a_row_deleted_before_its_seal_is_found<H: Harness, F: Future<Output = H>>(
     make: impl Fn() -> F,
 ) {
     let h = make().await;
@@ -605,6 +606,66 @@ pub async fn a_queued_event_without_its_row_leaves_the_queue<H: Harness, F: Futu
         "DELETE FROM ledger_events WHERE id = '{}'",
         gone.id
     )])
+    .await;
+    let sealed = seal::seal_due(h.store(), &key, Policy::default(), true)
+        .await
+        .expect("seal");
+    assert_eq!(
+        sealed.iter().map(|b| (b.start, b.end)).collect::<Vec<_>>(),
+        vec![(0, 2)]
+    );
+    assert_eq!(h.store().pending().await.expect("pending"), (0, None));
+    let reports = verify_all(&h, &key).await;
+    assert_eq!(codes(&reports), vec![(0, "missing_event")]);
+    assert_eq!(bad(&reports), vec![(0, Some(gone.id.clone()))]);
+}
+
+/// A row changed before its event was sealed is sealed as it was
+/// written, and verification finds the change.
+pub async fn a_row_changed_before_its_seal_is_found<H: Harness, F: Future<Output = H>>(
+    make: impl Fn() -> F,
+) {
+    let h = make().await;
+    let key = LedgerKey::parse(&LedgerKey::generate()).expect("key");
+    let changed = event(1);
+    h.store()
+        .insert_ledger_events(&[changed.clone(), event(2)])
+        .await
+        .expect("insert");
+    h.tamper(&[format!(
+        "UPDATE ledger_events SET cost = '0' WHERE id = '{}'",
+        changed.id
+    )])
+    .await;
+    seal::seal_due(h.store(), &key, Policy::default(), true)
+        .await
+        .expect("seal");
+    assert_eq!(
+        bad(&verify_all(&h, &key).await),
+        vec![(0, Some(changed.id.clone()))]
+    );
+}
+
+/// An event queued without a leaf (before leaves were queued, or by hand)
+/// is sealed from its row; one whose row is gone as well leaves the queue,
+/// is never in the tree, and holds up nothing behind it.
+pub async fn a_queued_event_without_leaf_or_row_leaves_the_queue<
+    H: Harness,
+    F: Future<Output = H>,
+>(
+    make: impl Fn() -> F,
+) {
+    let h = make().await;
+    let key = LedgerKey::parse(&LedgerKey::generate()).expect("key");
+    let (gone, kept) = (event(1), event(2));
+    h.store()
+        .insert_ledger_events(&[gone.clone(), kept.clone()])
+        .await
+        .expect("insert");
+    h.tamper(&[
+        "UPDATE ledger_pending SET leaf = NULL".into(),
+        format!("DELETE FROM ledger_events WHERE id = '{}'", gone.id),
+    ])
     .await;
     let sealed = seal::seal_due(h.store(), &key, Policy::default(), true)
         .await
@@ -640,7 +701,9 @@ macro_rules! merkle_conformance {
             a_changed_stored_hash_stops_sealing,
             a_changed_batch_row_is_found,
             a_row_rewritten_with_its_hash_fails_the_root,
-            a_queued_event_without_its_row_leaves_the_queue,
+            a_row_deleted_before_its_seal_is_found,
+            a_row_changed_before_its_seal_is_found,
+            a_queued_event_without_leaf_or_row_leaves_the_queue,
         );
     };
 }

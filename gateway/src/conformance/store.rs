@@ -1083,13 +1083,22 @@ pub async fn ledger_inserts_are_idempotent_by_event_id<H: Harness, F: Future<Out
     retried.push(costing(call("agent", 4_000), "0.75", "USD"));
     s.insert_ledger_events(&retried).await.expect("retry");
     s.insert_ledger_events(&retried).await.expect("retry again");
+    let twice = costing(call("agent", 5_000), "0.25", "USD");
+    s.insert_ledger_events(&[twice.clone(), twice])
+        .await
+        .expect("an id twice in one batch");
 
     let got = s
         .query_ledger(&LedgerFilter::default())
         .await
         .expect("query");
-    assert_eq!(got.len(), 4, "each event once: {:?}", ids(&got));
+    assert_eq!(got.len(), 5, "each event once: {:?}", ids(&got));
     assert_eq!(got[0], batch[0], "the first write of an id is kept");
+    assert_eq!(
+        s.pending().await.expect("pending"),
+        (5, Some(1_000)),
+        "each event queued for sealing once"
+    );
     let spent: Decimal = s
         .spend_since("agent", 0)
         .await
@@ -1097,7 +1106,7 @@ pub async fn ledger_inserts_are_idempotent_by_event_id<H: Harness, F: Future<Out
         .iter()
         .map(|sp| sp.amount)
         .sum();
-    assert_eq!(spent, d("4.50"));
+    assert_eq!(spent, d("4.75"));
 }
 
 /// Every field of an event reads back as written: the typed ones (kind,

@@ -20,65 +20,80 @@
 //! prints. Every field of the row is covered, so changing any of them
 //! changes the leaf.
 
-use std::collections::BTreeMap;
-
-use serde_json::Value;
-
 use crate::ledger::LedgerEvent;
 
 /// The version of the encoding, the `v` member of every leaf.
 pub const VERSION: u64 = 1;
 
-fn text(v: &Option<String>) -> Value {
-    v.as_ref().map_or(Value::Null, |s| Value::String(s.clone()))
-}
-
-fn count(v: Option<u64>) -> Value {
-    v.map_or(Value::Null, Value::from)
+/// A JSON value of the encoding, written straight into the output.
+enum Field<'a> {
+    Text(Option<&'a str>),
+    Count(Option<u64>),
+    Int(i64),
 }
 
 /// The canonical bytes of `e` (see the module's documentation).
+///
+/// Written member by member in key order, without building a map: every
+/// ledger row is hashed once, on the writer's path.
 pub fn canonical(e: &LedgerEvent) -> Vec<u8> {
-    let mut m: BTreeMap<&str, Value> = BTreeMap::new();
-    m.insert("v", Value::from(VERSION));
-    m.insert("id", Value::String(e.id.clone()));
-    m.insert("ts", Value::String(e.ts.clone()));
-    m.insert("ts_ms", Value::from(e.ts_ms));
-    m.insert("kind", Value::String(e.kind.as_str().into()));
-    m.insert("principal_id", text(&e.principal_id));
-    m.insert("mode", Value::String(e.mode.as_str().into()));
-    m.insert("provider", text(&e.provider));
-    m.insert("resource", text(&e.resource));
-    m.insert("action", text(&e.action));
-    m.insert("method", text(&e.method));
-    m.insert("url", text(&e.url));
-    m.insert("decision", Value::String(e.decision.as_str().into()));
-    m.insert("code", Value::String(e.code.as_str().into()));
-    m.insert("status", count(e.status.map(u64::from)));
-    m.insert("request_bytes", Value::from(e.request_bytes));
-    m.insert("response_bytes", Value::from(e.response_bytes));
-    m.insert("duration_ms", Value::from(e.duration_ms));
-    m.insert("duration_us", Value::from(e.duration_us));
-    m.insert("model", text(&e.model));
-    m.insert("input_tokens", count(e.input_tokens));
-    m.insert("output_tokens", count(e.output_tokens));
-    m.insert("cached_input_tokens", count(e.cached_input_tokens));
-    m.insert(
-        "usage",
-        e.usage
-            .map_or(Value::Null, |u| Value::String(u.as_str().into())),
-    );
-    m.insert("detail", text(&e.detail));
-    m.insert("mandate_id", text(&e.mandate_id));
-    m.insert("cost", text(&e.cost.map(|c| c.to_string())));
-    m.insert("currency", text(&e.currency));
-    m.insert(
-        "cost_basis",
-        e.cost_basis
-            .map_or(Value::Null, |b| Value::String(b.as_str().into())),
-    );
-    m.insert("reserved", text(&e.reserved.map(|c| c.to_string())));
-    serde_json::to_vec(&m).expect("a map of JSON values serialises")
+    use Field::{Count, Int, Text};
+    let cost = e.cost.map(|c| c.to_string());
+    let reserved = e.reserved.map(|c| c.to_string());
+    // Keys sorted by their bytes; the test below checks the order.
+    let members: [(&str, Field); 30] = [
+        ("action", Text(e.action.as_deref())),
+        ("cached_input_tokens", Count(e.cached_input_tokens)),
+        ("code", Text(Some(e.code.as_str()))),
+        ("cost", Text(cost.as_deref())),
+        ("cost_basis", Text(e.cost_basis.map(|b| b.as_str()))),
+        ("currency", Text(e.currency.as_deref())),
+        ("decision", Text(Some(e.decision.as_str()))),
+        ("detail", Text(e.detail.as_deref())),
+        ("duration_ms", Count(Some(e.duration_ms))),
+        ("duration_us", Count(Some(e.duration_us))),
+        ("id", Text(Some(&e.id))),
+        ("input_tokens", Count(e.input_tokens)),
+        ("kind", Text(Some(e.kind.as_str()))),
+        ("mandate_id", Text(e.mandate_id.as_deref())),
+        ("method", Text(e.method.as_deref())),
+        ("mode", Text(Some(e.mode.as_str()))),
+        ("model", Text(e.model.as_deref())),
+        ("output_tokens", Count(e.output_tokens)),
+        ("principal_id", Text(e.principal_id.as_deref())),
+        ("provider", Text(e.provider.as_deref())),
+        ("request_bytes", Count(Some(e.request_bytes))),
+        ("reserved", Text(reserved.as_deref())),
+        ("resource", Text(e.resource.as_deref())),
+        ("response_bytes", Count(Some(e.response_bytes))),
+        ("status", Count(e.status.map(u64::from))),
+        ("ts", Text(Some(&e.ts))),
+        ("ts_ms", Int(e.ts_ms)),
+        ("url", Text(e.url.as_deref())),
+        ("usage", Text(e.usage.map(|u| u.as_str()))),
+        ("v", Count(Some(VERSION))),
+    ];
+    let mut out = Vec::with_capacity(512);
+    out.push(b'{');
+    for (k, (key, value)) in members.iter().enumerate() {
+        if k > 0 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        match value {
+            Text(Some(s)) => {
+                // serde_json's escaping is the documented one.
+                serde_json::to_writer(&mut out, s).expect("writing to a Vec cannot fail");
+            }
+            Count(Some(n)) => out.extend_from_slice(n.to_string().as_bytes()),
+            Int(n) => out.extend_from_slice(n.to_string().as_bytes()),
+            Text(None) | Count(None) => out.extend_from_slice(b"null"),
+        }
+    }
+    out.push(b'}');
+    out
 }
 
 /// The Merkle leaf hash of `e`: `SHA-256(0x00 ‖ canonical(e))`.
@@ -90,6 +105,7 @@ pub fn leaf_hash(e: &LedgerEvent) -> tlog_tiles::Hash {
 mod tests {
     use super::*;
     use crate::ledger::{CostBasis, Decision, EventCode, EventKind, Mode};
+    use serde_json::Value;
 
     fn event() -> LedgerEvent {
         let mut e = LedgerEvent::new(
@@ -144,6 +160,82 @@ mod tests {
         let mut e = event();
         e.detail = None;
         assert_eq!(hex::encode(leaf_hash(&e).0), KNOWN_LEAF);
+    }
+
+    /// The encoding as a map of JSON values sorted by key: what the direct
+    /// writer must produce byte for byte, for events with every kind of
+    /// value (absent, empty, escaped, non-ASCII, extreme numbers).
+    fn by_map(e: &LedgerEvent) -> Vec<u8> {
+        use std::collections::BTreeMap;
+        let text = |v: Option<&str>| v.map_or(Value::Null, |s| Value::String(s.into()));
+        let count = |v: Option<u64>| v.map_or(Value::Null, Value::from);
+        let m: BTreeMap<&str, Value> = BTreeMap::from([
+            ("v", Value::from(VERSION)),
+            ("id", text(Some(&e.id))),
+            ("ts", text(Some(&e.ts))),
+            ("ts_ms", Value::from(e.ts_ms)),
+            ("kind", text(Some(e.kind.as_str()))),
+            ("principal_id", text(e.principal_id.as_deref())),
+            ("mode", text(Some(e.mode.as_str()))),
+            ("provider", text(e.provider.as_deref())),
+            ("resource", text(e.resource.as_deref())),
+            ("action", text(e.action.as_deref())),
+            ("method", text(e.method.as_deref())),
+            ("url", text(e.url.as_deref())),
+            ("decision", text(Some(e.decision.as_str()))),
+            ("code", text(Some(e.code.as_str()))),
+            ("status", count(e.status.map(u64::from))),
+            ("request_bytes", Value::from(e.request_bytes)),
+            ("response_bytes", Value::from(e.response_bytes)),
+            ("duration_ms", Value::from(e.duration_ms)),
+            ("duration_us", Value::from(e.duration_us)),
+            ("model", text(e.model.as_deref())),
+            ("input_tokens", count(e.input_tokens)),
+            ("output_tokens", count(e.output_tokens)),
+            ("cached_input_tokens", count(e.cached_input_tokens)),
+            ("usage", text(e.usage.map(|u| u.as_str()))),
+            ("detail", text(e.detail.as_deref())),
+            ("mandate_id", text(e.mandate_id.as_deref())),
+            ("cost", text(e.cost.map(|c| c.to_string()).as_deref())),
+            ("currency", text(e.currency.as_deref())),
+            ("cost_basis", text(e.cost_basis.map(|b| b.as_str()))),
+            (
+                "reserved",
+                text(e.reserved.map(|c| c.to_string()).as_deref()),
+            ),
+        ]);
+        serde_json::to_vec(&m).unwrap()
+    }
+
+    #[test]
+    fn the_direct_writer_matches_a_sorted_map() {
+        let mut full = event();
+        full.action = Some(String::new());
+        full.method = Some("POST".into());
+        full.url = Some("https://api.example.com/v1/x?q=\u{7f}\\\"\t".into());
+        full.mode = Mode::Proxy;
+        full.model = Some("gpt-4o-mini \u{2028} 模型".into());
+        full.output_tokens = Some(u64::MAX);
+        full.cached_input_tokens = Some(0);
+        full.request_bytes = u64::MAX;
+        full.duration_us = 1;
+        full.ts_ms = i64::MIN;
+        full.mandate_id = Some("m".into());
+        full.usage = Some(crate::usage::UsageCode::Missing);
+        full.reserved = Some(crate::money::parse_amount("12.5").unwrap());
+        let mut bare = LedgerEvent::new(
+            EventKind::Authority,
+            Mode::BaseUrl,
+            Decision::Deny,
+            EventCode::OK,
+        );
+        bare.ts_ms = -1;
+        for e in [event(), full, bare] {
+            assert_eq!(
+                String::from_utf8(canonical(&e)).unwrap(),
+                String::from_utf8(by_map(&e)).unwrap()
+            );
+        }
     }
 
     const KNOWN_LEAF: &str = "c5b69f953082b1b7940e5f1213fac0d52b751580d762eb655358fb135f0daeab";

@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
 use super::checkpoint::{self, LedgerKey};
-use super::{leaf, tree, MerkleError};
+use super::{tree, MerkleError};
 use crate::store::{Batch, Due, MerkleStore, Sealed, Sealing};
 
 /// When batches are sealed.
@@ -76,13 +76,17 @@ pub fn seal_with(key: &LedgerKey, input: Sealing, now: Timestamp) -> Result<Seal
     } else if input.size != 0 {
         return Err("the tree has leaves but no checkpoint".into());
     }
-    let leaves: Vec<tlog_tiles::Hash> = input.events.iter().map(leaf::leaf_hash).collect();
+    let leaves: Vec<tlog_tiles::Hash> = input
+        .leaves
+        .iter()
+        .map(|l| tlog_tiles::Hash(l.hash))
+        .collect();
     let appended = tree::append(input.size, &frontier, &leaves).map_err(|e| e.to_string())?;
     let note = key
         .sign(appended.size, appended.root, now)
         .map_err(|e| e.to_string())?;
-    let first_ts_ms = input.events.iter().map(|e| e.ts_ms).min().unwrap_or(0);
-    let last_ts_ms = input.events.iter().map(|e| e.ts_ms).max().unwrap_or(0);
+    let first_ts_ms = input.leaves.iter().map(|l| l.ts_ms).min().unwrap_or(0);
+    let last_ts_ms = input.leaves.iter().map(|l| l.ts_ms).max().unwrap_or(0);
     Ok(Sealed {
         batch: Batch {
             number: input.last.as_ref().map_or(0, |b| b.number + 1),

@@ -273,11 +273,36 @@ pub(super) async fn insert_events(
                 .push_bind(e.cost_basis.map(|b| b.as_str()))
                 .push_bind(e.reserved.map(|c| c.to_string()));
         });
-        // The rows inserted (not those whose id was already there) add
-        // their cost to the spend aggregates.
+        // The rows inserted (not those whose id was already there) are
+        // queued for sealing with their leaves and add their cost to the
+        // spend aggregates.
         q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
         let inserted: Vec<String> = q.build_query_scalar().fetch_all(&mut **tx).await?;
-        spent.add_inserted(chunk, inserted);
+        let new = inserted_events(chunk, inserted);
+        if new.is_empty() {
+            continue;
+        }
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO ledger_pending (ts_ms, id, leaf) ");
+        q.push_values(&new, |mut b, e| {
+            b.push_bind(e.ts_ms)
+                .push_bind(&e.id)
+                .push_bind(crate::merkle::leaf::leaf_hash(e).0.to_vec());
+        });
+        q.build().execute(&mut **tx).await?;
+        spent.add_events(new);
     }
     super::recovery::add_to_spend_minutes(tx, &spent).await
+}
+
+/// The events among `events` whose ids an insert answered as inserted
+/// (`inserted`, in any order; an id the table already had is not among
+/// them), each once, in their order.
+fn inserted_events(events: &[LedgerEvent], inserted: Vec<String>) -> Vec<&LedgerEvent> {
+    if inserted.len() == events.len() {
+        // Every event was new (the common case): no lookup.
+        return events.iter().collect();
+    }
+    let mut new: std::collections::HashSet<String> = inserted.into_iter().collect();
+    events.iter().filter(|e| new.remove(&e.id)).collect()
 }

@@ -4,7 +4,9 @@
 //! sealed and verified is `crate::merkle`; this is where they are kept.
 //!
 //! Every event inserted into `ledger_events` is queued in `ledger_pending`
-//! by a trigger, in the transaction that inserts it. Sealing takes the
+//! in the transaction that inserts it (on SQLite with its leaf hash,
+//! computed by the writer from the event it inserts; on PostgreSQL by
+//! id, hashed from the row when sealed). Sealing takes the
 //! oldest pending events under the store's one sealing lock (SQLite's
 //! write lock; a PostgreSQL advisory lock, so one sealer at a time among
 //! all ledger writers), gives them the next leaf indexes, and records
@@ -60,7 +62,60 @@ pub struct Sealing {
     /// `crate::merkle::tree::frontier_indexes`), as the store holds them.
     pub frontier: HashMap<u64, Digest>,
     /// The events to seal, oldest first (by time, then id).
-    pub events: Vec<LedgerEvent>,
+    pub leaves: Vec<PendingLeaf>,
+}
+
+/// An event waiting to be sealed: its id, time and Merkle leaf hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingLeaf {
+    pub id: String,
+    pub ts_ms: i64,
+    pub hash: Digest,
+}
+
+impl PendingLeaf {
+    /// The pending leaf of `e`, hashed from the event.
+    pub fn of(e: &LedgerEvent) -> Self {
+        Self {
+            id: e.id.clone(),
+            ts_ms: e.ts_ms,
+            hash: crate::merkle::leaf::leaf_hash(e).0,
+        }
+    }
+}
+
+/// An event as the sealing queue holds it: id, time, and the leaf its
+/// writer queued (None if it was queued without one, or with one that is
+/// not a hash).
+pub(super) type Queued = (String, i64, Option<Digest>);
+
+/// A queued `leaf` column as a hash, if it is one.
+pub(super) fn queued_leaf(leaf: Option<Vec<u8>>) -> Option<Digest> {
+    leaf.and_then(|b| b.try_into().ok())
+}
+
+/// The leaves of the queue's `head`, in its order: each event's queued
+/// leaf, else the leaf of its row (`rows`, by id). An event with neither
+/// (queued without a leaf, its row deleted by hand) cannot be sealed: it is
+/// logged and left out, so it is never in the tree and cannot keep the
+/// queue's head due.
+pub(super) fn resolve_leaves(
+    head: Vec<Queued>,
+    rows: &HashMap<String, LedgerEvent>,
+) -> Vec<PendingLeaf> {
+    let mut leaves = Vec::with_capacity(head.len());
+    let mut gone: Vec<String> = Vec::new();
+    for (id, ts_ms, leaf) in head {
+        match (leaf, rows.get(&id)) {
+            (Some(hash), _) => leaves.push(PendingLeaf { id, ts_ms, hash }),
+            (None, Some(e)) => leaves.push(PendingLeaf::of(e)),
+            (None, None) => gone.push(id),
+        }
+    }
+    if !gone.is_empty() {
+        tracing::error!(events = ?gone, "events queued for sealing have no leaf and no ledger row; they are not sealed");
+    }
+    leaves
 }
 
 /// What sealing returns: the batch and the hashes to store.
@@ -231,31 +286,8 @@ impl MerkleStore for SqliteStore {
             if !due_from_head(&due, &queue_head(&mut *conn, &due).await?) {
                 return Ok(None);
             }
-            let rows = sqlx::query(
-                "SELECT p.id AS pending_id, p.ts_ms AS pending_ts_ms, e.*
-                 FROM ledger_pending p LEFT JOIN ledger_events e ON e.id = p.id
-                 ORDER BY p.ts_ms, p.id LIMIT ?",
-            )
-            .bind(due.limit())
-            .fetch_all(&mut *conn)
-            .await?;
-            // A queued id whose row is gone (deleted by hand) cannot be
-            // sealed: it leaves the queue, and is never in the tree (as on
-            // PostgreSQL), so it cannot keep the queue's head due.
-            let mut gone: Vec<(String, i64)> = Vec::new();
-            let mut events = Vec::with_capacity(rows.len());
-            for row in &rows {
-                if row.try_get::<Option<String>, _>("id")?.is_none() {
-                    gone.push((row.try_get("pending_id")?, row.try_get("pending_ts_ms")?));
-                } else {
-                    events.push(super::ledger::from_row(row)?);
-                }
-            }
-            if !gone.is_empty() {
-                tracing::error!(events = ?gone, "events queued for sealing have no ledger row; they are not sealed");
-                unqueue(&mut conn, &gone).await?;
-            }
-            if events.is_empty() {
+            let leaves = take_pending(&mut conn, &due).await?;
+            if leaves.is_empty() {
                 return Ok(None);
             }
             let last = sqlx::query("SELECT * FROM merkle_batches ORDER BY number DESC LIMIT 1")
@@ -266,17 +298,18 @@ impl MerkleStore for SqliteStore {
             let size = last.as_ref().map_or(0, |b| b.end);
             let frontier =
                 read_hashes(&mut conn, &crate::merkle::tree::frontier_indexes(size)).await?;
-            let n = events.len();
-            let ids: Vec<(String, i64)> = events.iter().map(|e| (e.id.clone(), e.ts_ms)).collect();
+            let n = leaves.len();
+            let sealed_ids: Vec<(String, i64)> =
+                leaves.iter().map(|l| (l.id.clone(), l.ts_ms)).collect();
             let sealed = seal(Sealing {
                 last: last.clone(),
                 size,
                 frontier,
-                events,
+                leaves,
             })
             .map_err(StoreError::Seal)?;
             check_sealed((&last, size, n), &sealed)?;
-            for (k, chunk) in ids.chunks(200).enumerate() {
+            for (k, chunk) in sealed_ids.chunks(200).enumerate() {
                 let mut q: QueryBuilder<Sqlite> =
                     QueryBuilder::new("INSERT INTO merkle_leaves (idx, event_id, ts_ms) ");
                 q.push_values(chunk.iter().enumerate(), |mut b, (j, (id, ts))| {
@@ -285,7 +318,6 @@ impl MerkleStore for SqliteStore {
                         .push_bind(ts);
                 });
                 q.build().execute(&mut *conn).await?;
-                unqueue(&mut conn, chunk).await?;
             }
             for chunk in sealed.stored.chunks(400) {
                 let mut q: QueryBuilder<Sqlite> =
@@ -379,22 +411,57 @@ async fn queue_head(db: impl sqlx::SqliteExecutor<'_>, due: &Due) -> Result<Vec<
     )
 }
 
-/// Takes events (id, ts_ms) off the sealing queue, by its key, so each is
-/// one probe.
-async fn unqueue(
+/// Takes the head of the sealing queue (at most `due.max_events` events,
+/// in sealing order) off the queue and answers its leaves (see
+/// [`resolve_leaves`]; the rows of events queued without a leaf are read).
+///
+/// Under the write lock the head is exactly the queued keys up to the last
+/// one read, so one range delete takes it off; the caller's transaction
+/// puts it back if sealing fails.
+async fn take_pending(
     conn: &mut sqlx::SqliteConnection,
-    events: &[(String, i64)],
-) -> Result<(), StoreError> {
-    for chunk in events.chunks(200) {
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new("DELETE FROM ledger_pending WHERE (ts_ms, id) IN (");
-        q.push_values(chunk, |mut b, (id, ts)| {
-            b.push_bind(ts).push_bind(id);
-        });
-        q.push(")");
-        q.build().execute(&mut *conn).await?;
+    due: &Due,
+) -> Result<Vec<PendingLeaf>, StoreError> {
+    let rows = sqlx::query("SELECT ts_ms, id, leaf FROM ledger_pending ORDER BY ts_ms, id LIMIT ?")
+        .bind(due.limit())
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut head: Vec<Queued> = Vec::with_capacity(rows.len());
+    for row in &rows {
+        head.push((
+            row.try_get("id")?,
+            row.try_get("ts_ms")?,
+            queued_leaf(row.try_get("leaf")?),
+        ));
     }
-    Ok(())
+    let Some((last_id, last_ts, _)) = head.last() else {
+        return Ok(Vec::new());
+    };
+    sqlx::query("DELETE FROM ledger_pending WHERE (ts_ms, id) <= (?, ?)")
+        .bind(last_ts)
+        .bind(last_id)
+        .execute(&mut *conn)
+        .await?;
+    let mut rows_of: HashMap<String, LedgerEvent> = HashMap::new();
+    let unhashed: Vec<&str> = head
+        .iter()
+        .filter(|q| q.2.is_none())
+        .map(|q| q.0.as_str())
+        .collect();
+    for chunk in unhashed.chunks(500) {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT * FROM ledger_events WHERE id IN (");
+        let mut sep = q.separated(", ");
+        for id in chunk {
+            sep.push_bind(*id);
+        }
+        q.push(")");
+        for row in q.build().fetch_all(&mut *conn).await? {
+            let e = super::ledger::from_row(&row)?;
+            rows_of.insert(e.id.clone(), e);
+        }
+    }
+    Ok(resolve_leaves(head, &rows_of))
 }
 
 /// The stored hashes at `indexes` that exist.

@@ -38,7 +38,9 @@ pub use ledger::{LedgerFilter, LedgerStore, Spend};
 pub use mandates::{
     MandateFilter, MandateRecord, MandateState, MandateStore, SigningKeyRow, KEEP_EXPIRED_SECS,
 };
-pub use merkle::{Batch, BatchFilter, Digest, Due, Leaf, MerkleStore, SealFn, Sealed, Sealing};
+pub use merkle::{
+    Batch, BatchFilter, Digest, Due, Leaf, MerkleStore, PendingLeaf, SealFn, Sealed, Sealing,
+};
 pub use pg::{minute_of, DeadLetter, PgStore, MINUTE_MS};
 pub use policies::{Change, PolicyStore};
 pub use pricebook::PricebookStore;

@@ -74,21 +74,9 @@ impl Tally {
         slot.1 = slot.1.saturating_add(n);
     }
 
-    /// Counts the calls among `events` whose ids a ledger insert answered
-    /// as inserted (`inserted`, in any order; an id the table already had
-    /// is not among them), each once.
-    pub fn add_inserted(&mut self, events: &[LedgerEvent], inserted: Vec<String>) {
-        if inserted.len() == events.len() {
-            // Every event was new (the common case): no lookup.
-            events.iter().for_each(|e| self.add_event(e));
-            return;
-        }
-        let mut new: std::collections::HashSet<String> = inserted.into_iter().collect();
-        for e in events {
-            if new.remove(&e.id) {
-                self.add_event(e);
-            }
-        }
+    /// Counts the calls among `events`.
+    pub fn add_events<'a>(&mut self, events: impl IntoIterator<Item = &'a LedgerEvent>) {
+        events.into_iter().for_each(|e| self.add_event(e));
     }
 
     /// Adds aggregated rows.

@@ -26,7 +26,8 @@ use crate::store::{LedgerFilter, LedgerStore, Spend, StoreError};
 const BATCH: usize = 4096;
 
 /// Claims the ids of a batch, then writes the rows claimed, queues them
-/// for sealing into the Merkle log (`ledger_pending`) and adds the cost of
+/// for sealing into the Merkle log (`ledger_pending`, with the leaf hash
+/// of each, computed here from the event written) and adds the cost of
 /// the call events among them to `spend_minutes`, and answers how many
 /// rows it wrote. Duplicates within the batch keep their first
 /// occurrence, as a second insert of an id would. `ON CONFLICT DO NOTHING`
@@ -40,12 +41,12 @@ WITH batch AS (
                 $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
                 $13::text[], $14::int8[], $15::int8[], $16::int8[], $17::int8[], $18::int8[],
                 $19::text[], $20::int8[], $21::int8[], $22::int8[], $23::text[], $24::text[],
-                $25::text[], $26::text[], $27::text[], $28::text[], $29::text[])
+                $25::text[], $26::text[], $27::text[], $28::text[], $29::text[], $30::bytea[])
          WITH ORDINALITY
          AS b (id, ts, ts_ms, kind, principal_id, mode, provider, resource, action, method,
                url, decision, code, status, request_bytes, response_bytes, duration_ms,
                duration_us, model, input_tokens, output_tokens, cached_input_tokens, usage,
-               detail, mandate_id, cost, currency, cost_basis, reserved, ord)
+               detail, mandate_id, cost, currency, cost_basis, reserved, leaf, ord)
     ORDER BY id, ord
 ), claimed AS (
     INSERT INTO ledger_event_ids (id, ts_ms)
@@ -67,7 +68,8 @@ FROM batch b JOIN claimed c ON c.id = b.id
 ON CONFLICT DO NOTHING
 RETURNING id, principal_id, currency, ts_ms, kind, cost
 ), queued AS (
-    INSERT INTO ledger_pending (id, ts_ms) SELECT id, ts_ms FROM inserted
+    INSERT INTO ledger_pending (id, ts_ms, leaf)
+    SELECT i.id, i.ts_ms, b.leaf FROM inserted i JOIN batch b ON b.id = i.id
 ), spent AS (
     INSERT INTO spend_minutes (principal_id, minute_ms, currency, amount, calls)
     SELECT principal_id, ts_ms - (((ts_ms % 60000) + 60000) % 60000), COALESCE(currency, ''),
@@ -129,6 +131,12 @@ pub(super) async fn insert_events(
             .bind(text(|e| e.currency.clone()))
             .bind(text(|e| e.cost_basis.map(|b| b.as_str().into())))
             .bind(text(|e| dec(e.reserved)))
+            .bind(
+                chunk
+                    .iter()
+                    .map(|e| crate::merkle::leaf::leaf_hash(e).0.to_vec())
+                    .collect::<Vec<_>>(),
+            )
             .fetch_one(&mut *conn)
             .await?;
         inserted += u64::try_from(count).unwrap_or(0);

@@ -11,8 +11,9 @@ use sqlx::Row;
 use super::PgStore;
 use crate::store::ledger::from_row;
 use crate::store::merkle::{
-    batch_from_row, check_sealed, digest, due_from_head, i, leaf_from_row, push_batch_filter, u,
-    Batch, BatchFilter, Digest, Due, Leaf, MerkleStore, SealFn, Sealing,
+    batch_from_row, check_sealed, digest, due_from_head, i, leaf_from_row, push_batch_filter,
+    queued_leaf, resolve_leaves, u, Batch, BatchFilter, Digest, Due, Leaf, MerkleStore, Queued,
+    SealFn, Sealing,
 };
 use crate::store::StoreError;
 
@@ -85,33 +86,48 @@ impl MerkleStore for PgStore {
             tx.commit().await?;
             return Ok(None);
         }
-        let rows = sqlx::query(
-            "SELECT p.id AS pending_id, p.ts_ms AS pending_ts_ms, e.*
-             FROM (SELECT id, ts_ms FROM ledger_pending ORDER BY ts_ms, id LIMIT $1) p
-             LEFT JOIN ledger_events e ON e.id = p.id AND e.ts_ms = p.ts_ms
-             ORDER BY p.ts_ms, p.id",
-        )
-        .bind(due.limit())
-        .fetch_all(&mut *tx)
-        .await?;
-        // A queued id whose row is gone (deleted by hand) cannot be sealed:
-        // it leaves the queue, and is never in the tree.
-        let mut gone: (Vec<i64>, Vec<String>) = Default::default();
-        let mut events = Vec::with_capacity(rows.len());
+        let rows =
+            sqlx::query("SELECT ts_ms, id, leaf FROM ledger_pending ORDER BY ts_ms, id LIMIT $1")
+                .bind(due.limit())
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut head: Vec<Queued> = Vec::with_capacity(rows.len());
         for row in &rows {
-            let id: Option<String> = row.try_get("id")?;
-            if id.is_none() {
-                gone.0.push(row.try_get("pending_ts_ms")?);
-                gone.1.push(row.try_get("pending_id")?);
-            } else {
-                events.push(from_row(row)?);
+            head.push((
+                row.try_get("id")?,
+                row.try_get("ts_ms")?,
+                queued_leaf(row.try_get("leaf")?),
+            ));
+        }
+        // Taken off by key, not by range: writers queue concurrently, and
+        // one may have committed an older key since the head was read.
+        let (head_ts, head_ids): (Vec<i64>, Vec<String>) =
+            head.iter().map(|q| (q.1, q.0.clone())).unzip();
+        unqueue(&mut tx, &head_ts, &head_ids).await?;
+        // The rows of events queued without a leaf (before leaves were
+        // queued, or by hand).
+        let (want_ts, want_ids): (Vec<i64>, Vec<String>) = head
+            .iter()
+            .filter(|q| q.2.is_none())
+            .map(|q| (q.1, q.0.clone()))
+            .unzip();
+        let mut rows_of = HashMap::new();
+        if !want_ids.is_empty() {
+            for row in sqlx::query(
+                "SELECT e.* FROM UNNEST($1::int8[], $2::text[]) AS q (ts_ms, id)
+                 JOIN ledger_events e ON e.id = q.id AND e.ts_ms = q.ts_ms",
+            )
+            .bind(&want_ts)
+            .bind(&want_ids)
+            .fetch_all(&mut *tx)
+            .await?
+            {
+                let e = from_row(&row)?;
+                rows_of.insert(e.id.clone(), e);
             }
         }
-        if !gone.1.is_empty() {
-            tracing::error!(events = ?gone.1, "events queued for sealing have no ledger row; they are not sealed");
-            unqueue(&mut tx, &gone.0, &gone.1).await?;
-        }
-        if events.is_empty() {
+        let leaves = resolve_leaves(head, &rows_of);
+        if leaves.is_empty() {
             tx.commit().await?;
             return Ok(None);
         }
@@ -122,14 +138,14 @@ impl MerkleStore for PgStore {
             .transpose()?;
         let size = last.as_ref().map_or(0, |b| b.end);
         let frontier = read_hashes(&mut *tx, &crate::merkle::tree::frontier_indexes(size)).await?;
-        let n = events.len();
-        let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
-        let ts: Vec<i64> = events.iter().map(|e| e.ts_ms).collect();
+        let n = leaves.len();
+        let (ts, ids): (Vec<i64>, Vec<String>) =
+            leaves.iter().map(|l| (l.ts_ms, l.id.clone())).unzip();
         let sealed = seal(Sealing {
             last: last.clone(),
             size,
             frontier,
-            events,
+            leaves,
         })
         .map_err(StoreError::Seal)?;
         check_sealed((&last, size, n), &sealed)?;
@@ -143,7 +159,6 @@ impl MerkleStore for PgStore {
         .bind(&ts)
         .execute(&mut *tx)
         .await?;
-        unqueue(&mut tx, &ts, &ids).await?;
         let (hidx, hashes): (Vec<i64>, Vec<Vec<u8>>) = sealed
             .stored
             .iter()
