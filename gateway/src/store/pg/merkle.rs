@@ -13,21 +13,22 @@ use crate::store::ledger::from_row;
 use crate::store::merkle::{
     batch_from_row, check_sealed, digest, due_from_head, i, leaf_from_row, push_batch_filter,
     queued_leaf, resolve_leaves, u, Batch, BatchFilter, Digest, Due, Leaf, MerkleStore, Queued,
-    SealFn, Sealing,
+    SealFn, Sealing, QUEUE_HEAD,
 };
 use crate::store::StoreError;
 
 /// The advisory lock every sealer of a database takes ("caracal" in ASCII).
 const SEAL_LOCK: i64 = 0x0063_6172_6163_616c;
 
-/// The `ts_ms` of the head of the sealing queue, in sealing order.
-async fn queue_head(db: impl sqlx::PgExecutor<'_>, due: &Due) -> Result<Vec<i64>, StoreError> {
-    Ok(
-        sqlx::query_scalar("SELECT ts_ms FROM ledger_pending ORDER BY ts_ms, id LIMIT $1")
-            .bind(due.limit())
-            .fetch_all(db)
-            .await?,
-    )
+/// The queue's head (see [`QUEUE_HEAD`]).
+async fn queue_head(
+    db: impl sqlx::PgExecutor<'_>,
+    due: &Due,
+) -> Result<(i64, Option<i64>), StoreError> {
+    Ok(sqlx::query_as(QUEUE_HEAD)
+        .bind(due.limit())
+        .fetch_one(db)
+        .await?)
 }
 
 /// The stored hashes at `indexes` that exist.
@@ -73,7 +74,7 @@ impl MerkleStore for PgStore {
     async fn seal_pending(&self, due: Due, seal: SealFn<'_>) -> Result<Option<Batch>, StoreError> {
         // Nothing due (the common answer, every second from every writer):
         // known from the queue's key without the lock or reading a row.
-        if !due_from_head(&due, &queue_head(self.pool(), &due).await?) {
+        if !due_from_head(&due, queue_head(self.pool(), &due).await?) {
             return Ok(None);
         }
         let mut tx = self.pool().begin().await?;
@@ -82,7 +83,7 @@ impl MerkleStore for PgStore {
             .execute(&mut *tx)
             .await?;
         // Again under the lock: another sealer may have taken it.
-        if !due_from_head(&due, &queue_head(&mut *tx, &due).await?) {
+        if !due_from_head(&due, queue_head(&mut *tx, &due).await?) {
             tx.commit().await?;
             return Ok(None);
         }
