@@ -216,6 +216,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
+            // Temporary tables and indexes (sorts, IN lists) in memory, not
+            // in a file created and unlinked for each statement that needs
+            // one: they hold nothing that must survive the statement.
+            .pragma("temp_store", "memory")
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
