@@ -258,6 +258,40 @@ async fn slow_and_silent_clients_are_cut_off() {
     env.assert_healthy().await;
 }
 
+/// The header read timeout (1 s in tests) runs from the first byte of a
+/// head, not while a keep-alive connection idles between requests: an idle
+/// connection lives until the idle timeout (2 s) and serves the next
+/// request; a head that starts and stalls is still cut off at the header
+/// read timeout, before the idle timeout.
+#[tokio::test]
+async fn keep_alive_idles_past_the_header_timeout_but_not_a_slow_head() {
+    let env = start().await;
+    let req = format!(
+        "GET /openai/v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+        env.token
+    );
+    let mut s = tokio::net::TcpStream::connect(env.gw.addr).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let out = read_some(&mut s, Duration::from_secs(5)).await;
+    assert_eq!(status_of(&out), 200, "{out}");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    s.write_all(req.as_bytes()).await.unwrap();
+    let out = read_some(&mut s, Duration::from_secs(5)).await;
+    assert_eq!(status_of(&out), 200, "idle for 1.5 s: {out}");
+
+    s.write_all(b"GET /openai/v1/mo").await.unwrap();
+    let started = std::time::Instant::now();
+    let out = read_some(&mut s, Duration::from_secs(5)).await;
+    let waited = started.elapsed();
+    assert!(out.is_empty() || status_of(&out) == 408, "{out}");
+    assert!(
+        waited < Duration::from_millis(1_800),
+        "a stalled head is cut off at the header read timeout, not the idle timeout: {waited:?}"
+    );
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
+    env.assert_healthy().await;
+}
+
 #[tokio::test]
 async fn fronting_inside_a_tunnel_is_refused() {
     let env = start().await;

@@ -30,6 +30,13 @@
 # request was due (no coordinated omission): the added latency at a load
 # all of them sustain.
 #
+# Then memory: the embedded gateway's resident memory idle and with STREAMS
+# open streamed (SSE) chat completions at once (default "1000 5000"; each
+# stream lasts STREAM_SECS, default 10 s, its chunks paced by the mock), the
+# errors among them, and with SOAK (e.g. 30m; default 0, skipped) an open
+# loop at half the rate gw-base-url served, RSS sampled every 30 s: whether
+# memory stays flat.
+#
 # Settings from the environment: CONCURRENCY (16), DURATION (15s),
 # WARMUP (3s), DISTRIBUTED (0), RATE (1000; 0 skips the open loop),
 # PROFILE_TARGET (a row whose server is profiled with `perf record -e
@@ -50,6 +57,9 @@ DISTRIBUTED=${DISTRIBUTED:-0}
 RATE=${RATE:-1000}
 PROFILE_TARGET=${PROFILE_TARGET:-}
 ROWS=${ROWS:-}
+STREAMS=${STREAMS-1000 5000}
+STREAM_SECS=${STREAM_SECS:-10}
+SOAK=${SOAK:-0}
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
@@ -69,11 +79,14 @@ as_root() {
     fi
 }
 
-# A TCP port on 127.0.0.1 that nothing listens on right now.
+# A TCP port on 127.0.0.1 that nothing listens on right now, below the
+# kernel's ephemeral range (so not one that the thousands of client
+# connections of a run may hold in TIME_WAIT).
 free_port() {
-    local port
+    local port low
+    low=$(cut -f 1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
     for _ in $(seq 1 100); do
-        port=$((20000 + RANDOM % 40000))
+        port=$((10000 + RANDOM % (low - 10000)))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
             return
@@ -197,7 +210,10 @@ trap cleanup EXIT
 
 # ---------------------------------------------------------------- mock
 log "starting the mock provider"
+# Streamed responses (only the memory section asks for them): 20 chunks
+# paced over STREAM_SECS.
 RUST_LOG=warn "$BIN/caracal-mock-provider" --listen 127.0.0.1:0 --latency-ms 0 \
+    --chunks 20 --chunk-delay-ms "$((STREAM_SECS * 50))" \
     >"$WORK/mock.out" 2>"$WORK/mock.log" &
 MOCK_PID=$!
 MOCK_URL=""
@@ -241,12 +257,22 @@ caracal authority mandate --issuer ops --subject bench-budget \
     --resource chat.completions --action create --valid-for 6h >/dev/null 2>&1
 caracal policy create --agent-id bench-budget --limit 1000000.00 --currency USD \
     --time-window daily --change-reason benchmark >/dev/null
+# Room for the memory section's streams: one agent holds STREAMS of them
+# open at once (the defaults: 4096 connections, 512 per principal).
+WS_CONFIG="$CARACAL_HOME/workspaces/bench/config.toml"
+sed -i -e 's/^max_connections = .*/max_connections = 12000/' \
+    -e 's/^max_in_flight = .*/max_in_flight = 12000/' \
+    -e 's/^max_in_flight_per_principal = .*/max_in_flight_per_principal = 12000/' "$WS_CONFIG"
+grep -q '^max_in_flight_per_principal = 12000' "$WS_CONFIG" || die "cannot raise the limits in $WS_CONFIG"
 GW_PORT=$(free_port)
 METRICS_PORT=$(free_port)
 while [ "$METRICS_PORT" = "$GW_PORT" ]; do METRICS_PORT=$(free_port); done
 GATEWAY_UP=1
 caracal up --detach --listen "127.0.0.1:$GW_PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" >/dev/null
 GATEWAY_PID=$(caracal status --json | jq -er .pid)
+# Its memory before any request, for the memory section.
+sleep 1
+IDLE_RSS=$(rss_mib "$GATEWAY_PID")
 caracal certs export-ca >"$WORK/gateway-ca.pem"
 GATEWAY_LOG="$CARACAL_HOME/workspaces/bench/logs/gateway.log"
 
@@ -508,6 +534,90 @@ if [ "$RATE" != 0 ]; then
     done
 fi
 
+# ---------------------------------------------------------------- memory
+# The gateway's in-flight gauge from its metrics endpoint (0 if unreadable).
+in_flight() {
+    curl -s "http://127.0.0.1:$METRICS_PORT/metrics" 2>/dev/null |
+        awk '/^caracal_gateway_requests_in_flight[ {]/ { n += $NF } END { print n + 0 }'
+}
+SSE_BODY="$WORK/chat-stream.json"
+cat >"$SSE_BODY" <<'JSON'
+{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Count slowly."}],"max_tokens":16,"stream":true,"stream_options":{"include_usage":true}}
+JSON
+MEMORY="$WORK/memory.jsonl"
+: >"$MEMORY"
+jq -nc --arg rss "$IDLE_RSS" '{kind: "idle", rss_mib: ($rss | tonumber)}' >>"$MEMORY"
+for n in $STREAMS; do
+    [ "$n" != 0 ] || continue
+    label="gw-sse-$n"
+    log "memory: $n open streams through the gateway ($STREAM_SECS s each)"
+    before=$(rss_mib "$GATEWAY_PID")
+    "$BIN/caracal-load" --label "$label" --url "https://127.0.0.1:$GW_PORT/openai$CHAT" \
+        --ca-file "$WORK/gateway-ca.pem" -H "Authorization: Bearer $AGENT_TOKEN" \
+        --method POST --body-file "$SSE_BODY" --http1 --concurrency "$n" \
+        --duration "$((STREAM_SECS * 2))s" --warmup "$((STREAM_SECS / 2))s" --timeout 120s \
+        --json >"$WORK/run.json" &
+    LOAD_PID=$!
+    peak=0
+    open=0
+    while kill -0 "$LOAD_PID" 2>/dev/null; do
+        r=$(rss_mib "$GATEWAY_PID")
+        peak=$(awk -v a="$peak" -v b="$r" 'BEGIN { print (b > a) ? b : a }')
+        f=$(in_flight)
+        [ "$f" -le "$open" ] || open=$f
+        sleep 0.5
+    done
+    wait "$LOAD_PID" || true
+    sleep 2
+    after=$(rss_mib "$GATEWAY_PID")
+    jq -c --arg n "$n" --arg before "$before" --arg peak "$peak" --arg after "$after" \
+        --arg open "$open" --arg secs "$STREAM_SECS" \
+        '{kind: "streams", label: .label, streams: ($n | tonumber), stream_secs: ($secs | tonumber),
+          open_peak: ($open | tonumber), rss_before_mib: ($before | tonumber),
+          rss_peak_mib: ($peak | tonumber), rss_after_mib: ($after | tonumber),
+          kib_per_stream: ((($peak | tonumber) - ($before | tonumber)) * 1024 / ($n | tonumber)),
+          requests: .requests, ok: .ok, errors: .errors, non_2xx: .non_2xx,
+          statuses: .statuses, error_kinds: .error_kinds}' "$WORK/run.json" >>"$MEMORY"
+    COMMANDS+=("caracal-load --label $label ... --body-file \$TMP/chat-stream.json --concurrency $n --duration $((STREAM_SECS * 2))s --warmup $((STREAM_SECS / 2))s")
+    tail -n 1 "$MEMORY" | jq -c '{"label": .label, open_peak, rss_peak_mib, kib_per_stream, errors, non_2xx}' >&2
+done
+
+if [ "$SOAK" != 0 ]; then
+    base_rps=$(jq -s '[.[] | select(.label == "gw-base-url" and .open_loop_rate == null) | .rps][0] // 0' "$RESULTS")
+    soak_rate=$(awk -v r="$base_rps" 'BEGIN { printf "%d", r / 2 }')
+    [ "$soak_rate" -gt 0 ] || die "SOAK needs the gw-base-url row (its rps sets the soak rate)"
+    log "memory: soak at $soak_rate requests/s for $SOAK"
+    "$BIN/caracal-load" --label gw-soak --url "https://127.0.0.1:$GW_PORT/openai$CHAT" \
+        --ca-file "$WORK/gateway-ca.pem" -H "Authorization: Bearer $AGENT_TOKEN" \
+        --method POST --body-file "$BODY" --http1 --concurrency 256 --rate "$soak_rate" \
+        --duration "$SOAK" --warmup 0s --json >"$WORK/soak.json" &
+    LOAD_PID=$!
+    start=$(date +%s)
+    : >"$WORK/soak-rss.txt"
+    while kill -0 "$LOAD_PID" 2>/dev/null; do
+        echo "$(($(date +%s) - start)) $(rss_mib "$GATEWAY_PID")" >>"$WORK/soak-rss.txt"
+        for _ in $(seq 1 30); do kill -0 "$LOAD_PID" 2>/dev/null && sleep 1; done
+    done
+    wait "$LOAD_PID" || true
+    # RSS samples after the first minute (allocator and caches warmed up),
+    # and their least-squares slope in MiB per 10 minutes.
+    jq -c --rawfile series "$WORK/soak-rss.txt" --arg rate "$soak_rate" --arg soak "$SOAK" '
+        ($series | split("\n") | map(select(length > 0) | split(" ") | map(tonumber))) as $all
+        | ($all | map(select(.[0] >= 60))) as $s
+        | ($s | length) as $n
+        | (if $n > 1 then
+             ($s | map(.[0]) | add / $n) as $mx | ($s | map(.[1]) | add / $n) as $my
+             | (($s | map((.[0] - $mx) * (.[1] - $my)) | add) / ($s | map((.[0] - $mx) * (.[0] - $mx)) | add)) * 600
+           else null end) as $slope
+        | {kind: "soak", label: "gw-soak", rate: ($rate | tonumber), duration: $soak,
+           rss_first_mib: ($s[0][1] // null), rss_last_mib: ($s[-1][1] // null),
+           rss_max_mib: ($s | map(.[1]) | max), slope_mib_per_10min: $slope,
+           samples: $all, requests: .requests, ok: .ok, errors: .errors, non_2xx: .non_2xx,
+           rps: .rps, p50_ms: .p50_ms, p99_ms: .p99_ms}' "$WORK/soak.json" >>"$MEMORY"
+    COMMANDS+=("caracal-load --label gw-soak ... --concurrency 256 --rate $soak_rate --duration $SOAK")
+    tail -n 1 "$MEMORY" | jq -c '{"label": .label, rss_first_mib, rss_last_mib, rss_max_mib, slope_mib_per_10min, errors}' >&2
+fi
+
 # ---------------------------------------------------------------- record
 DATE=$(date +%Y-%m-%d)
 OUT_DIR="$REPO/load-tests/results"
@@ -526,9 +636,9 @@ CPU=${CPU:-unknown}
 NPROC=$(nproc)
 UNAME=$(uname -srm)
 NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
-COMMAND="CONCURRENCY=$CONCURRENCY DURATION=$DURATION WARMUP=$WARMUP load-tests/bench/gateway-path.sh"
+COMMAND="CONCURRENCY=$CONCURRENCY DURATION=$DURATION WARMUP=$WARMUP STREAMS='$STREAMS' STREAM_SECS=$STREAM_SECS SOAK=$SOAK load-tests/bench/gateway-path.sh"
 
-jq -n --slurpfile runs "$RESULTS" \
+jq -n --slurpfile runs "$RESULTS" --slurpfile memory "$MEMORY" \
     --arg date "$DATE" --arg commit "$COMMIT" --arg cpu "$CPU" --arg nproc "$NPROC" \
     --arg uname "$UNAME" --arg nginx "$NGINX_VERSION" --arg command "$COMMAND" \
     --arg concurrency "$CONCURRENCY" --arg duration "$DURATION" --arg warmup "$WARMUP" \
@@ -540,7 +650,8 @@ jq -n --slurpfile runs "$RESULTS" \
                    warmup: $warmup, http: "HTTP/1.1", nginx: $nginx,
                    request: "POST /v1/chat/completions, non-streaming, max_tokens 16"},
         load_commands: $ARGS.positional,
-        runs: $runs
+        runs: $runs,
+        memory: $memory
     }' "${COMMANDS[@]}" >"$OUT_JSON"
 
 # Markdown from the JSON, so the two always agree.
@@ -652,6 +763,26 @@ jq -r '
         | "| \(.[0]) vs \(.[1]) | \(($o[.[0]].p50_ms - $o[.[1]].p50_ms) | f(3)) | \(($o[.[0]].p99_ms - $o[.[1]].p99_ms) | f(3)) |"),
       ""
     else empty end),
+    (if (.memory | length) > 0 then
+      "## Memory (embedded gateway)",
+      "",
+      "Resident memory of the gateway process: idle (after start, before any",
+      "request), and while N streamed chat completions (SSE, `stream: true`,",
+      "20 chunks paced by the mock over each stream) are open through it at once",
+      "(closed loop: each client opens the next stream when one ends). *open* is",
+      "the highest `caracal_gateway_requests_in_flight` seen; *KiB per stream* is",
+      "(peak − before) / N.",
+      "",
+      "| run | streams | open | RSS before MiB | RSS peak MiB | RSS after MiB | KiB per stream | completed | errors | non-2xx |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+      (.memory[] | select(.kind == "idle") | "| idle | 0 | 0 | - | \(.rss_mib | f(1)) | - | - | - | - | - |"),
+      (.memory[] | select(.kind == "streams") | "| \(.label) | \(.streams) | \(.open_peak) | \(.rss_before_mib | f(1)) | \(.rss_peak_mib | f(1)) | \(.rss_after_mib | f(1)) | \(.kib_per_stream | f(1)) | \(.ok) | \(.errors) | \(.non_2xx) |"),
+      "",
+      (.memory[] | select(.kind == "soak") |
+        "Soak: \(.duration) open loop at \(.rate) requests/s (half of what gw-base-url served), RSS sampled every 30 s: \(.rss_first_mib | f(1)) MiB after the first minute, \(.rss_last_mib | f(1)) MiB at the end, \(.rss_max_mib | f(1)) MiB at most; least-squares slope \(.slope_mib_per_10min | f(2)) MiB per 10 minutes; \(.ok) requests, \(.errors) errors, p50 \(.p50_ms | f(3)) ms, p99 \(.p99_ms | f(3)) ms.",
+        ""),
+      ""
+    else empty end),
     "## Load commands",
     "",
     "```",
@@ -664,7 +795,7 @@ jq -r '
 # ---------------------------------------------------------------- verdict
 cat "$OUT_MD"
 log "wrote $OUT_MD and $OUT_JSON"
-FAILED=$(jq -r '[.runs[] | select(.errors > 0 or .non_2xx > 0 or .ok == 0) | .label] | join(" ")' "$OUT_JSON")
+FAILED=$(jq -r '[(.runs[], (.memory[] | select(.kind != "idle"))) | select(.errors > 0 or .non_2xx > 0 or .ok == 0) | .label] | join(" ")' "$OUT_JSON")
 if [ -n "$FAILED" ]; then
     jq -r '.runs[] | select(.errors > 0 or .non_2xx > 0) | "\(.label): statuses \(.statuses), errors \(.error_kinds)"' "$OUT_JSON" >&2
     [ ! -f "$GATEWAY_LOG" ] || { log "last lines of $GATEWAY_LOG:"; tail -n 20 "$GATEWAY_LOG" >&2; }

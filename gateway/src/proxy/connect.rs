@@ -142,7 +142,7 @@ where
             tunnel: Some(tunnel),
             ..outer
         };
-        serve_connection(shared, TokioIo::new(io), conn).await;
+        serve_connection(shared, io, conn).await;
         return;
     }
     let config = match shared.minter.server_config_for(&tunnel.host) {
@@ -166,5 +166,5 @@ where
         tunnel: Some(tunnel),
         ..outer
     };
-    serve_connection(shared, TokioIo::new(tls), conn).await;
+    serve_connection(shared, tls, conn).await;
 }

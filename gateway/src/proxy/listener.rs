@@ -67,12 +67,12 @@ async fn connection(
     };
     if first[0] == 0x16 {
         match tokio::time::timeout(wait, tls.accept(tcp)).await {
-            Ok(Ok(stream)) => serve_connection(shared, TokioIo::new(stream), conn).await,
+            Ok(Ok(stream)) => serve_connection(shared, stream, conn).await,
             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
         }
     } else if shared.config.allow_plaintext {
-        serve_connection(shared, TokioIo::new(tcp), conn).await;
+        serve_connection(shared, tcp, conn).await;
     } else {
         tracing::debug!(%peer, "plain-text connection refused (gateway.allow_plaintext = false)");
     }
@@ -80,9 +80,9 @@ async fn connection(
 
 /// Serves HTTP/1.1 (with upgrades, for CONNECT) or HTTP/2 on `io` until the
 /// client closes or shutdown asks the connection to finish.
-pub async fn serve_connection<I>(shared: Arc<Shared>, io: I, conn: ConnInfo)
+pub async fn serve_connection<S>(shared: Arc<Shared>, stream: S, conn: ConnInfo)
 where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let limits = shared.config.limits.clone();
     let Some(stack) = shared.stack() else {
@@ -98,6 +98,9 @@ where
         req.extensions_mut().insert(conn.clone());
         Box::pin(stack.clone().oneshot(req))
     });
+    // The header read timeout runs from a head's first byte, not while the
+    // connection idles between requests (see `head_timer`).
+    let clock = super::head_timer::HeadClock::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // The protocol limits sit at twice the configured limit so that requests
     // over it reach `check_limits` and get a JSON refusal; only absurd
@@ -105,7 +108,7 @@ where
     let hard_limit = (limits.max_header_bytes * 2).max(16 * 1024);
     builder
         .http1()
-        .timer(TokioTimer::new())
+        .timer(super::head_timer::HeadTimer(clock.clone()))
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(hard_limit)
         .keep_alive(true);
@@ -116,7 +119,9 @@ where
         .max_concurrent_streams(256)
         .keep_alive_interval(Some(std::time::Duration::from_secs(30)));
     // hyper's own answers to requests it cannot parse get the JSON shape.
-    let io = super::malformed::Malformed::new(io);
+    let io = super::malformed::Malformed::new(TokioIo::new(super::head_timer::Watched::new(
+        stream, clock,
+    )));
     let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
     // Runs until the connection ends, shutdown begins, or the client has
@@ -145,7 +150,11 @@ where
                     // a silent HTTP/2 peer would not even ack a GOAWAY.
                     return;
                 }
-                if activity.last() + idle_limit <= tokio::time::Instant::now() {
+                // A request has started: the idle limit is idle_timeout
+                // now, even if the deadline slept through was the first
+                // request's (otherwise a connection would be closed
+                // header_read_timeout after it opened, however busy).
+                if activity.last() + limits.idle_timeout <= tokio::time::Instant::now() {
                     break;
                 }
             }

@@ -11,6 +11,7 @@ pub mod concurrency;
 pub mod connect;
 pub mod entry;
 pub mod forward;
+mod head_timer;
 pub mod limits;
 mod listener;
 mod malformed;
