@@ -11,5 +11,6 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    caracal_gateway::runtime::without_huge_pages();
     caracal_cli::main(caracal_cli::Cli::parse())
 }

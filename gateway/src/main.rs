@@ -50,6 +50,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    caracal_gateway::runtime::without_huge_pages();
     match Cli::parse().command {
         Command::Serve {
             config,
