@@ -90,7 +90,11 @@ async fn main() -> anyhow::Result<()> {
     let seal_secs = seal_start.elapsed().as_secs_f64();
     let seal_cpu = cpu() - seal_cpu0;
     let sealed = batches.last().map_or(0, |b| b.end);
-    anyhow::ensure!(sealed as usize == args.events, "sealed {sealed} of {}", args.events);
+    anyhow::ensure!(
+        sealed as usize == args.events,
+        "sealed {sealed} of {}",
+        args.events
+    );
     let n = args.events.max(1) as f64;
     println!(
         "{{\"events\": {}, \"seconds\": {secs:.3}, \"events_per_second\": {:.0}, \"cpu_seconds\": {cpu_s:.2}, \"cpu_us_per_event\": {:.2}, \"seal_seconds\": {seal_secs:.3}, \"sealed_per_second\": {:.0}, \"seal_cpu_us_per_event\": {:.2}}}",
