@@ -589,27 +589,40 @@ pub async fn a_row_rewritten_with_its_hash_fails_the_root<H: Harness, F: Future<
     assert_eq!(failing, vec![(1, "root_mismatch")]);
 }
 
+/// Two events written (the first the one a case tampers with), the
+/// tampering `sql` applied before anything is sealed (`{first}` stands for
+/// the first event's id), then everything sealed: the harness, its key, the
+/// two events and the batches sealed.
+async fn tampered_before_sealing<H: Harness, F: Future<Output = H>>(
+    make: impl Fn() -> F,
+    sql: &[&str],
+) -> (H, LedgerKey, [LedgerEvent; 2], Vec<Batch>) {
+    let h = make().await;
+    let key = LedgerKey::parse(&LedgerKey::generate()).expect("key");
+    let events = [event(1), event(2)];
+    h.store()
+        .insert_ledger_events(&events)
+        .await
+        .expect("insert");
+    let sql: Vec<String> = sql
+        .iter()
+        .map(|q| q.replace("{first}", &events[0].id))
+        .collect();
+    h.tamper(&sql).await;
+    let sealed = seal::seal_due(h.store(), &key, Policy::default(), true)
+        .await
+        .expect("seal");
+    (h, key, events, sealed)
+}
+
 /// A row deleted before its event was sealed is still sealed, from the
 /// leaf its writer queued, and verification finds the row missing: a
 /// deletion inside the sealing window is not silent.
 pub async fn a_row_deleted_before_its_seal_is_found<H: Harness, F: Future<Output = H>>(
     make: impl Fn() -> F,
 ) {
-    let h = make().await;
-    let key = LedgerKey::parse(&LedgerKey::generate()).expect("key");
-    let (gone, kept) = (event(1), event(2));
-    h.store()
-        .insert_ledger_events(&[gone.clone(), kept.clone()])
-        .await
-        .expect("insert");
-    h.tamper(&[format!(
-        "DELETE FROM ledger_events WHERE id = '{}'",
-        gone.id
-    )])
-    .await;
-    let sealed = seal::seal_due(h.store(), &key, Policy::default(), true)
-        .await
-        .expect("seal");
+    let (h, key, [gone, _], sealed) =
+        tampered_before_sealing(make, &["DELETE FROM ledger_events WHERE id = '{first}'"]).await;
     assert_eq!(
         sealed.iter().map(|b| (b.start, b.end)).collect::<Vec<_>>(),
         vec![(0, 2)]
@@ -625,21 +638,11 @@ pub async fn a_row_deleted_before_its_seal_is_found<H: Harness, F: Future<Output
 pub async fn a_row_changed_before_its_seal_is_found<H: Harness, F: Future<Output = H>>(
     make: impl Fn() -> F,
 ) {
-    let h = make().await;
-    let key = LedgerKey::parse(&LedgerKey::generate()).expect("key");
-    let changed = event(1);
-    h.store()
-        .insert_ledger_events(&[changed.clone(), event(2)])
-        .await
-        .expect("insert");
-    h.tamper(&[format!(
-        "UPDATE ledger_events SET cost = '0' WHERE id = '{}'",
-        changed.id
-    )])
+    let (h, key, [changed, _], _) = tampered_before_sealing(
+        make,
+        &["UPDATE ledger_events SET cost = '0' WHERE id = '{first}'"],
+    )
     .await;
-    seal::seal_due(h.store(), &key, Policy::default(), true)
-        .await
-        .expect("seal");
     assert_eq!(
         bad(&verify_all(&h, &key).await),
         vec![(0, Some(changed.id.clone()))]
@@ -655,21 +658,14 @@ pub async fn a_queued_event_without_leaf_or_row_leaves_the_queue<
 >(
     make: impl Fn() -> F,
 ) {
-    let h = make().await;
-    let key = LedgerKey::parse(&LedgerKey::generate()).expect("key");
-    let (gone, kept) = (event(1), event(2));
-    h.store()
-        .insert_ledger_events(&[gone.clone(), kept.clone()])
-        .await
-        .expect("insert");
-    h.tamper(&[
-        "UPDATE ledger_pending SET leaf = NULL".into(),
-        format!("DELETE FROM ledger_events WHERE id = '{}'", gone.id),
-    ])
+    let (h, key, [gone, kept], sealed) = tampered_before_sealing(
+        make,
+        &[
+            "UPDATE ledger_pending SET leaf = NULL",
+            "DELETE FROM ledger_events WHERE id = '{first}'",
+        ],
+    )
     .await;
-    let sealed = seal::seal_due(h.store(), &key, Policy::default(), true)
-        .await
-        .expect("seal");
     assert_eq!(
         sealed.iter().map(|b| (b.start, b.end)).collect::<Vec<_>>(),
         vec![(0, 1)]
