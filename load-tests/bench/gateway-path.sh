@@ -613,6 +613,7 @@ if [ "$SOAK" != 0 ]; then
            rss_first_mib: ($s[0][1] // null), rss_last_mib: ($s[-1][1] // null),
            rss_max_mib: ($s | map(.[1]) | max), slope_mib_per_10min: $slope,
            samples: $all, requests: .requests, ok: .ok, errors: .errors, non_2xx: .non_2xx,
+           statuses: .statuses, error_kinds: .error_kinds,
            rps: .rps, p50_ms: .p50_ms, p99_ms: .p99_ms}' "$WORK/soak.json" >>"$MEMORY"
     COMMANDS+=("caracal-load --label gw-soak ... --concurrency 256 --rate $soak_rate --duration $SOAK")
     tail -n 1 "$MEMORY" | jq -c '{"label": .label, rss_first_mib, rss_last_mib, rss_max_mib, slope_mib_per_10min, errors}' >&2
