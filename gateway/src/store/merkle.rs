@@ -4,9 +4,9 @@
 //! sealed and verified is `crate::merkle`; this is where they are kept.
 //!
 //! Every event inserted into `ledger_events` is queued in `ledger_pending`
-//! in the transaction that inserts it (on SQLite with its leaf hash,
-//! computed by the writer from the event it inserts; on PostgreSQL by
-//! id, hashed from the row when sealed). Sealing takes the
+//! in the transaction that inserts it, with its leaf hash, computed by the
+//! writer from the event it inserts (an event queued without one is hashed
+//! from its row when sealed). Sealing takes the
 //! oldest pending events under the store's one sealing lock (SQLite's
 //! write lock; a PostgreSQL advisory lock, so one sealer at a time among
 //! all ledger writers), gives them the next leaf indexes, and records
