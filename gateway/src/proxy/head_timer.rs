@@ -30,7 +30,7 @@ pub struct HeadClock {
     /// A head is awaited (the timer is armed and no byte has come yet).
     armed: AtomicBool,
     /// When the awaited head's first byte was read: microseconds since
-    /// `opened`, plus one (0: not yet).
+    /// `opened`, at least 1 (0: not yet).
     started_us: AtomicU64,
     waker: AtomicWaker,
 }
@@ -55,8 +55,10 @@ impl HeadClock {
     /// its clock starts now.
     fn read(&self) {
         if self.armed.swap(false, Ordering::SeqCst) {
-            let us = u64::try_from(self.opened.elapsed().as_micros()).unwrap_or(u64::MAX - 1);
-            self.started_us.store(us + 1, Ordering::SeqCst);
+            // 0 means "not yet": a first byte in the connection's first
+            // microsecond counts as at its first.
+            let us = u64::try_from(self.opened.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.started_us.store(us.max(1), Ordering::SeqCst);
             self.waker.wake();
         }
     }
@@ -65,7 +67,7 @@ impl HeadClock {
     fn started(&self) -> Option<Instant> {
         match self.started_us.load(Ordering::SeqCst) {
             0 => None,
-            us => Some(self.opened + Duration::from_micros(us - 1)),
+            us => Some(self.opened + Duration::from_micros(us)),
         }
     }
 }
