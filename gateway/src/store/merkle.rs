@@ -154,17 +154,28 @@ impl Due {
     }
 }
 
-/// The head of the sealing queue (at most `due.max_events`, in sealing
-/// order): how many events it holds and the oldest time among them,
-/// whether a batch is due, read from the queue's key alone (one row back),
-/// before any event row is read or a lock taken.
-pub(super) const QUEUE_HEAD: &str = "SELECT COUNT(*) AS n, MIN(ts_ms) AS oldest
-    FROM (SELECT ts_ms FROM ledger_pending ORDER BY ts_ms, id LIMIT $1) head";
-
-/// Whether a batch is due for the queue head `(n, oldest)` read by
-/// [`QUEUE_HEAD`].
-pub(super) fn due_from_head(due: &Due, (n, oldest): (i64, Option<i64>)) -> bool {
-    due.met(usize::try_from(n).unwrap_or(0), oldest)
+/// Whether a batch is `due`, from the head of the sealing queue (at most
+/// `due.max_events`, in sealing order): how many events it holds and the
+/// oldest time among them, read from the queue's key alone in one row,
+/// before any event row is read or a lock taken. Either database.
+pub(super) async fn batch_due<'e, DB>(
+    db: impl sqlx::Executor<'e, Database = DB>,
+    due: &Due,
+) -> Result<bool, StoreError>
+where
+    DB: sqlx::Database,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> (i64, Option<i64>): sqlx::FromRow<'r, DB::Row>,
+{
+    let (n, oldest): (i64, Option<i64>) = sqlx::query_as(
+        "SELECT COUNT(*) AS n, MIN(ts_ms) AS oldest
+         FROM (SELECT ts_ms FROM ledger_pending ORDER BY ts_ms, id LIMIT $1) head",
+    )
+    .bind(due.limit())
+    .fetch_one(db)
+    .await?;
+    Ok(due.met(usize::try_from(n).unwrap_or(0), oldest))
 }
 
 /// One leaf of a batch as the store holds it now.
@@ -280,7 +291,7 @@ impl MerkleStore for SqliteStore {
     async fn seal_pending(&self, due: Due, seal: SealFn<'_>) -> Result<Option<Batch>, StoreError> {
         // Nothing due (the common answer, every second): known from the
         // queue's key without the write lock or reading a row.
-        if !due_from_head(&due, queue_head(self.pool(), &due).await?) {
+        if !batch_due(self.pool(), &due).await? {
             return Ok(None);
         }
         // BEGIN IMMEDIATE: the write lock first, so two sealers (the
@@ -289,7 +300,7 @@ impl MerkleStore for SqliteStore {
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
         let result = async {
             // Again under the lock: another sealer may have taken it.
-            if !due_from_head(&due, queue_head(&mut *conn, &due).await?) {
+            if !batch_due(&mut *conn, &due).await? {
                 return Ok(None);
             }
             let leaves = take_pending(&mut conn, &due).await?;
@@ -405,17 +416,6 @@ impl MerkleStore for SqliteStore {
         row.map(|r| u(r.try_get("idx")?, "merkle_leaves", "idx"))
             .transpose()
     }
-}
-
-/// The queue's head (see [`QUEUE_HEAD`]).
-async fn queue_head(
-    db: impl sqlx::SqliteExecutor<'_>,
-    due: &Due,
-) -> Result<(i64, Option<i64>), StoreError> {
-    Ok(sqlx::query_as(QUEUE_HEAD)
-        .bind(due.limit())
-        .fetch_one(db)
-        .await?)
 }
 
 /// Takes the head of the sealing queue (at most `due.max_events` events,

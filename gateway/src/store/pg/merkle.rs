@@ -11,25 +11,14 @@ use sqlx::Row;
 use super::PgStore;
 use crate::store::ledger::from_row;
 use crate::store::merkle::{
-    batch_from_row, check_sealed, digest, due_from_head, i, leaf_from_row, push_batch_filter,
+    batch_due, batch_from_row, check_sealed, digest, i, leaf_from_row, push_batch_filter,
     queued_leaf, resolve_leaves, u, Batch, BatchFilter, Digest, Due, Leaf, MerkleStore, Queued,
-    SealFn, Sealing, QUEUE_HEAD,
+    SealFn, Sealing,
 };
 use crate::store::StoreError;
 
 /// The advisory lock every sealer of a database takes ("caracal" in ASCII).
 const SEAL_LOCK: i64 = 0x0063_6172_6163_616c;
-
-/// The queue's head (see [`QUEUE_HEAD`]).
-async fn queue_head(
-    db: impl sqlx::PgExecutor<'_>,
-    due: &Due,
-) -> Result<(i64, Option<i64>), StoreError> {
-    Ok(sqlx::query_as(QUEUE_HEAD)
-        .bind(due.limit())
-        .fetch_one(db)
-        .await?)
-}
 
 /// The stored hashes at `indexes` that exist.
 async fn read_hashes(
@@ -74,7 +63,7 @@ impl MerkleStore for PgStore {
     async fn seal_pending(&self, due: Due, seal: SealFn<'_>) -> Result<Option<Batch>, StoreError> {
         // Nothing due (the common answer, every second from every writer):
         // known from the queue's key without the lock or reading a row.
-        if !due_from_head(&due, queue_head(self.pool(), &due).await?) {
+        if !batch_due(self.pool(), &due).await? {
             return Ok(None);
         }
         let mut tx = self.pool().begin().await?;
@@ -83,7 +72,7 @@ impl MerkleStore for PgStore {
             .execute(&mut *tx)
             .await?;
         // Again under the lock: another sealer may have taken it.
-        if !due_from_head(&due, queue_head(&mut *tx, &due).await?) {
+        if !batch_due(&mut *tx, &due).await? {
             tx.commit().await?;
             return Ok(None);
         }
