@@ -20,6 +20,8 @@
 //! prints. Every field of the row is covered, so changing any of them
 //! changes the leaf.
 
+use std::io::Write;
+
 use crate::ledger::LedgerEvent;
 
 /// The version of the encoding, the `v` member of every leaf.
@@ -87,8 +89,8 @@ pub fn canonical(e: &LedgerEvent) -> Vec<u8> {
                 // serde_json's escaping is the documented one.
                 serde_json::to_writer(&mut out, s).expect("writing to a Vec cannot fail");
             }
-            Count(Some(n)) => out.extend_from_slice(n.to_string().as_bytes()),
-            Int(n) => out.extend_from_slice(n.to_string().as_bytes()),
+            Count(Some(n)) => write!(out, "{n}").expect("writing to a Vec cannot fail"),
+            Int(n) => write!(out, "{n}").expect("writing to a Vec cannot fail"),
             Text(None) | Count(None) => out.extend_from_slice(b"null"),
         }
     }
