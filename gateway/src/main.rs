@@ -10,7 +10,10 @@ use clap::{Parser, Subcommand};
 
 /// mimalloc: per-thread free lists instead of glibc's arenas, whose
 /// consolidation showed in the request path's profile (see
-/// load-tests/results/2026-11-30-lifecycle-ab.md).
+/// load-tests/results/2026-11-30-lifecycle-ab.md). The feature
+/// `system-allocator` builds with the C allocator instead, for heap
+/// profilers that see only malloc (heaptrack).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -540,6 +540,20 @@ in_flight() {
     curl -s "http://127.0.0.1:$METRICS_PORT/metrics" 2>/dev/null |
         awk '/^caracal_gateway_requests_in_flight[ {]/ { n += $NF } END { print n + 0 }'
 }
+# A metric's value summed over its series (0 if unreadable).
+metric() {
+    curl -s "http://127.0.0.1:$METRICS_PORT/metrics" 2>/dev/null |
+        awk -v m="$1" '$1 == m || index($1, m "{") == 1 { n += $NF } END { printf "%d", n + 0 }'
+}
+# What a soak sample holds beside RSS (see the soak below).
+soak_sample() {
+    local db="$CARACAL_HOME/workspaces/bench/caracal.db"
+    printf '%s %s %s %s %s' "$(metric caracal_ledger_backlog)" \
+        "$(awk '/^RssAnon:/ {a=$2} /^RssFile:/ {f=$2} END { printf "%.1f %.1f", a / 1024, f / 1024 }' /proc/"$GATEWAY_PID"/status 2>/dev/null)" \
+        "$(du -m "$db" 2>/dev/null | cut -f1)" "$(du -m "$db-wal" 2>/dev/null | cut -f1)" \
+        "$(curl -s "http://127.0.0.1:$METRICS_PORT/metrics" 2>/dev/null |
+            awk '/^caracal_gateway_requests_total\{/ && /code="not_ready"/ { n += $NF } END { printf "%d", n + 0 }')"
+}
 SSE_BODY="$WORK/chat-stream.json"
 cat >"$SSE_BODY" <<'JSON'
 {"model":"gpt-4o-mini","messages":[{"role":"user","content":"Count slowly."}],"max_tokens":16,"stream":true,"stream_options":{"include_usage":true}}
@@ -594,8 +608,11 @@ if [ "$SOAK" != 0 ]; then
     LOAD_PID=$!
     start=$(date +%s)
     : >"$WORK/soak-rss.txt"
+    # Each sample: seconds, RSS (MiB), the ledger writer's backlog (events),
+    # anonymous and file-backed RSS (MiB), the database and its WAL (MiB),
+    # calls refused so far as not_ready (the gateway's request counter).
     while kill -0 "$LOAD_PID" 2>/dev/null; do
-        echo "$(($(date +%s) - start)) $(rss_mib "$GATEWAY_PID")" >>"$WORK/soak-rss.txt"
+        echo "$(($(date +%s) - start)) $(rss_mib "$GATEWAY_PID") $(soak_sample)" >>"$WORK/soak-rss.txt"
         for _ in $(seq 1 30); do kill -0 "$LOAD_PID" 2>/dev/null && sleep 1; done
     done
     wait "$LOAD_PID" || true
