@@ -21,6 +21,10 @@ use caracal_gateway::merkle::seal;
 use caracal_gateway::store::{SqliteStore, Store};
 use clap::Parser;
 
+/// The allocator the gateway runs with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 struct Args {
     /// Events to write.
@@ -42,6 +46,8 @@ fn event(i: usize, args: &Args, base: i64) -> LedgerEvent {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // As the gateway runs.
+    caracal_gateway::runtime::without_huge_pages();
     let dir = tempfile::tempdir()?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("caracal.db")).await?);
     let base = jiff::Timestamp::now().as_millisecond();

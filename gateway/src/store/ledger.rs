@@ -154,7 +154,7 @@ pub trait LedgerStore: Send + Sync {
 #[async_trait]
 impl LedgerStore for SqliteStore {
     async fn insert_ledger_events(&self, events: &[LedgerEvent]) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.ledger.begin().await?;
         insert_events(&mut tx, events).await?;
         tx.commit().await?;
         Ok(())
@@ -231,6 +231,14 @@ pub(super) fn minute_spend_from_row(row: &impl Columns) -> Result<Spend, StoreEr
     })
 }
 
+/// Rows per INSERT into the ledger (29 parameters each, about 3 700 a
+/// statement, far below SQLite's limit): each statement is a hand-off to
+/// SQLite's thread, so fewer and larger is faster, up to where the
+/// statement's own size costs (measured with the embedded ledger benchmark:
+/// 32 rows a statement wrote ~40 % fewer rows per second than 128; 512 no
+/// more than 128).
+const ROWS_PER_INSERT: usize = 128;
+
 /// Inserts events inside the caller's transaction (idempotent by id), so a
 /// change and the ledger row that records it commit together.
 pub(super) async fn insert_events(
@@ -238,7 +246,7 @@ pub(super) async fn insert_events(
     events: &[LedgerEvent],
 ) -> Result<(), StoreError> {
     let mut spent = super::recovery::Tally::default();
-    for chunk in events.chunks(32) {
+    for chunk in super::statement_chunks(events, ROWS_PER_INSERT) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO ledger_events (id, ts, ts_ms, kind, principal_id, mode, provider, resource, action, method, url, decision, code, status, request_bytes, response_bytes, duration_ms, duration_us, model, input_tokens, output_tokens, cached_input_tokens, usage, detail, mandate_id, cost, currency, cost_basis, reserved) ",
             );

@@ -199,7 +199,18 @@ impl<T> Store for T where
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The ledger writer's own connection ([`LedgerStore::insert_ledger_events`]),
+    /// opened on first use, with a page cache that holds the pages batches
+    /// write into: each principal's last leaf of the `(principal_id, ts_ms)`
+    /// index and of its spend aggregates, for a thousand principals and
+    /// more (the default 2 MiB holds about 500 pages, and every miss is a
+    /// read, and a write back, per row). The other connections keep the
+    /// default cache.
+    ledger: SqlitePool,
 }
+
+/// The ledger writer's page cache (`PRAGMA cache_size`; negative: KiB).
+const LEDGER_CACHE: &str = "-16384";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -223,17 +234,21 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&pool).await?;
-        let store = Self { pool };
+        let ledger = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(options.pragma("cache_size", LEDGER_CACHE));
+        let store = Self { pool, ledger };
         store.backfill_spend().await?;
         Ok(store)
     }
 
-    /// Closes the pool: every later call fails.
+    /// Closes the pools: every later call fails.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.ledger.close().await;
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {
@@ -305,4 +320,61 @@ fn now() -> String {
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// `items` cut for multi-row statements of at most `max` rows (a power of
+/// two): as many slices of `max` as fit, then the rest in decreasing powers
+/// of two (`max` 128, 300 items: 128, 128, 32, 8, 4). A statement's text
+/// depends on its row count and each text is prepared once per connection,
+/// so batches of any size use at most log2(`max`) + 1 texts, all found in
+/// the connection's statement cache, instead of one new text (and a
+/// prepare, and an eviction) for each size a batch happens to have.
+fn statement_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    debug_assert!(max.is_power_of_two());
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = if rest.len() >= max {
+            max
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+#[cfg(test)]
+mod statement_chunk_tests {
+    use super::statement_chunks;
+
+    fn sizes(n: usize, max: usize) -> Vec<usize> {
+        let items: Vec<usize> = (0..n).collect();
+        let chunks: Vec<&[usize]> = statement_chunks(&items, max).collect();
+        let joined: Vec<usize> = chunks.concat();
+        assert_eq!(joined, items, "every item once, in order");
+        chunks.iter().map(|c| c.len()).collect()
+    }
+
+    #[test]
+    fn full_chunks_then_powers_of_two() {
+        assert_eq!(sizes(0, 128), Vec::<usize>::new());
+        assert_eq!(sizes(1, 128), vec![1]);
+        assert_eq!(sizes(128, 128), vec![128]);
+        assert_eq!(sizes(300, 128), vec![128, 128, 32, 8, 4]);
+        assert_eq!(sizes(127, 128), vec![64, 32, 16, 8, 4, 2, 1]);
+        assert_eq!(sizes(129, 128), vec![128, 1]);
+    }
+
+    #[test]
+    fn few_shapes_whatever_the_sizes() {
+        let mut shapes = std::collections::BTreeSet::new();
+        for n in 0..2000 {
+            shapes.extend(sizes(n, 128));
+        }
+        assert_eq!(shapes.len(), 8, "{shapes:?}");
+    }
 }

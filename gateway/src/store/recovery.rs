@@ -408,7 +408,7 @@ FROM ledger_pending p JOIN ledger_events e ON e.id = p.id";
 
 /// Keys per statement when adding to the aggregates (3 parameters each
 /// to read, 5 to write: far below SQLite's limit).
-const ADD_CHUNK: usize = 200;
+const ADD_CHUNK: usize = 256;
 
 /// Adds `rows` to the aggregates of `table` (`spend_minutes`,
 /// `replay_spend`, or `snapshot_spend` of snapshot `scope`): SQLite cannot
@@ -421,7 +421,7 @@ async fn add_spend(
     rows: &[MinuteSpend],
 ) -> Result<(), StoreError> {
     let cols = if scope.is_some() { "snapshot_id, " } else { "" };
-    for chunk in rows.chunks(ADD_CHUNK) {
+    for chunk in super::statement_chunks(rows, ADD_CHUNK) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
             "SELECT principal_id, minute_ms, currency, amount, calls FROM {table} WHERE "
         ));
