@@ -1109,6 +1109,67 @@ pub async fn ledger_inserts_are_idempotent_by_event_id<H: Harness, F: Future<Out
     assert_eq!(spent, d("4.75"));
 }
 
+/// A batch larger than one statement (the stores cut batches into
+/// multi-row statements, and the spend aggregates into statements of a few
+/// hundred keys) counts each event once: an id repeated far apart in the
+/// batch, across statements, is inserted, queued for sealing and added to
+/// the aggregates once, with its first write kept.
+pub async fn a_batch_of_many_statements_counts_each_event_once<
+    H: Harness,
+    F: Future<Output = H>,
+>(
+    make: impl Fn() -> F,
+) {
+    let h = make().await;
+    let s = h.store();
+    // 600 events, 300 principals, over ten minutes: about 600 distinct
+    // (principal, minute) aggregate keys.
+    let mut batch: Vec<LedgerEvent> = (0..600)
+        .map(|i| {
+            costing(
+                call(&format!("agent-{}", i % 300), i * 1_000),
+                "0.01",
+                "USD",
+            )
+        })
+        .collect();
+    let mut again = batch[5].clone();
+    again.cost = Some(d("99"));
+    batch.insert(200, batch[5].clone());
+    batch.insert(450, again);
+    s.insert_ledger_events(&batch).await.expect("insert");
+
+    let got = s
+        .query_ledger(&LedgerFilter::default())
+        .await
+        .expect("query");
+    assert_eq!(got.len(), 600, "each event once");
+    assert_eq!(got[5], batch[5], "the first write of an id is kept");
+    assert_eq!(
+        s.pending().await.expect("pending").0,
+        600,
+        "each event queued for sealing once"
+    );
+    // agent-5 made events 5 and 305, a cent each, whatever the repeats.
+    let minutes = s
+        .spend_by_minute_since("agent-5", 0)
+        .await
+        .expect("minutes");
+    let sum: Decimal = minutes.iter().map(|m| m.amount).sum();
+    assert_eq!(sum, d("0.02"), "{minutes:?}");
+    let mut total = Decimal::ZERO;
+    for p in 0..300 {
+        for m in s
+            .spend_by_minute_since(&format!("agent-{p}"), 0)
+            .await
+            .expect("minutes")
+        {
+            total += m.amount;
+        }
+    }
+    assert_eq!(total, d("6.00"));
+}
+
 /// Every field of an event reads back as written: the typed ones (kind,
 /// mode, decision, code, usage, cost basis), exact decimals with their
 /// scale, large counts, and absent values as absent.
@@ -1411,6 +1472,7 @@ macro_rules! store_conformance {
             prices_round_trip_and_bump_the_state_version,
             price_writes_are_all_or_nothing,
             ledger_inserts_are_idempotent_by_event_id,
+            a_batch_of_many_statements_counts_each_event_once,
             ledger_events_round_trip_every_field,
             query_ledger_filters_and_orders,
             spend_since_counts_only_costed_calls_from_the_bound,

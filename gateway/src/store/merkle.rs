@@ -291,12 +291,15 @@ impl MerkleStore for SqliteStore {
     async fn seal_pending(&self, due: Due, seal: SealFn<'_>) -> Result<Option<Batch>, StoreError> {
         // Nothing due (the common answer, every second): known from the
         // queue's key without the write lock or reading a row.
-        if !batch_due(self.pool(), &due).await? {
+        if !batch_due(&self.ledger, &due).await? {
             return Ok(None);
         }
         // BEGIN IMMEDIATE: the write lock first, so two sealers (the
-        // gateway's and `caracal merkle seal`) take turns.
-        let mut conn = self.pool().acquire().await?;
+        // gateway's and `caracal merkle seal`) take turns. On the ledger's
+        // own connection, as the writer's inserts: they take turns on it
+        // instead of on SQLite's lock, and its page cache, which a commit
+        // from another connection would empty, stays warm for both.
+        let mut conn = self.ledger.acquire().await?;
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
         let result = async {
             // Again under the lock: another sealer may have taken it.

@@ -199,13 +199,17 @@ impl<T> Store for T where
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// The ledger writer's own connection ([`LedgerStore::insert_ledger_events`]),
-    /// opened on first use, with a page cache that holds the pages batches
-    /// write into: each principal's last leaf of the `(principal_id, ts_ms)`
-    /// index and of its spend aggregates, for a thousand principals and
-    /// more (the default 2 MiB holds about 500 pages, and every miss is a
-    /// read, and a write back, per row). The other connections keep the
-    /// default cache.
+    /// The ledger's own connection, for the writer's inserts
+    /// ([`LedgerStore::insert_ledger_events`]) and the sealer's batches
+    /// ([`MerkleStore::seal_pending`]), opened on first use and kept, with
+    /// a page cache that holds the pages batches write into: each
+    /// principal's last leaf of the `(principal_id, ts_ms)` index and of
+    /// its spend aggregates, for a thousand principals and more (the
+    /// default 2 MiB holds about 500 pages, and every miss is a read per
+    /// row). SQLite empties a connection's cache when another connection
+    /// has committed since its last transaction, so the sealer, which
+    /// commits every batch, shares this one. The other connections keep
+    /// the default cache.
     ledger: SqlitePool,
 }
 
@@ -239,6 +243,8 @@ impl SqliteStore {
         MIGRATOR.run(&pool).await?;
         let ledger = SqlitePoolOptions::new()
             .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_lazy_with(options.pragma("cache_size", LEDGER_CACHE));
         let store = Self { pool, ledger };
         store.backfill_spend().await?;
@@ -330,7 +336,7 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 /// the connection's statement cache, instead of one new text (and a
 /// prepare, and an eviction) for each size a batch happens to have.
 fn statement_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
-    debug_assert!(max.is_power_of_two());
+    assert!(max.is_power_of_two(), "statement chunks of {max} rows");
     let mut rest = items;
     std::iter::from_fn(move || {
         if rest.is_empty() {
