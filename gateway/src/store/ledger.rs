@@ -234,9 +234,9 @@ pub(super) fn minute_spend_from_row(row: &impl Columns) -> Result<Spend, StoreEr
 /// Rows per INSERT into the ledger (29 parameters each, about 3 700 a
 /// statement, far below SQLite's limit): each statement is a hand-off to
 /// SQLite's thread, so fewer and larger is faster, up to where the
-/// statement's own size costs (measured with the embedded ledger benchmark:
-/// 32 rows a statement wrote ~40 % fewer rows per second than 128; 512 no
-/// more than 128).
+/// statement's own size costs (measured with the embedded ledger benchmark,
+/// 10 principals: 32 rows a statement wrote ~20 % fewer rows per second
+/// than 128; 512 no more than 128).
 const ROWS_PER_INSERT: usize = 128;
 
 /// Inserts events inside the caller's transaction (idempotent by id), so a
