@@ -32,8 +32,11 @@
 #
 # Then memory: the embedded gateway's resident memory idle and with STREAMS
 # open streamed (SSE) chat completions at once (default "1000 5000"; each
-# stream lasts STREAM_SECS, default 10 s, its chunks paced by the mock), the
-# errors among them, and with SOAK (e.g. 30m; default 0, skipped) an open
+# stream lasts STREAM_SECS, default 10 s, its chunks paced by the mock;
+# upstream the mock over plain HTTP/1.1, a connection per stream), then
+# STREAMS_H2 (default "1000") to the same mock behind nginx's TLS + HTTP/2
+# listener (one upstream connection for all, as with OpenAI or Anthropic),
+# the errors among them, and with SOAK (e.g. 30m; default 0, skipped) an open
 # loop at half the rate gw-base-url served, RSS sampled every 30 s: whether
 # memory stays flat.
 #
@@ -58,6 +61,7 @@ RATE=${RATE:-1000}
 PROFILE_TARGET=${PROFILE_TARGET:-}
 ROWS=${ROWS:-}
 STREAMS=${STREAMS-1000 5000}
+STREAMS_H2=${STREAMS_H2-1000}
 STREAM_SECS=${STREAM_SECS:-10}
 SOAK=${SOAK:-0}
 
@@ -226,6 +230,28 @@ done
 [ -n "$MOCK_URL" ] || die "the mock did not start"
 MOCK_PORT=${MOCK_URL##*:}
 
+# ---------------------------------------------------------------- nginx certificates
+# Made before the gateway starts: it trusts this CA for the HTTP/2 upstream
+# of the memory section (STREAMS_H2).
+NGINX_DIR="$WORK/nginx"
+mkdir -p "$NGINX_DIR/tmp"
+# A CA and an ECDSA P-256 leaf for 127.0.0.1 (the key type the gateway uses).
+(
+    cd "$NGINX_DIR"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout ca.key -out ca.pem -days 2 -subj "/CN=caracal bench nginx CA" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout server.key -out server.csr -subj "/CN=127.0.0.1" 2>/dev/null
+    printf '%s\n' "basicConstraints=critical,CA:FALSE" \
+        "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" \
+        "subjectAltName=IP:127.0.0.1,DNS:localhost" >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+        -out server.pem -days 2 -extfile server.ext 2>/dev/null
+)
+# nginx's HTTP/2 listener in front of the mock: the upstream of the memory
+# section's STREAMS_H2 runs, as OpenAI and Anthropic are (TLS, h2 by ALPN).
+NGINX_H2_PORT=$(free_port)
+
 # ---------------------------------------------------------------- gateway
 log "setting up a workspace and starting the gateway"
 export CARACAL_HOME="$WORK/home"
@@ -264,6 +290,13 @@ sed -i -e 's/^max_connections = .*/max_connections = 12000/' \
     -e 's/^max_in_flight = .*/max_in_flight = 12000/' \
     -e 's/^max_in_flight_per_principal = .*/max_in_flight_per_principal = 12000/' "$WS_CONFIG"
 grep -q '^max_in_flight_per_principal = 12000' "$WS_CONFIG" || die "cannot raise the limits in $WS_CONFIG"
+# The HTTP/2 upstream: a second provider, behind nginx's h2 listener.
+sed -i -e "s|^# upstream_ca_file = .*|upstream_ca_file = \"$NGINX_DIR/ca.pem\"|" "$WS_CONFIG"
+grep -q '^upstream_ca_file = ' "$WS_CONFIG" || die "cannot set upstream_ca_file in $WS_CONFIG"
+caracal provider add openai-h2 --template openai --base-url "https://127.0.0.1:$NGINX_H2_PORT" \
+    --host openai-h2.bench.invalid --credential sk-bench --allow-private-network >/dev/null
+caracal allowlist create --agent-id "$AGENT_ID" \
+    --pattern 'https://openai-h2.bench.invalid/*' --pattern-type glob >/dev/null
 GW_PORT=$(free_port)
 METRICS_PORT=$(free_port)
 while [ "$METRICS_PORT" = "$GW_PORT" ]; do METRICS_PORT=$(free_port); done
@@ -331,21 +364,6 @@ fi
 
 # ---------------------------------------------------------------- nginx
 log "starting nginx as a TLS reverse proxy"
-NGINX_DIR="$WORK/nginx"
-mkdir -p "$NGINX_DIR/tmp"
-# A CA and an ECDSA P-256 leaf for 127.0.0.1 (the key type the gateway uses).
-(
-    cd "$NGINX_DIR"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -keyout ca.key -out ca.pem -days 2 -subj "/CN=caracal bench nginx CA" 2>/dev/null
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -keyout server.key -out server.csr -subj "/CN=127.0.0.1" 2>/dev/null
-    printf '%s\n' "basicConstraints=critical,CA:FALSE" \
-        "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" \
-        "subjectAltName=IP:127.0.0.1,DNS:localhost" >server.ext
-    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
-        -out server.pem -days 2 -extfile server.ext 2>/dev/null
-)
 NGINX_PORT=$(free_port)
 while [ "$NGINX_PORT" = "$GW_PORT" ] || [ "$NGINX_PORT" = "$METRICS_PORT" ]; do
     NGINX_PORT=$(free_port)
@@ -355,7 +373,7 @@ daemon off;
 worker_processes 1;
 pid $NGINX_DIR/nginx.pid;
 error_log $NGINX_DIR/error.log warn;
-events { worker_connections 1024; }
+events { worker_connections 16384; }
 http {
     access_log off;
     client_body_temp_path $NGINX_DIR/tmp/body;
@@ -378,6 +396,19 @@ http {
             proxy_pass http://mock;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+        }
+    }
+    server {
+        # HTTP/2 (for the memory section's STREAMS_H2), streamed through.
+        listen 127.0.0.1:$NGINX_H2_PORT ssl http2;
+        http2_max_concurrent_streams 16384;
+        ssl_certificate $NGINX_DIR/server.pem;
+        ssl_certificate_key $NGINX_DIR/server.key;
+        location / {
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
         }
     }
 }
@@ -561,12 +592,20 @@ JSON
 MEMORY="$WORK/memory.jsonl"
 : >"$MEMORY"
 jq -nc --arg rss "$IDLE_RSS" '{kind: "idle", rss_mib: ($rss | tonumber)}' >>"$MEMORY"
-for n in $STREAMS; do
-    [ "$n" != 0 ] || continue
-    label="gw-sse-$n"
-    log "memory: $n open streams through the gateway ($STREAM_SECS s each)"
+# One memory run: N streams held open through the gateway to provider
+# PROVIDER (openai: the mock over plain HTTP/1.1, one upstream connection
+# per stream; openai-h2: nginx's TLS + HTTP/2 front, one connection for all).
+# Each run starts from a freshly started gateway, so that what an earlier
+# run left in the allocator neither hides nor inflates what this one takes.
+stream_run() {
+    local n=$1 provider=$2 label=$3 upstream=$4
+    log "memory: $n open streams through the gateway to $upstream ($STREAM_SECS s each)"
+    caracal down >/dev/null
+    caracal up --detach --listen "127.0.0.1:$GW_PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" >/dev/null
+    GATEWAY_PID=$(caracal status --json | jq -er .pid)
+    sleep 1
     before=$(rss_mib "$GATEWAY_PID")
-    "$BIN/caracal-load" --label "$label" --url "https://127.0.0.1:$GW_PORT/openai$CHAT" \
+    "$BIN/caracal-load" --label "$label" --url "https://127.0.0.1:$GW_PORT/$provider$CHAT" \
         --ca-file "$WORK/gateway-ca.pem" -H "Authorization: Bearer $AGENT_TOKEN" \
         --method POST --body-file "$SSE_BODY" --http1 --concurrency "$n" \
         --duration "$((STREAM_SECS * 2))s" --warmup "$((STREAM_SECS / 2))s" --timeout 120s \
@@ -585,8 +624,8 @@ for n in $STREAMS; do
     sleep 2
     after=$(rss_mib "$GATEWAY_PID")
     jq -c --arg n "$n" --arg before "$before" --arg peak "$peak" --arg after "$after" \
-        --arg open "$open" --arg secs "$STREAM_SECS" \
-        '{kind: "streams", label: .label, streams: ($n | tonumber), stream_secs: ($secs | tonumber),
+        --arg open "$open" --arg secs "$STREAM_SECS" --arg upstream "$upstream" \
+        '{kind: "streams", label: .label, upstream: $upstream, streams: ($n | tonumber), stream_secs: ($secs | tonumber),
           open_peak: ($open | tonumber), rss_before_mib: ($before | tonumber),
           rss_peak_mib: ($peak | tonumber), rss_after_mib: ($after | tonumber),
           kib_per_stream: ((($peak | tonumber) - ($before | tonumber)) * 1024 / ($n | tonumber)),
@@ -594,6 +633,12 @@ for n in $STREAMS; do
           statuses: .statuses, error_kinds: .error_kinds}' "$WORK/run.json" >>"$MEMORY"
     COMMANDS+=("caracal-load --label $label ... --body-file \$TMP/chat-stream.json --concurrency $n --duration $((STREAM_SECS * 2))s --warmup $((STREAM_SECS / 2))s")
     tail -n 1 "$MEMORY" | jq -c '{"label": .label, open_peak, rss_peak_mib, kib_per_stream, errors, non_2xx}' >&2
+}
+for n in $STREAMS; do
+    [ "$n" = 0 ] || stream_run "$n" openai "gw-sse-$n" "HTTP/1.1"
+done
+for n in $STREAMS_H2; do
+    [ "$n" = 0 ] || stream_run "$n" openai-h2 "gw-sse-h2-$n" "HTTP/2 (TLS)"
 done
 
 if [ "$SOAK" != 0 ]; then
@@ -654,7 +699,7 @@ CPU=${CPU:-unknown}
 NPROC=$(nproc)
 UNAME=$(uname -srm)
 NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
-COMMAND="CONCURRENCY=$CONCURRENCY DURATION=$DURATION WARMUP=$WARMUP STREAMS='$STREAMS' STREAM_SECS=$STREAM_SECS SOAK=$SOAK load-tests/bench/gateway-path.sh"
+COMMAND="CONCURRENCY=$CONCURRENCY DURATION=$DURATION WARMUP=$WARMUP STREAMS='$STREAMS' STREAMS_H2='$STREAMS_H2' STREAM_SECS=$STREAM_SECS SOAK=$SOAK load-tests/bench/gateway-path.sh"
 
 jq -n --slurpfile runs "$RESULTS" --slurpfile memory "$MEMORY" \
     --arg date "$DATE" --arg commit "$COMMIT" --arg cpu "$CPU" --arg nproc "$NPROC" \
@@ -791,10 +836,10 @@ jq -r '
       "the highest `caracal_gateway_requests_in_flight` seen; *KiB per stream* is",
       "(peak − before) / N.",
       "",
-      "| run | streams | open | RSS before MiB | RSS peak MiB | RSS after MiB | KiB per stream | completed | errors | non-2xx |",
-      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-      (.memory[] | select(.kind == "idle") | "| idle | 0 | 0 | - | \(.rss_mib | f(1)) | - | - | - | - | - |"),
-      (.memory[] | select(.kind == "streams") | "| \(.label) | \(.streams) | \(.open_peak) | \(.rss_before_mib | f(1)) | \(.rss_peak_mib | f(1)) | \(.rss_after_mib | f(1)) | \(.kib_per_stream | f(1)) | \(.ok) | \(.errors) | \(.non_2xx) |"),
+      "| run | upstream | streams | open | RSS before MiB | RSS peak MiB | RSS after MiB | KiB per stream | completed | errors | non-2xx |",
+      "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+      (.memory[] | select(.kind == "idle") | "| idle | - | 0 | 0 | - | \(.rss_mib | f(1)) | - | - | - | - | - |"),
+      (.memory[] | select(.kind == "streams") | "| \(.label) | \(.upstream // "HTTP/1.1") | \(.streams) | \(.open_peak) | \(.rss_before_mib | f(1)) | \(.rss_peak_mib | f(1)) | \(.rss_after_mib | f(1)) | \(.kib_per_stream | f(1)) | \(.ok) | \(.errors) | \(.non_2xx) |"),
       "",
       (.memory[] | select(.kind == "soak") |
         "Soak: \(.duration) open loop at \(.rate) requests/s (half of what gw-base-url served), RSS sampled every 30 s: \(.rss_first_mib | f(1)) MiB after the first minute, \(.rss_last_mib | f(1)) MiB at the end, \(.rss_max_mib | f(1)) MiB at most; least-squares slope \(.slope_mib_per_10min | f(2)) MiB per 10 minutes; \(.ok) requests, \(.errors) errors, p50 \(.p50_ms | f(3)) ms, p99 \(.p99_ms | f(3)) ms.",
