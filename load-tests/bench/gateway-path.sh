@@ -566,15 +566,12 @@ if [ "$RATE" != 0 ]; then
 fi
 
 # ---------------------------------------------------------------- memory
-# The gateway's in-flight gauge from its metrics endpoint (0 if unreadable).
-in_flight() {
-    curl -s "http://127.0.0.1:$METRICS_PORT/metrics" 2>/dev/null |
-        awk '/^caracal_gateway_requests_in_flight[ {]/ { n += $NF } END { print n + 0 }'
-}
-# A metric's value summed over its series (0 if unreadable).
+# A metric of the gateway's metrics endpoint: the sum of its series whose
+# labels include $2 (every series without $2); 0 if unreadable.
 metric() {
     curl -s "http://127.0.0.1:$METRICS_PORT/metrics" 2>/dev/null |
-        awk -v m="$1" '$1 == m || index($1, m "{") == 1 { n += $NF } END { printf "%d", n + 0 }'
+        awk -v m="$1" -v l="${2:-}" '($1 == m || index($1, m "{") == 1) && (l == "" || index($1, l) > 0) { n += $NF }
+            END { printf "%d", n + 0 }'
 }
 # What a soak sample holds beside RSS (see the soak below).
 soak_sample() {
@@ -582,8 +579,7 @@ soak_sample() {
     printf '%s %s %s %s %s' "$(metric caracal_ledger_backlog)" \
         "$(awk '/^RssAnon:/ {a=$2} /^RssFile:/ {f=$2} END { printf "%.1f %.1f", a / 1024, f / 1024 }' /proc/"$GATEWAY_PID"/status 2>/dev/null)" \
         "$(du -m "$db" 2>/dev/null | cut -f1)" "$(du -m "$db-wal" 2>/dev/null | cut -f1)" \
-        "$(curl -s "http://127.0.0.1:$METRICS_PORT/metrics" 2>/dev/null |
-            awk '/^caracal_gateway_requests_total\{/ && /code="not_ready"/ { n += $NF } END { printf "%d", n + 0 }')"
+        "$(metric caracal_gateway_requests_total 'code="not_ready"')"
 }
 SSE_BODY="$WORK/chat-stream.json"
 cat >"$SSE_BODY" <<'JSON'
@@ -616,7 +612,7 @@ stream_run() {
     while kill -0 "$LOAD_PID" 2>/dev/null; do
         r=$(rss_mib "$GATEWAY_PID")
         peak=$(awk -v a="$peak" -v b="$r" 'BEGIN { print (b > a) ? b : a }')
-        f=$(in_flight)
+        f=$(metric caracal_gateway_requests_in_flight)
         [ "$f" -le "$open" ] || open=$f
         sleep 0.5
     done
