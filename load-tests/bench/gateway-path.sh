@@ -301,10 +301,14 @@ GW_PORT=$(free_port)
 METRICS_PORT=$(free_port)
 while [ "$METRICS_PORT" = "$GW_PORT" ]; do METRICS_PORT=$(free_port); done
 GATEWAY_UP=1
-caracal up --detach --listen "127.0.0.1:$GW_PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" >/dev/null
-GATEWAY_PID=$(caracal status --json | jq -er .pid)
+# Starts the workspace's gateway (again, for each memory run) and settles.
+start_gateway() {
+    caracal up --detach --listen "127.0.0.1:$GW_PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" >/dev/null
+    GATEWAY_PID=$(caracal status --json | jq -er .pid)
+    sleep 1
+}
+start_gateway
 # Its memory before any request, for the memory section.
-sleep 1
 IDLE_RSS=$(rss_mib "$GATEWAY_PID")
 caracal certs export-ca >"$WORK/gateway-ca.pem"
 GATEWAY_LOG="$CARACAL_HOME/workspaces/bench/logs/gateway.log"
@@ -597,9 +601,7 @@ stream_run() {
     local n=$1 provider=$2 label=$3 upstream=$4
     log "memory: $n open streams through the gateway to $upstream ($STREAM_SECS s each)"
     caracal down >/dev/null
-    caracal up --detach --listen "127.0.0.1:$GW_PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" >/dev/null
-    GATEWAY_PID=$(caracal status --json | jq -er .pid)
-    sleep 1
+    start_gateway
     before=$(rss_mib "$GATEWAY_PID")
     "$BIN/caracal-load" --label "$label" --url "https://127.0.0.1:$GW_PORT/$provider$CHAT" \
         --ca-file "$WORK/gateway-ca.pem" -H "Authorization: Bearer $AGENT_TOKEN" \
