@@ -7,14 +7,21 @@
 //!   a finished id is remembered ([`FINISHED_MEMORY`]) and finishing it
 //!   again changes nothing;
 //! - holds expire by themselves: each is recorded with its expiry in a
-//!   sorted set, and every script of the principal first releases the
-//!   holds past it. The process that took a hold renews it every third of
-//!   its time to live (`deployment.hold_ttl_secs`, default 60 s) while its
-//!   call is in flight, however long it streams; a replica that dies stops
-//!   renewing, and its holds count for nothing after at most that time. The hold records live as long as the cells they hold
-//!   amounts in, so a record can never vanish while its amount still
-//!   counts (Redis 7 has no per-field expiry);
-//! - counter keys expire [`GRACE`] after the last window they count ends.
+//!   sorted set, and the scripts that count them (reserve, standing)
+//!   first release the holds past it. The process that took a hold renews
+//!   it every third of its time to live (`deployment.hold_ttl_secs`,
+//!   default 60 s) while its call is in flight, however long it streams; a
+//!   replica that dies stops renewing, and its holds count for nothing
+//!   after at most that time. The hold records live as long as the cells
+//!   they hold amounts in, so a record can never vanish while its amount
+//!   still counts (Redis 7 has no per-field expiry);
+//! - counter keys expire [`GRACE`] (and at most a minute more) after the
+//!   last window they count ends.
+//!
+//! Every command a script runs costs Redis, the one thread all replicas
+//! share, about as much again in the script's own overhead: the scripts
+//! run as few as they can (`load-tests/bench/redis-counters.sh` counts
+//! them: 20 per budgeted call with one budget line).
 //!
 //! Time is the caller's `now`, as for every implementation: the gateway
 //! passes the one clock of the deployment (see `crate::shared::clock`).

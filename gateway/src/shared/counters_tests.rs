@@ -385,3 +385,70 @@ async fn cells_that_left_the_window_are_pruned() {
         .unwrap();
     assert_eq!(standing.spent, d("1.00"));
 }
+
+/// Finished ids are remembered for `FINISHED_MEMORY` (a second settle
+/// within it changes nothing) and forgotten after it: the set is trimmed
+/// every few finishes, so it stays bounded however many calls a principal
+/// makes, and its key expires.
+#[tokio::test]
+async fn finished_ids_are_remembered_then_trimmed() {
+    use crate::budget::counters::FINISHED_MEMORY;
+    let (conn, keys) = test_redis::fresh().await;
+    let c = RedisCounters::new(
+        conn.clone(),
+        keys.clone(),
+        TTL,
+        Arc::new(Arc::new(History::default())),
+    );
+    let line = daily("1000000.00");
+    let lines = std::slice::from_ref(&line);
+    let start = t("2026-11-22T10:00:00Z");
+    let finished = format!("{}:finished", keys.principal("agent"));
+    let mut first = Vec::new();
+    for _ in 0..200 {
+        let hold = c
+            .reserve("agent", ReservationId::new(), lines, d("1.00"), start)
+            .await
+            .unwrap();
+        c.settle(&hold, d("1.00"), start).await.unwrap();
+        first.push(hold);
+    }
+    assert_eq!(
+        zcard(&conn, &finished).await,
+        200,
+        "every finished id is remembered"
+    );
+    // A retried settle within the memory charges nothing more.
+    c.settle(&first[0], d("1.00"), start).await.unwrap();
+    let s = c.standing("agent", &line, start).await.unwrap();
+    assert_eq!(s.spent, d("200"));
+    // Past the memory, the next finishes trim the earlier ids (one in 16
+    // trims: 200 finishes all missing it has odds of about 10⁻⁶).
+    let later = start + FINISHED_MEMORY + SignedDuration::from_secs(1);
+    for _ in 0..200 {
+        let hold = c
+            .reserve("agent", ReservationId::new(), lines, d("1.00"), later)
+            .await
+            .unwrap();
+        c.settle(&hold, d("1.00"), later).await.unwrap();
+    }
+    let left = zcard(&conn, &finished).await;
+    assert!(
+        left <= 200,
+        "the earlier 200 ids are forgotten: {left} left"
+    );
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&finished)
+        .query_async(&mut conn.clone())
+        .await
+        .unwrap();
+    assert!(ttl > 0, "the set expires by itself: {ttl}");
+}
+
+async fn zcard(conn: &redis::aio::ConnectionManager, key: &str) -> usize {
+    redis::cmd("ZCARD")
+        .arg(key)
+        .query_async(&mut conn.clone())
+        .await
+        .unwrap()
+}

@@ -4,11 +4,13 @@
 -- reserved, `primed` says it holds the ledger's spend. A principal's holds
 -- are a hash (id -> record) and a sorted set (id by expiry, ms).
 
--- Takes `amount` back from field `f` of counter `k`, never below zero.
+-- Takes `amount` back from field `f` of counter `k`, never below zero (a
+-- field left at zero stays until its cell leaves the window: one command
+-- fewer on every call).
 local function take(k, f, amount)
   if amount == '0' then return end
   local left = redis.call('HINCRBY', k, f, '-' .. amount)
-  if left <= 0 then redis.call('HDEL', k, f) end
+  if left < 0 then redis.call('HDEL', k, f) end
 end
 
 -- Releases every hold of the principal that expired at `now`.
@@ -25,15 +27,18 @@ local function reap(holds, expiry, now)
   end
 end
 
--- Spent and reserved in the cells lo..hi of counter `k`; with `prune`,
--- the fields of cells before `lo` (which can no longer count) are deleted.
+-- Spent and reserved in the cells lo..hi of counter `k`, and whether it
+-- is primed (holds the ledger's spend); with `prune`, the fields of cells
+-- before `lo` (which can no longer count) are deleted.
 local function sums(k, lo, hi, prune)
-  local s, r = 0, 0
+  local s, r, primed = 0, 0, false
   local all = redis.call('HGETALL', k)
   for i = 1, #all, 2 do
     local f = all[i]
     local kind = string.sub(f, 1, 2)
-    if kind == 's:' or kind == 'r:' then
+    if f == 'primed' then
+      primed = true
+    elseif kind == 's:' or kind == 'r:' then
       local cell = tonumber(string.sub(f, 3))
       if cell < lo then
         if prune then redis.call('HDEL', k, f) end
@@ -42,11 +47,15 @@ local function sums(k, lo, hi, prune)
       end
     end
   end
-  return s, r
+  return s, r, primed
 end
 
--- Makes key `k` live at least `ttl` more milliseconds.
+-- Makes key `k` live at least `ttl` more milliseconds, never shortening
+-- its life. A key that must be pushed out is pushed a little further (an
+-- eighth, at most a minute), so that most calls only read its expiry.
 local function keep(k, ttl)
-  if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, ttl) end
+  if redis.call('PTTL', k) < ttl then
+    redis.call('PEXPIRE', k, ttl + math.min(math.floor(ttl / 8), 60000))
+  end
 end
 

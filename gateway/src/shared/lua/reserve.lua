@@ -13,10 +13,10 @@ if redis.call('ZSCORE', KEYS[3], id) then return {'finished'} end
 local n = #KEYS - 3
 for i = 1, n do
   local k, a = KEYS[3 + i], 6 + (i - 1) * 5
-  if redis.call('HEXISTS', k, 'primed') == 0 then return {'unprimed', i} end
   -- Cells before the first counted one can no longer count: pruned in the
-  -- same pass, whether or not the amount fits.
-  local s, r = sums(k, tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), true)
+  -- same pass, whether or not the amount fits or the counter is primed.
+  local s, r, primed = sums(k, tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), true)
+  if not primed then return {'unprimed', i} end
   if s + r + tonumber(amount) > tonumber(ARGV[a + 1]) then
     return {'exceeded', i, string.format('%d', s), string.format('%d', r)}
   end
