@@ -340,13 +340,7 @@ async fn every_unknown_counter_is_primed_before_the_first_reservation() {
 /// not grow with every bucket it ever had.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cells_that_left_the_window_are_pruned() {
-    let (conn, keys) = test_redis::fresh().await;
-    let c = RedisCounters::new(
-        conn.clone(),
-        keys.clone(),
-        TTL,
-        Arc::new(Arc::new(History::default())),
-    );
+    let (c, conn, keys) = counters_and_keys().await;
     let spec = WindowSpec::new(Period::Hourly, WindowType::Rolling, "UTC").unwrap();
     let line = Line {
         id: CounterId::new("p-hour", &spec),
@@ -359,11 +353,7 @@ async fn cells_that_left_the_window_are_pruned() {
     let start = t("2026-11-22T10:00:00Z");
     for minutes in [0, 20, 40, 130] {
         let now = start + SignedDuration::from_mins(minutes);
-        let hold = c
-            .reserve("agent", ReservationId::new(), lines, d("1.00"), now)
-            .await
-            .unwrap();
-        c.settle(&hold, d("1.00"), now).await.unwrap();
+        spend_one(&c, lines, now).await;
     }
     let key = format!(
         "{}:c:{}:{}",
@@ -393,25 +383,14 @@ async fn cells_that_left_the_window_are_pruned() {
 #[tokio::test]
 async fn finished_ids_are_remembered_then_trimmed() {
     use crate::budget::counters::FINISHED_MEMORY;
-    let (conn, keys) = test_redis::fresh().await;
-    let c = RedisCounters::new(
-        conn.clone(),
-        keys.clone(),
-        TTL,
-        Arc::new(Arc::new(History::default())),
-    );
+    let (c, conn, keys) = counters_and_keys().await;
     let line = daily("1000000.00");
     let lines = std::slice::from_ref(&line);
     let start = t("2026-11-22T10:00:00Z");
     let finished = format!("{}:finished", keys.principal("agent"));
     let mut first = Vec::new();
     for _ in 0..200 {
-        let hold = c
-            .reserve("agent", ReservationId::new(), lines, d("1.00"), start)
-            .await
-            .unwrap();
-        c.settle(&hold, d("1.00"), start).await.unwrap();
-        first.push(hold);
+        first.push(spend_one(&c, lines, start).await);
     }
     assert_eq!(
         zcard(&conn, &finished).await,
@@ -426,11 +405,7 @@ async fn finished_ids_are_remembered_then_trimmed() {
     // trims: 200 finishes all missing it has odds of about 10⁻⁶).
     let later = start + FINISHED_MEMORY + SignedDuration::from_secs(1);
     for _ in 0..200 {
-        let hold = c
-            .reserve("agent", ReservationId::new(), lines, d("1.00"), later)
-            .await
-            .unwrap();
-        c.settle(&hold, d("1.00"), later).await.unwrap();
+        spend_one(&c, lines, later).await;
     }
     let left = zcard(&conn, &finished).await;
     assert!(
@@ -443,6 +418,37 @@ async fn finished_ids_are_remembered_then_trimmed() {
         .await
         .unwrap();
     assert!(ttl > 0, "the set expires by itself: {ttl}");
+}
+
+/// Counters on a fresh prefix with an empty history, with the connection
+/// and keys to read what they left in Redis.
+async fn counters_and_keys() -> (
+    RedisCounters,
+    redis::aio::ConnectionManager,
+    crate::shared::Keys,
+) {
+    let (conn, keys) = test_redis::fresh().await;
+    let c = RedisCounters::new(
+        conn.clone(),
+        keys.clone(),
+        TTL,
+        Arc::new(Arc::new(History::default())),
+    );
+    (c, conn, keys)
+}
+
+/// One call of `agent` reserving and spending 1.00 at `now`.
+async fn spend_one(
+    c: &RedisCounters,
+    lines: &[Line],
+    now: Timestamp,
+) -> crate::budget::counters::Hold {
+    let hold = c
+        .reserve("agent", ReservationId::new(), lines, d("1.00"), now)
+        .await
+        .unwrap();
+    c.settle(&hold, d("1.00"), now).await.unwrap();
+    hold
 }
 
 async fn zcard(conn: &redis::aio::ConnectionManager, key: &str) -> usize {
