@@ -1,7 +1,7 @@
 //! Ledger rows: idempotent batch inserts and filtered queries.
 
 use async_trait::async_trait;
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::{Connection, QueryBuilder, Sqlite};
 
 use super::row::Columns;
 use super::{SqliteStore, StoreError};
@@ -247,46 +247,31 @@ pub(super) async fn insert_events(
 ) -> Result<(), StoreError> {
     let mut spent = super::recovery::Tally::default();
     for chunk in super::statement_chunks(events, ROWS_PER_INSERT) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO ledger_events (id, ts, ts_ms, kind, principal_id, mode, provider, resource, action, method, url, decision, code, status, request_bytes, response_bytes, duration_ms, duration_us, model, input_tokens, output_tokens, cached_input_tokens, usage, detail, mandate_id, cost, currency, cost_basis, reserved) ",
-            );
-        q.push_values(chunk, |mut b, e| {
-            b.push_bind(&e.id)
-                .push_bind(&e.ts)
-                .push_bind(e.ts_ms)
-                .push_bind(e.kind.as_str())
-                .push_bind(&e.principal_id)
-                .push_bind(e.mode.as_str())
-                .push_bind(&e.provider)
-                .push_bind(&e.resource)
-                .push_bind(&e.action)
-                .push_bind(&e.method)
-                .push_bind(&e.url)
-                .push_bind(e.decision.as_str())
-                .push_bind(e.code.as_str())
-                .push_bind(e.status.map(i64::from))
-                .push_bind(i(e.request_bytes))
-                .push_bind(i(e.response_bytes))
-                .push_bind(i(e.duration_ms))
-                .push_bind(i(e.duration_us))
-                .push_bind(&e.model)
-                .push_bind(e.input_tokens.map(i))
-                .push_bind(e.output_tokens.map(i))
-                .push_bind(e.cached_input_tokens.map(i))
-                .push_bind(e.usage.map(|u| u.as_str()))
-                .push_bind(&e.detail)
-                .push_bind(&e.mandate_id)
-                .push_bind(e.cost.map(|c| c.to_string()))
-                .push_bind(&e.currency)
-                .push_bind(e.cost_basis.map(|b| b.as_str()))
-                .push_bind(e.reserved.map(|c| c.to_string()));
-        });
         // The rows inserted (not those whose id was already there) are
         // queued for sealing with their leaves and add their cost to the
-        // spend aggregates.
-        q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
-        let inserted: Vec<String> = q.build_query_scalar().fetch_all(&mut **tx).await?;
-        let new = inserted_events(chunk, inserted);
+        // spend aggregates. Usually every row is new, which the count of
+        // rows inserted shows: `RETURNING id` would send each id back from
+        // SQLite's thread as a message of its own (a wake-up each, most of
+        // what the writer's hand-offs cost). When some were there already,
+        // the chunk is undone to its savepoint and inserted again, naming
+        // the ids it inserts.
+        let mut part = (**tx).begin().await?;
+        let inserted = insert_rows(chunk, false)
+            .build()
+            .execute(&mut *part)
+            .await?
+            .rows_affected();
+        let new = if usize::try_from(inserted).is_ok_and(|n| n == chunk.len()) {
+            part.commit().await?;
+            chunk.iter().collect()
+        } else {
+            part.rollback().await?;
+            let ids: Vec<String> = insert_rows(chunk, true)
+                .build_query_scalar()
+                .fetch_all(&mut **tx)
+                .await?;
+            inserted_events(chunk, ids)
+        };
         if new.is_empty() {
             continue;
         }
@@ -301,6 +286,50 @@ pub(super) async fn insert_events(
         spent.add_events(new);
     }
     super::recovery::add_to_spend_minutes(tx, &spent).await
+}
+
+/// The INSERT of `chunk` into the ledger, skipping ids already there;
+/// with `returning`, it answers the ids it inserted.
+fn insert_rows(chunk: &[LedgerEvent], returning: bool) -> QueryBuilder<'_, Sqlite> {
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "INSERT INTO ledger_events (id, ts, ts_ms, kind, principal_id, mode, provider, resource, action, method, url, decision, code, status, request_bytes, response_bytes, duration_ms, duration_us, model, input_tokens, output_tokens, cached_input_tokens, usage, detail, mandate_id, cost, currency, cost_basis, reserved) ",
+    );
+    q.push_values(chunk, |mut b, e| {
+        b.push_bind(&e.id)
+            .push_bind(&e.ts)
+            .push_bind(e.ts_ms)
+            .push_bind(e.kind.as_str())
+            .push_bind(&e.principal_id)
+            .push_bind(e.mode.as_str())
+            .push_bind(&e.provider)
+            .push_bind(&e.resource)
+            .push_bind(&e.action)
+            .push_bind(&e.method)
+            .push_bind(&e.url)
+            .push_bind(e.decision.as_str())
+            .push_bind(e.code.as_str())
+            .push_bind(e.status.map(i64::from))
+            .push_bind(i(e.request_bytes))
+            .push_bind(i(e.response_bytes))
+            .push_bind(i(e.duration_ms))
+            .push_bind(i(e.duration_us))
+            .push_bind(&e.model)
+            .push_bind(e.input_tokens.map(i))
+            .push_bind(e.output_tokens.map(i))
+            .push_bind(e.cached_input_tokens.map(i))
+            .push_bind(e.usage.map(|u| u.as_str()))
+            .push_bind(&e.detail)
+            .push_bind(&e.mandate_id)
+            .push_bind(e.cost.map(|c| c.to_string()))
+            .push_bind(&e.currency)
+            .push_bind(e.cost_basis.map(|b| b.as_str()))
+            .push_bind(e.reserved.map(|c| c.to_string()));
+    });
+    q.push(" ON CONFLICT (id) DO NOTHING");
+    if returning {
+        q.push(" RETURNING id");
+    }
+    q
 }
 
 /// The events among `events` whose ids an insert answered as inserted
