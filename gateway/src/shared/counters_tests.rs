@@ -48,8 +48,7 @@ impl SpendHistory for Arc<History> {
 }
 
 async fn counters(ttl: SignedDuration) -> RedisCounters {
-    let (conn, keys) = test_redis::fresh().await;
-    RedisCounters::new(conn, keys, ttl, Arc::new(Arc::new(History::default())))
+    counters_and_keys(ttl).await.0
 }
 
 crate::counters_conformance!(counters);
@@ -340,7 +339,7 @@ async fn every_unknown_counter_is_primed_before_the_first_reservation() {
 /// not grow with every bucket it ever had.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cells_that_left_the_window_are_pruned() {
-    let (c, conn, keys) = counters_and_keys().await;
+    let (c, conn, keys) = counters_and_keys(TTL).await;
     let spec = WindowSpec::new(Period::Hourly, WindowType::Rolling, "UTC").unwrap();
     let line = Line {
         id: CounterId::new("p-hour", &spec),
@@ -383,7 +382,7 @@ async fn cells_that_left_the_window_are_pruned() {
 #[tokio::test]
 async fn finished_ids_are_remembered_then_trimmed() {
     use crate::budget::counters::FINISHED_MEMORY;
-    let (c, conn, keys) = counters_and_keys().await;
+    let (c, conn, keys) = counters_and_keys(TTL).await;
     let line = daily("1000000.00");
     let lines = std::slice::from_ref(&line);
     let start = t("2026-11-22T10:00:00Z");
@@ -420,9 +419,12 @@ async fn finished_ids_are_remembered_then_trimmed() {
     assert!(ttl > 0, "the set expires by itself: {ttl}");
 }
 
-/// Counters on a fresh prefix with an empty history, with the connection
-/// and keys to read what they left in Redis.
-async fn counters_and_keys() -> (
+/// Counters on a fresh prefix with an empty history whose holds expire
+/// after `ttl`, with the connection and keys to read what they left in
+/// Redis.
+async fn counters_and_keys(
+    ttl: SignedDuration,
+) -> (
     RedisCounters,
     redis::aio::ConnectionManager,
     crate::shared::Keys,
@@ -431,7 +433,7 @@ async fn counters_and_keys() -> (
     let c = RedisCounters::new(
         conn.clone(),
         keys.clone(),
-        TTL,
+        ttl,
         Arc::new(Arc::new(History::default())),
     );
     (c, conn, keys)

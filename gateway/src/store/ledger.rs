@@ -336,10 +336,6 @@ fn insert_rows(chunk: &[LedgerEvent], returning: bool) -> QueryBuilder<'_, Sqlit
 /// (`inserted`, in any order; an id the table already had is not among
 /// them), each once, in their order.
 fn inserted_events(events: &[LedgerEvent], inserted: Vec<String>) -> Vec<&LedgerEvent> {
-    if inserted.len() == events.len() {
-        // Every event was new (the common case): no lookup.
-        return events.iter().collect();
-    }
     let mut new: std::collections::HashSet<String> = inserted.into_iter().collect();
     events.iter().filter(|e| new.remove(&e.id)).collect()
 }
