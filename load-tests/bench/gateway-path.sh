@@ -47,7 +47,10 @@
 # load-tests/results/YYYY-MM-DD-profile-ROW.txt);
 # ROWS (a space-separated subset of the rows above, for a quick comparison
 # while working: the results then go to the temp dir and stdout, not to
-# load-tests/results); KEEP_WORK=1 keeps the temp dir (logs, configs).
+# load-tests/results); KEEP_WORK=1 keeps the temp dir (logs, configs);
+# CARACAL_BIN (the `caracal` binary that runs the embedded gateway; default
+# the one this script builds), to measure another build of the same code
+# (other profile settings, say) against it.
 # Exits non-zero if any run saw errors or non-2xx responses, after writing
 # the results.
 set -euo pipefail
@@ -168,6 +171,8 @@ BIN="$TARGET_DIR/release"
 for b in caracal caracal-gateway caracal-mock-provider caracal-load; do
     [ -x "$BIN/$b" ] || die "$BIN/$b was not built"
 done
+CARACAL_BIN=${CARACAL_BIN:-$BIN/caracal}
+[ -x "$CARACAL_BIN" ] || die "CARACAL_BIN=$CARACAL_BIN is not an executable"
 # `caracal up` starts the gateway binary found next to itself or on PATH.
 export PATH="$BIN:$PATH"
 
@@ -198,7 +203,7 @@ cleanup() {
     local status=$?
     set +e
     if [ "$GATEWAY_UP" = 1 ]; then
-        "$BIN/caracal" --workspace bench down >/dev/null 2>&1 || log "caracal down failed"
+        "$CARACAL_BIN" --workspace bench down >/dev/null 2>&1 || log "caracal down failed"
     fi
     for pid in "${DIST_PIDS[@]}"; do { kill "$pid"; wait "$pid"; } 2>/dev/null; done
     [ -z "$NGINX_PID" ] || { kill "$NGINX_PID"; wait "$NGINX_PID"; } 2>/dev/null
@@ -255,7 +260,7 @@ NGINX_H2_PORT=$(free_port)
 # ---------------------------------------------------------------- gateway
 log "setting up a workspace and starting the gateway"
 export CARACAL_HOME="$WORK/home"
-caracal() { "$BIN/caracal" "$@"; }
+caracal() { "$CARACAL_BIN" "$@"; }
 caracal workspace create bench >/dev/null
 caracal provider add openai --template openai --base-url "$MOCK_URL" \
     --host api.openai.com --credential sk-bench --allow-private-network >/dev/null
@@ -326,8 +331,8 @@ if [ "$DISTRIBUTED" = 1 ]; then
     BROKER_PID=$!
     DIST_PIDS+=("$BROKER_PID")
     wait_for_port "$KAFKA_PORT" tansu
-    dcaracal() { "$BIN/caracal" --workspace benchd "$@"; }
-    "$BIN/caracal" workspace create benchd \
+    dcaracal() { "$CARACAL_BIN" --workspace benchd "$@"; }
+    "$CARACAL_BIN" workspace create benchd \
         --postgres-url "postgres://postgres@127.0.0.1:5432/$DIST_DB" \
         --redis-url redis://127.0.0.1:6379/0 --redis-prefix "caracal-bench-$$:" \
         --kafka-brokers "127.0.0.1:$KAFKA_PORT" >/dev/null
@@ -698,6 +703,7 @@ NPROC=$(nproc)
 UNAME=$(uname -srm)
 NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
 COMMAND="CONCURRENCY=$CONCURRENCY DURATION=$DURATION WARMUP=$WARMUP STREAMS='$STREAMS' STREAMS_H2='$STREAMS_H2' STREAM_SECS=$STREAM_SECS SOAK=$SOAK load-tests/bench/gateway-path.sh"
+[ "$CARACAL_BIN" = "$BIN/caracal" ] || COMMAND="CARACAL_BIN=$CARACAL_BIN $COMMAND"
 
 jq -n --slurpfile runs "$RESULTS" --slurpfile memory "$MEMORY" \
     --arg date "$DATE" --arg commit "$COMMIT" --arg cpu "$CPU" --arg nproc "$NPROC" \
