@@ -322,3 +322,101 @@ async fn interception_uses_a_leaf_the_client_verifies_against_the_workspace_ca()
         "{err:?}"
     );
 }
+
+/// A TLS connection to the gateway's listener offering `alpn` (empty: no
+/// ALPN extension at all), then one unauthenticated base_url request in
+/// HTTP/2 (`h2`) or HTTP/1.1. Returns the protocol TLS negotiated, and the
+/// response's version, status and `error` code.
+async fn call_offering(
+    env: &Env,
+    alpn: &[&[u8]],
+    h2: bool,
+) -> (Option<Vec<u8>>, http::Version, u16, String) {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut env.ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = tokio::net::TcpStream::connect(env.gw.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let negotiated = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    let io = TokioIo::new(tls);
+    let path = "/openai/v1/models";
+    let resp = if h2 {
+        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get(format!("https://127.0.0.1:{}{path}", env.gw.addr.port()))
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        send.send_request(req).await.unwrap()
+    } else {
+        let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get(path)
+            .header(
+                http::header::HOST,
+                format!("127.0.0.1:{}", env.gw.addr.port()),
+            )
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        send.send_request(req).await.unwrap()
+    };
+    let (version, status) = (resp.version(), resp.status().as_u16());
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let code = body["error"].as_str().unwrap_or_default().to_string();
+    (negotiated, version, status, code)
+}
+
+/// A connection that names its protocol by ALPN is served in it from its
+/// first byte; one that names none is told by what it sends (HTTP/2's
+/// preface or an HTTP/1.1 head). Every way, the request reaches the stack.
+#[tokio::test]
+async fn each_protocol_a_client_names_or_speaks_is_served() {
+    let env = start().await;
+    let both: &[&[u8]] = &[b"h2", b"http/1.1"];
+    // (ALPN offered, speaks HTTP/2, ALPN negotiated, version served)
+    type Case<'a> = (&'a [&'a [u8]], bool, Option<&'a [u8]>, http::Version);
+    let cases: [Case; 5] = [
+        (both, true, Some(b"h2"), http::Version::HTTP_2),
+        (
+            &[b"http/1.1"],
+            false,
+            Some(b"http/1.1"),
+            http::Version::HTTP_11,
+        ),
+        (&[b"h2"], true, Some(b"h2"), http::Version::HTTP_2),
+        (&[], false, None, http::Version::HTTP_11),
+        (&[], true, None, http::Version::HTTP_2),
+    ];
+    for (offered, h2, negotiated, version) in cases {
+        let got = call_offering(&env, offered, h2).await;
+        assert_eq!(
+            got,
+            (
+                negotiated.map(<[u8]>::to_vec),
+                version,
+                401,
+                "unauthenticated".to_string()
+            ),
+            "offering {offered:?}, speaking {}",
+            if h2 { "h2" } else { "HTTP/1.1" }
+        );
+    }
+}

@@ -15,7 +15,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncReadExt;
 
 use super::call::{Call, Refusal, Target};
-use super::listener::serve_connection;
+use super::listener::{serve_connection, Alpn};
 use super::respond::{self, Body};
 use super::rewind::Rewind;
 use super::step::Answer;
@@ -142,7 +142,7 @@ where
             tunnel: Some(tunnel),
             ..outer
         };
-        serve_connection(shared, io, conn).await;
+        serve_connection(shared, io, conn, Alpn::Unknown).await;
         return;
     }
     let config = match shared.minter.server_config_for(&tunnel.host) {
@@ -166,5 +166,6 @@ where
         tunnel: Some(tunnel),
         ..outer
     };
-    serve_connection(shared, tls, conn).await;
+    let alpn = Alpn::of(tls.get_ref().1.alpn_protocol());
+    serve_connection(shared, tls, conn, alpn).await;
 }

@@ -67,20 +67,70 @@ async fn connection(
     };
     if first[0] == 0x16 {
         match tokio::time::timeout(wait, tls.accept(tcp)).await {
-            Ok(Ok(stream)) => serve_connection(shared, stream, conn).await,
+            Ok(Ok(stream)) => {
+                let alpn = Alpn::of(stream.get_ref().1.alpn_protocol());
+                serve_connection(shared, stream, conn, alpn).await
+            }
             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
         }
     } else if shared.config.allow_plaintext {
-        serve_connection(shared, tcp, conn).await;
+        serve_connection(shared, tcp, conn, Alpn::Unknown).await;
     } else {
         tracing::debug!(%peer, "plain-text connection refused (gateway.allow_plaintext = false)");
     }
 }
 
+/// What a client said it speaks before its first request: the protocol it
+/// negotiated by TLS ALPN, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alpn {
+    Http1,
+    Http2,
+    /// Plain TCP, or TLS without ALPN: told by the first bytes.
+    Unknown,
+}
+
+impl Alpn {
+    pub fn of(protocol: Option<&[u8]>) -> Self {
+        match protocol {
+            Some(b"h2") => Alpn::Http2,
+            Some(b"http/1.1") => Alpn::Http1,
+            _ => Alpn::Unknown,
+        }
+    }
+}
+
+/// Sets the HTTP/1 settings on `$b` (hyper's builder or hyper-util's
+/// `auto` one: the same setters, different types).
+macro_rules! http1_settings {
+    ($b:expr, $limits:expr, $clock:expr, $hard_limit:expr) => {
+        $b.timer(super::head_timer::HeadTimer($clock.clone()))
+            .header_read_timeout($limits.header_read_timeout)
+            .max_buf_size($hard_limit)
+            .keep_alive(true)
+    };
+}
+
+/// Sets the HTTP/2 settings on `$b` (as [`http1_settings`]).
+macro_rules! http2_settings {
+    ($b:expr, $hard_limit:expr) => {
+        $b.timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from($hard_limit).unwrap_or(u32::MAX))
+            .max_concurrent_streams(256)
+            .keep_alive_interval(Some(std::time::Duration::from_secs(30)))
+    };
+}
+
 /// Serves HTTP/1.1 (with upgrades, for CONNECT) or HTTP/2 on `io` until the
-/// client closes or shutdown asks the connection to finish.
-pub async fn serve_connection<S>(shared: Arc<Shared>, stream: S, conn: ConnInfo)
+/// client closes or shutdown asks the connection to finish. `alpn` is what
+/// the client negotiated: a connection that named its protocol is served
+/// in it directly; one that did not is told by its first bytes (hyper-util's
+/// `auto`). Knowing it saves memory: `auto` reads the first bytes apart
+/// and hands them to HTTP/1 as a read of their own, so the request head
+/// arrives in two reads and hyper doubles the connection's read buffer
+/// (16 KiB instead of 8 for as long as the connection lives).
+pub async fn serve_connection<S>(shared: Arc<Shared>, stream: S, conn: ConnInfo, alpn: Alpn)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -101,34 +151,58 @@ where
     // The header read timeout runs from a head's first byte, not while the
     // connection idles between requests (see `head_timer`).
     let clock = super::head_timer::HeadClock::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
     // The protocol limits sit at twice the configured limit so that requests
     // over it reach `check_limits` and get a JSON refusal; only absurd
     // ones are cut off by hyper itself (bare 431).
     let hard_limit = (limits.max_header_bytes * 2).max(16 * 1024);
-    builder
-        .http1()
-        .timer(super::head_timer::HeadTimer(clock.clone()))
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(hard_limit)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(hard_limit).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256)
-        .keep_alive_interval(Some(std::time::Duration::from_secs(30)));
     // hyper's own answers to requests it cannot parse get the JSON shape.
     let io = super::malformed::Malformed::new(TokioIo::new(super::head_timer::Watched::new(
-        stream, clock,
+        stream,
+        clock.clone(),
     )));
-    let connection = builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(connection);
-    // Runs until the connection ends, shutdown begins, or the client has
-    // started no request for too long: header_read_timeout before the first
-    // (so a connection that never authenticates cannot hold a slot, HTTP/2
-    // included), idle_timeout after. Closing is graceful either way: a
-    // response still streaming is not cut off.
+    let shared = &shared;
+    let activity = &activity;
+    match alpn {
+        Alpn::Http1 => {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            http1_settings!(builder, limits, clock, hard_limit);
+            let connection = builder.serve_connection(io, service).with_upgrades();
+            tokio::pin!(connection);
+            drive(connection, |c| c.graceful_shutdown(), shared, activity).await
+        }
+        Alpn::Http2 => {
+            let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            http2_settings!(builder, hard_limit);
+            let connection = builder.serve_connection(io, service);
+            tokio::pin!(connection);
+            drive(connection, |c| c.graceful_shutdown(), shared, activity).await
+        }
+        Alpn::Unknown => {
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            http1_settings!(builder.http1(), limits, clock, hard_limit);
+            http2_settings!(builder.http2(), hard_limit);
+            let connection = builder.serve_connection_with_upgrades(io, service);
+            tokio::pin!(connection);
+            drive(connection, |c| c.graceful_shutdown(), shared, activity).await
+        }
+    }
+}
+
+/// Runs `connection` until it ends, shutdown begins, or the client has
+/// started no request for too long: header_read_timeout before the first
+/// (so a connection that never authenticates cannot hold a slot, HTTP/2
+/// included), idle_timeout after. Closing is graceful either way
+/// (`graceful_shutdown`): a response still streaming is not cut off.
+async fn drive<C, E>(
+    mut connection: Pin<&mut C>,
+    graceful_shutdown: impl Fn(Pin<&mut C>),
+    shared: &Shared,
+    activity: &Activity,
+) where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let limits = &shared.config.limits;
     loop {
         let idle_limit = if activity.requests() == 0 {
             limits.header_read_timeout
@@ -160,7 +234,7 @@ where
             }
         }
     }
-    connection.as_mut().graceful_shutdown();
+    graceful_shutdown(connection.as_mut());
     // A client that ignores the request to finish is cut off when the
     // gateway's drain period ends.
     tokio::select! {
