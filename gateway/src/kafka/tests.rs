@@ -230,8 +230,11 @@ async fn a_cut_broker_never_blocks_emit_and_the_spool_drains_when_it_returns() {
     .await;
     assert!(sink.accepting(), "a spool under its limit still accepts");
     eprintln!("slowest emit: {slowest:?} passing, {slowest_cut:?} cut off");
+    // Waiting on the broker would cost at least `spool_after` (300 ms
+    // here) or the delivery timeout; scheduling on a machine busy with
+    // other tests costs a few milliseconds at worst.
     assert!(
-        slowest_cut < Duration::from_millis(1),
+        slowest_cut < Duration::from_millis(100),
         "emit waited {slowest_cut:?} while the broker was cut off"
     );
 
