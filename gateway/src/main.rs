@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -51,20 +52,34 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// How long the process waits at exit, once its work is finished, for
+/// blocking calls still running on the runtime's blocking threads. A
+/// writer's lag gauge asks the broker with a 10 s timeout per request,
+/// several in a row: against an unreachable broker, waiting for them made
+/// a stopped writer linger for tens of seconds after it had finished. They
+/// hold nothing that must be kept (the writer's batch is stored and its
+/// offsets committed before `run` returns).
+const EXIT_WAIT: Duration = Duration::from_secs(2);
+
+fn main() -> anyhow::Result<()> {
     caracal_gateway::runtime::without_huge_pages();
-    match Cli::parse().command {
-        Command::Serve {
-            config,
-            listen,
-            metrics_listen,
-        } => serve(config, listen, metrics_listen).await,
-        Command::LedgerWriter {
-            config,
-            metrics_listen,
-        } => ledger_writer(config, metrics_listen).await,
-    }
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve {
+                config,
+                listen,
+                metrics_listen,
+            } => serve(config, listen, metrics_listen).await,
+            Command::LedgerWriter {
+                config,
+                metrics_listen,
+            } => ledger_writer(config, metrics_listen).await,
+        }
+    });
+    runtime.shutdown_timeout(EXIT_WAIT);
+    result
 }
 
 async fn serve(

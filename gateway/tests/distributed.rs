@@ -948,3 +948,124 @@ async fn replicas_keep_enforcing_without_postgres_and_the_writer_catches_up() {
     stop.cancel();
     run.await.unwrap();
 }
+
+/// A ledger writer process on a database of its own, with Kafka at
+/// `brokers`; its metrics port.
+async fn writer_process(brokers: &str, dir: &std::path::Path) -> (std::process::Child, u16) {
+    let (_pg, pg_url) = database().await;
+    let key = dir.join("ledger.key");
+    std::fs::write(&key, caracal_gateway::merkle::LedgerKey::generate()).unwrap();
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ledger]\nsigning_key = \"{}\"\n[deployment]\nkind = \"distributed\"\n\
+             postgres_url = \"{pg_url}\"\nredis_url = \"{}\"\nkafka_brokers = \"{brokers}\"\n",
+            key.display(),
+            redis_url()
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_caracal-gateway"))
+        .args(["ledger-writer", "--config"])
+        .arg(&config)
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    (child, metrics)
+}
+
+/// The writer's metrics once they contain `needle`.
+async fn writer_metrics_with(child: &mut std::process::Child, metrics: u16, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{metrics}/metrics")).await {
+            if r.text().await.unwrap_or_default().contains(needle) {
+                return;
+            }
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the writer exited early"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the writer's metrics never showed {needle:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends SIGTERM and asserts the process exits, successfully, within
+/// `within`; how long it took.
+async fn stop_within(child: &mut std::process::Child, within: Duration) -> Duration {
+    std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let stopped = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if stopped.elapsed() > within {
+            child.kill().unwrap();
+            panic!("still running {within:?} after SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status}");
+    stopped.elapsed()
+}
+
+/// A ledger writer started while its broker cannot be reached waits for
+/// it (it does not exit), and a stop meanwhile ends it at once. Before, it
+/// ignored the stop until its first request to the broker timed out (30 s),
+/// then exited with that error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_waits_for_an_unreachable_broker_and_stops_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (mut child, metrics) = writer_process(&format!("127.0.0.1:{dead}"), dir.path()).await;
+    // Serving metrics: connected to PostgreSQL, reaching for Kafka.
+    writer_metrics_with(&mut child, metrics, "").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let took = stop_within(&mut child, Duration::from_secs(8)).await;
+    eprintln!("the writer exited {took:?} after SIGTERM");
+}
+
+/// A running writer whose broker goes silent stops promptly: the broker
+/// requests its lag gauge has in flight (10 s timeouts, several in a row)
+/// do not hold the process once its work is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_writer_stops_promptly_when_its_broker_goes_silent() {
+    let (broker, proxy) = Broker::behind_proxy().await;
+    create_topics(
+        &broker.brokers,
+        &[TopicSpec::new("caracal.metering.events", 3, 1)],
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, metrics) = writer_process(&broker.brokers, dir.path()).await;
+    // Assigned its partitions and reading their lag.
+    writer_metrics_with(&mut child, metrics, "caracal_kafka_consumer_lag").await;
+    proxy.set(Fault::Blackhole);
+    // Past the next lag reading (every 5 s), which now waits on the broker.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let took = stop_within(&mut child, Duration::from_secs(8)).await;
+    eprintln!("the writer exited {took:?} after SIGTERM");
+}

@@ -3,11 +3,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use caracal_config::{Config, ConfigError, Deployment, Service};
 use tokio_util::sync::CancellationToken;
 
 use super::{Totals, Writer, WriterConfig, WriterError};
+use crate::kafka::admin::AdminError;
 use crate::ops::metrics;
 use crate::store::{PgStore, StoreError};
 
@@ -70,7 +72,10 @@ pub async fn run(
     ));
 
     let sealing = store.clone();
-    let writer = Writer::new(WriterConfig::new(brokers), store).await?;
+    let Some(writer) = start(&brokers, store, &stop).await? else {
+        tracing::info!("ledger writer stopped before it reached Kafka");
+        return Ok(Totals::default());
+    };
     tracing::info!(
         postgres = %caracal_config::redact_url(&postgres), metrics = %addr,
         "ledger writer consuming {} in group {}", super::EVENTS_TOPIC, super::GROUP
@@ -89,4 +94,93 @@ pub async fn run(
     let _ = sealer.await;
     tracing::info!(?totals, "ledger writer stopped");
     Ok(totals)
+}
+
+/// The longest wait between two attempts to reach Kafka at start.
+const START_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Makes the writer, waiting for the broker while it cannot be reached
+/// (a writer started before its broker, or during an outage, waits for it
+/// as one already running does) and giving up only on errors no retry
+/// mends. None when `stop` came first.
+async fn start(
+    brokers: &str,
+    store: PgStore,
+    stop: &CancellationToken,
+) -> Result<Option<Writer>, WriterError> {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let attempt = tokio::select! {
+            w = Writer::new(WriterConfig::new(brokers), store.clone()) => w,
+            _ = stop.cancelled() => return Ok(None),
+        };
+        match attempt {
+            Ok(w) => return Ok(Some(w)),
+            Err(e) if unreachable(&e) => {
+                tracing::warn!(error = %e, "ledger writer: Kafka at {brokers} cannot be reached; retrying in {delay:?}");
+            }
+            Err(e) => return Err(e),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.cancelled() => return Ok(None),
+        }
+        delay = (delay * 2).min(START_BACKOFF_MAX);
+    }
+}
+
+/// Whether `e` says only that the broker did not answer (yet).
+fn unreachable(e: &WriterError) -> bool {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    let code = match e {
+        WriterError::Topics(AdminError::Client(k)) | WriterError::Kafka(k) => match k {
+            KafkaError::AdminOp(c) | KafkaError::MetadataFetch(c) => *c,
+            _ => return false,
+        },
+        WriterError::Topics(AdminError::Topic { code, .. }) => *code,
+        _ => return false,
+    };
+    matches!(
+        code,
+        RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::BrokerNotAvailable
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::NotController
+            | RDKafkaErrorCode::CoordinatorNotAvailable
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+    #[test]
+    fn only_a_broker_that_did_not_answer_is_waited_for() {
+        let admin = |c| WriterError::Topics(AdminError::Client(KafkaError::AdminOp(c)));
+        assert!(unreachable(&admin(RDKafkaErrorCode::OperationTimedOut)));
+        assert!(unreachable(&admin(RDKafkaErrorCode::AllBrokersDown)));
+        assert!(unreachable(&WriterError::Topics(AdminError::Topic {
+            name: "caracal.dlq".into(),
+            code: RDKafkaErrorCode::NotController,
+        })));
+        // Refusals a retry does not mend end the start.
+        assert!(!unreachable(&admin(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+        )));
+        assert!(!unreachable(&WriterError::Topics(AdminError::Topic {
+            name: "caracal.dlq".into(),
+            code: RDKafkaErrorCode::InvalidReplicationFactor,
+        })));
+        assert!(!unreachable(&WriterError::Topics(AdminError::Invalid {
+            name: "caracal.dlq".into(),
+            what: "partitions",
+        })));
+        assert!(!unreachable(&WriterError::Kafka(
+            KafkaError::ClientCreation("bad bootstrap.servers".into())
+        )));
+    }
 }
