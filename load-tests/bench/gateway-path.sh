@@ -19,6 +19,8 @@
 # storing every event in PostgreSQL while the load runs):
 #   gw-dist              base_url through the replica, unbudgeted agent
 #   gw-dist-budget       the same for the budgeted agent (Redis counters)
+#   gw-dist-deferred     gw-dist with the writer paused while the load runs
+#                        (as if on other machines), then timed catching up
 # and writes load-tests/results/YYYY-MM-DD-gateway-path.{md,json}.
 #
 # Each row also records the CPU time the server under test spent per
@@ -132,10 +134,11 @@ tree_pids() {
 }
 
 # CPU seconds (user + system) used so far by the processes $@ and their
-# descendants.
+# descendants, each counted once (PostgreSQL's backends are both listed by
+# name and children of the postmaster).
 cpu_seconds() {
     local total=0 pid ticks
-    for pid in $(for p in "$@"; do tree_pids "$p"; done); do
+    for pid in $(for p in "$@"; do tree_pids "$p"; done | sort -u); do
         # Fields 14 and 15 of /proc/PID/stat, after the command in parentheses.
         ticks=$(sed 's/^.*) //' /proc/"$pid"/stat 2>/dev/null | awk '{print $12 + $13}')
         total=$((total + ${ticks:-0}))
@@ -144,18 +147,24 @@ cpu_seconds() {
 }
 
 # CPU seconds so far of the row's server, writer and services (0 for
-# those it has not): "server writer services".
+# those it has not), and of each service: "server writer services broker
+# redis postgres".
 sample_cpu() {
-    local w=0 v=0
+    local w=0 v=0 b=0 r=0 p=0
     [ "${#WRITER[@]}" = 0 ] || w=$(cpu_seconds "${WRITER[@]}")
-    [ "${#SERVICES[@]}" = 0 ] || v=$(cpu_seconds "${SERVICES[@]}")
-    echo "$(cpu_seconds "${SERVER[@]}") $w $v"
+    if [ "${#SERVICES[@]}" != 0 ]; then
+        b=$(cpu_seconds "$BROKER_PID")
+        r=$(cpu_seconds $(pgrep -x redis-server))
+        p=$(cpu_seconds $(pgrep -x postgres))
+        v=$(awk -v b="$b" -v r="$r" -v p="$p" 'BEGIN { print b + r + p }')
+    fi
+    echo "$(cpu_seconds "${SERVER[@]}") $w $v $b $r $p"
 }
 
 # Resident memory of the processes $@ and their descendants, MiB.
 rss_mib() {
     local total=0 pid kb
-    for pid in $(for p in "$@"; do tree_pids "$p"; done); do
+    for pid in $(for p in "$@"; do tree_pids "$p"; done | sort -u); do
         kb=$(awk '/^VmRSS:/ {print $2}' /proc/"$pid"/status 2>/dev/null)
         total=$((total + ${kb:-0}))
     done
@@ -205,7 +214,8 @@ cleanup() {
     if [ "$GATEWAY_UP" = 1 ]; then
         "$CARACAL_BIN" --workspace bench down >/dev/null 2>&1 || log "caracal down failed"
     fi
-    for pid in "${DIST_PIDS[@]}"; do { kill "$pid"; wait "$pid"; } 2>/dev/null; done
+    # (CONT first: the writer may be paused by gw-dist-deferred.)
+    for pid in "${DIST_PIDS[@]}"; do { kill -CONT "$pid"; kill "$pid"; wait "$pid"; } 2>/dev/null; done
     [ -z "$NGINX_PID" ] || { kill "$NGINX_PID"; wait "$NGINX_PID"; } 2>/dev/null
     [ -z "$MOCK_PID" ] || { kill "$MOCK_PID"; wait "$MOCK_PID"; } 2>/dev/null
     if [ "$KEEP_WORK" = 1 ]; then
@@ -370,6 +380,19 @@ if [ "$DISTRIBUTED" = 1 ]; then
     DIST_PIDS+=("$WRITER_PID")
     wait_for_port "$DIST_PORT" "the distributed replica"
 fi
+# Events in the broker the ledger writers have not committed yet.
+writer_lag() {
+    dcaracal kafka consumer-lag --json | jq -er .total_lag
+}
+# Waits until the ledger writer has written every event in the broker.
+wait_for_writer() {
+    local i
+    for i in $(seq 1 1200); do
+        [ "$(writer_lag)" = 0 ] && return
+        sleep 0.5
+    done
+    die "the ledger writer did not catch up in 10 minutes"
+}
 
 # ---------------------------------------------------------------- nginx
 log "starting nginx as a TLS reverse proxy"
@@ -438,13 +461,13 @@ CHAT=/v1/chat/completions
 # The agent token appears only in the arguments; the recorded commands
 # show it as TOKEN and the temp dir as $TMP.
 TARGETS=(direct nginx gw-base-url gw-base-url-budget gw-base-url-mandate gw-proxy)
-[ "$DISTRIBUTED" != 1 ] || TARGETS+=(gw-dist gw-dist-budget)
+[ "$DISTRIBUTED" != 1 ] || TARGETS+=(gw-dist gw-dist-budget gw-dist-deferred)
 if [ -n "$ROWS" ]; then
     read -r -a TARGETS <<<"$ROWS"
     for target in "${TARGETS[@]}"; do
         case $target in
         direct | nginx | gw-base-url | gw-base-url-budget | gw-base-url-mandate | gw-proxy) ;;
-        gw-dist | gw-dist-budget) [ "$DISTRIBUTED" = 1 ] || die "$target needs DISTRIBUTED=1" ;;
+        gw-dist | gw-dist-budget | gw-dist-deferred) [ "$DISTRIBUTED" = 1 ] || die "$target needs DISTRIBUTED=1" ;;
         *) die "unknown row in ROWS: $target" ;;
         esac
     done
@@ -467,7 +490,7 @@ for target in "${TARGETS[@]}"; do
     gw-proxy) ARGS=(--url "https://api.openai.com$CHAT"
         --proxy "https://$AGENT_ID:$AGENT_TOKEN@127.0.0.1:$GW_PORT"
         --ca-file "$WORK/gateway-ca.pem") ;;
-    gw-dist) ARGS=(--url "https://127.0.0.1:$DIST_PORT/openai$CHAT"
+    gw-dist | gw-dist-deferred) ARGS=(--url "https://127.0.0.1:$DIST_PORT/openai$CHAT"
         --ca-file "$DIST_WS/ca/ca.pem" -H "Authorization: Bearer $D_TOKEN") ;;
     gw-dist-budget) ARGS=(--url "https://127.0.0.1:$DIST_PORT/openai$CHAT"
         --ca-file "$DIST_WS/ca/ca.pem" -H "Authorization: Bearer $D_BUDGET_TOKEN") ;;
@@ -492,12 +515,19 @@ for target in "${TARGETS[@]}"; do
         SERVICES=("$BROKER_PID" $(pgrep -x redis-server) $(pgrep -x postgres))
         ;;
     esac
+    # gw-dist-deferred: the ledger writer paused (SIGSTOP) while the load
+    # runs, as if it ran on other machines; the events wait in the broker
+    # and are written when it resumes (timed below).
+    if [ "$target" = gw-dist-deferred ]; then
+        wait_for_writer
+        kill -STOP "$WRITER_PID"
+    fi
     "$BIN/caracal-load" --label "$target" "${ARGS[@]}" "${COMMON[@]}" >"$WORK/run.json" &
     LOAD_PID=$!
     # CPU over the measured window: sampled when the warm-up ends and when
     # the window does.
     sleep "$(secs "$WARMUP")"
-    read -r cpu0 wcpu0 scpu0 <<<"$(sample_cpu)"
+    read -r cpu0 wcpu0 scpu0 bcpu0 rcpu0 pcpu0 <<<"$(sample_cpu)"
     PERF_PID=""
     if [ "$target" = "$PROFILE_TARGET" ]; then
         perf record -q -e cpu-clock ${PROFILE_CALL_GRAPH:+-F 2000 --call-graph $PROFILE_CALL_GRAPH} -g -o "$WORK/perf.data" -p "${SERVER[0]}" \
@@ -505,8 +535,16 @@ for target in "${TARGETS[@]}"; do
         PERF_PID=$!
     fi
     sleep "$(secs "$DURATION")"
-    read -r cpu1 wcpu1 scpu1 <<<"$(sample_cpu)"
+    read -r cpu1 wcpu1 scpu1 bcpu1 rcpu1 pcpu1 <<<"$(sample_cpu)"
     wait "$LOAD_PID"
+    catchup_events=null catchup_secs=null
+    if [ "$target" = gw-dist-deferred ]; then
+        catchup_events=$(writer_lag)
+        kill -CONT "$WRITER_PID"
+        t0=$(date +%s.%N)
+        wait_for_writer
+        catchup_secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+    fi
     if [ -n "$PERF_PID" ]; then
         wait "$PERF_PID" || true
         PROFILE_OUT="$REPO/load-tests/results/$(date +%Y-%m-%d)-profile-$target.txt"
@@ -514,10 +552,10 @@ for target in "${TARGETS[@]}"; do
             echo "# perf record -e cpu-clock -g -p <$target's server> over the measured window"
             echo "# By shared object:"
             perf report -i "$WORK/perf.data" --no-children --sort dso --stdio -g none \
-                --percent-limit 0.5 2>/dev/null | grep -v '^#' | grep -v '^$'
+                --percent-limit 0.5 2>/dev/null | grep -v '^#' | grep -v '^$' | sed 's/[ -]*$//'
             echo "# By symbol (flat, self time):"
             perf report -i "$WORK/perf.data" --no-children --sort dso,symbol --stdio -g none \
-                --percent-limit 0.4 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 120
+                --percent-limit 0.4 2>/dev/null | grep -v '^#' | grep -v '^$' | sed 's/[ -]*$//' | head -n 120
         } >"$PROFILE_OUT" || true
         log "profile of $target: $PROFILE_OUT"
     fi
@@ -527,13 +565,21 @@ for target in "${TARGETS[@]}"; do
         --arg cpu "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { print b - a }')" \
         --arg wcpu "$(awk -v a="$wcpu0" -v b="$wcpu1" 'BEGIN { print b - a }')" \
         --arg scpu "$(awk -v a="$scpu0" -v b="$scpu1" 'BEGIN { print b - a }')" \
-        --arg rss "$rss" \
+        --arg bcpu "$(awk -v a="$bcpu0" -v b="$bcpu1" 'BEGIN { print b - a }')" \
+        --arg rcpu "$(awk -v a="$rcpu0" -v b="$rcpu1" 'BEGIN { print b - a }')" \
+        --arg pcpu "$(awk -v a="$pcpu0" -v b="$pcpu1" 'BEGIN { print b - a }')" \
+        --arg rss "$rss" --argjson catchup_events "$catchup_events" \
+        --argjson catchup_secs "$catchup_secs" \
         '. + {load_avg_before: ($before | tonumber), load_avg_after: ($after | tonumber),
               server_cpu_s: ($cpu | tonumber), writer_cpu_s: ($wcpu | tonumber),
               server_rss_mib: ($rss | tonumber),
               server_cpu_us_per_req: (if .ok > 0 then ($cpu | tonumber) * 1e6 / .ok else null end),
               writer_cpu_us_per_req: (if .ok > 0 then ($wcpu | tonumber) * 1e6 / .ok else null end),
-              services_cpu_us_per_req: (if .ok > 0 then ($scpu | tonumber) * 1e6 / .ok else null end)}' \
+              services_cpu_us_per_req: (if .ok > 0 then ($scpu | tonumber) * 1e6 / .ok else null end),
+              broker_cpu_us_per_req: (if .ok > 0 then ($bcpu | tonumber) * 1e6 / .ok else null end),
+              redis_cpu_us_per_req: (if .ok > 0 then ($rcpu | tonumber) * 1e6 / .ok else null end),
+              postgres_cpu_us_per_req: (if .ok > 0 then ($pcpu | tonumber) * 1e6 / .ok else null end),
+              writer_catchup_events: $catchup_events, writer_catchup_secs: $catchup_secs}' \
         "$WORK/run.json" >>"$RESULTS"
     shown="caracal-load --label $target"
     for a in "${ARGS[@]}" "${COMMON[@]}"; do
@@ -761,13 +807,14 @@ jq -r '
     "",
     "| target | rps | p50 ms | p90 ms | p99 ms | max ms | server CPU µs/req | server RSS MiB | requests | errors | non-2xx | load avg |",
     "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-    (.runs[] | select(.open_loop_rate == null) | "| \(.label) | \(.rps | f(1)) | \(.p50_ms | f(3)) | \(.p90_ms | f(3)) | \(.p99_ms | f(3)) | \(.max_ms | f(3)) | \(.server_cpu_us_per_req | f(1))\(if (.writer_cpu_us_per_req // 0) > 0 then " (+ writer \(.writer_cpu_us_per_req | f(1)), services \(.services_cpu_us_per_req | f(1)))" else "" end) | \(.server_rss_mib | f(1)) | \(.requests) | \(.errors) | \(.non_2xx) | \(.load_avg_before) → \(.load_avg_after) |"),
+    (.runs[] | select(.open_loop_rate == null) | "| \(.label) | \(.rps | f(1)) | \(.p50_ms | f(3)) | \(.p90_ms | f(3)) | \(.p99_ms | f(3)) | \(.max_ms | f(3)) | \(.server_cpu_us_per_req | f(1))\(if (.services_cpu_us_per_req // 0) > 0 then " (+ writer \(.writer_cpu_us_per_req | f(1)), services \(.services_cpu_us_per_req | f(1)))" else "" end) | \(.server_rss_mib | f(1)) | \(.requests) | \(.errors) | \(.non_2xx) | \(.load_avg_before) → \(.load_avg_after) |"),
     "",
     "*server CPU µs/req* is the CPU time (user + system) the server of the row",
     "spent in the measured window over the requests it completed: the mock for",
     "`direct`, nginx'"'"'s processes for `nginx`, the gateway or the replica",
     "otherwise; beside the distributed rows, the ledger writer'"'"'s and the",
-    "services'"'"' (tansu, Redis, PostgreSQL: the whole machine'"'"'s instances).",
+    "services'"'"' (tansu, Redis, PostgreSQL: the whole machine'"'"'s instances;",
+    "per service: \([.runs[] | select((.services_cpu_us_per_req // 0) > 0 and .open_loop_rate == null) | "\(.label) broker \(.broker_cpu_us_per_req | f(1)), Redis \(.redis_cpu_us_per_req | f(1)), PostgreSQL \(.postgres_cpu_us_per_req | f(1))"] | if length > 0 then join("; ") else "none measured" end)).",
     "*server RSS* is its resident memory after the run.",
     "",
     "*load avg* is the machine'"'"'s 1-minute load average before and after the row'"'"'s",
@@ -788,7 +835,11 @@ jq -r '
     "`gw-base-url-budget` through one replica of the distributed deployment: state",
     "from Redis, budget counters and rate limits in Redis, spend events produced to",
     "a local tansu broker, and a ledger writer storing them in PostgreSQL while the",
-    "load runs (all on this machine, competing for its cores).",
+    "load runs (all on this machine, competing for its cores). `gw-dist-deferred` =",
+    "`gw-dist` with the ledger writer paused (SIGSTOP) while the load runs, as if",
+    "it ran on other machines: the events wait in the broker and are written when",
+    "it resumes\([.runs[] | select(.writer_catchup_secs != null) | ": \(.writer_catchup_events) events in \(.writer_catchup_secs) s, \(if .writer_catchup_secs > 0 then (.writer_catchup_events / .writer_catchup_secs | f(0)) else "-" end) events/s from broker to PostgreSQL"] | join(""))",
+    "(every event the replica produced was written before the next row).",
     "",
     "## Gateway overhead",
     "",
@@ -801,6 +852,9 @@ jq -r '
       (if any(.runs[]; .label == "gw-dist") then
          diff("gw-dist"; "nginx"), diff("gw-dist-budget"; "nginx"),
          diff("gw-dist"; "gw-base-url"), diff("gw-dist-budget"; "gw-dist")
+       else empty end),
+      (if any(.runs[]; .label == "gw-dist-deferred") then
+         diff("gw-dist-deferred"; "nginx"), diff("gw-dist-deferred"; "gw-dist")
        else empty end),
       diff("nginx"; "direct")][]
      | "| \(.name) | \(.p50 | f(3)) | \(.p99 | f(3)) | \(.ratio | f(3)) | \(.cpu | f(2)) |"),
