@@ -4,13 +4,9 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod common;
+
+use common::{free_port, stop_within};
 
 #[tokio::test]
 async fn serve_runs_until_sigterm() {
@@ -60,23 +56,7 @@ async fn serve_runs_until_sigterm() {
     assert!(std::fs::read_to_string(dir.path().join("logs/gateway.log"))
         .unwrap()
         .contains("listening"));
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "did not stop on SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(status.success(), "{status}");
+    stop_within(&mut child, Duration::from_secs(15)).await;
 }
 
 #[test]

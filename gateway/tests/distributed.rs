@@ -704,11 +704,7 @@ async fn a_killed_replicas_holds_expire_and_charge_nothing() {
     let line = dear_budget(&c, limit).await;
     // A third replica, as its own process.
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
@@ -955,11 +951,7 @@ async fn writer_process(brokers: &str, dir: &std::path::Path) -> (std::process::
     let (_pg, pg_url) = database().await;
     let key = dir.join("ledger.key");
     std::fs::write(&key, caracal_gateway::merkle::LedgerKey::generate()).unwrap();
-    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let metrics = common::free_port();
     let config = dir.join("config.toml");
     std::fs::write(
         &config,
@@ -1003,29 +995,6 @@ async fn writer_metrics_with(child: &mut std::process::Child, metrics: u16, need
     }
 }
 
-/// Sends SIGTERM and asserts the process exits, successfully, within
-/// `within`; how long it took.
-async fn stop_within(child: &mut std::process::Child, within: Duration) -> Duration {
-    std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    let stopped = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if stopped.elapsed() > within {
-            child.kill().unwrap();
-            panic!("still running {within:?} after SIGTERM");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(status.success(), "{status}");
-    stopped.elapsed()
-}
-
 /// A ledger writer started while its broker cannot be reached waits for
 /// it (it does not exit), and a stop meanwhile ends it at once. Before, it
 /// ignored the stop until its first request to the broker timed out (30 s),
@@ -1034,16 +1003,12 @@ async fn stop_within(child: &mut std::process::Child, within: Duration) -> Durat
 async fn a_writer_waits_for_an_unreachable_broker_and_stops_promptly() {
     let dir = tempfile::tempdir().unwrap();
     // A port nothing listens on.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dead = common::free_port();
     let (mut child, metrics) = writer_process(&format!("127.0.0.1:{dead}"), dir.path()).await;
     // Serving metrics: connected to PostgreSQL, reaching for Kafka.
     writer_metrics_with(&mut child, metrics, "").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let took = stop_within(&mut child, Duration::from_secs(8)).await;
+    let took = common::stop_within(&mut child, Duration::from_secs(8)).await;
     eprintln!("the writer exited {took:?} after SIGTERM");
 }
 
@@ -1066,6 +1031,6 @@ async fn a_running_writer_stops_promptly_when_its_broker_goes_silent() {
     proxy.set(Fault::Blackhole);
     // Past the next lag reading (every 5 s), which now waits on the broker.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let took = stop_within(&mut child, Duration::from_secs(8)).await;
+    let took = common::stop_within(&mut child, Duration::from_secs(8)).await;
     eprintln!("the writer exited {took:?} after SIGTERM");
 }

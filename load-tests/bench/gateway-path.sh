@@ -146,19 +146,24 @@ cpu_seconds() {
     awk -v t="$total" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.3f", t / hz }'
 }
 
-# CPU seconds so far of the row's server, writer and services (0 for
-# those it has not), and of each service: "server writer services broker
-# redis postgres".
+# CPU seconds so far of the row's server, and for a distributed row (one
+# with a WRITER) of its writer, the services together and each service (0
+# otherwise): "server writer services broker redis postgres".
 sample_cpu() {
     local w=0 v=0 b=0 r=0 p=0
-    [ "${#WRITER[@]}" = 0 ] || w=$(cpu_seconds "${WRITER[@]}")
-    if [ "${#SERVICES[@]}" != 0 ]; then
+    if [ "${#WRITER[@]}" != 0 ]; then
+        w=$(cpu_seconds "${WRITER[@]}")
         b=$(cpu_seconds "$BROKER_PID")
         r=$(cpu_seconds $(pgrep -x redis-server))
         p=$(cpu_seconds $(pgrep -x postgres))
         v=$(awk -v b="$b" -v r="$r" -v p="$p" 'BEGIN { print b + r + p }')
     fi
     echo "$(cpu_seconds "${SERVER[@]}") $w $v $b $r $p"
+}
+
+# $2 - $1, for samples of a counter.
+delta() {
+    awk -v a="$1" -v b="$2" 'BEGIN { print b - a }'
 }
 
 # Resident memory of the processes $@ and their descendants, MiB.
@@ -507,14 +512,9 @@ for target in "${TARGETS[@]}"; do
     *) SERVER=("$GATEWAY_PID") ;;
     esac
     # What else a distributed call costs: the ledger writer, and the
-    # services (broker, Redis, PostgreSQL).
+    # services (broker, Redis, PostgreSQL; see sample_cpu).
     WRITER=()
-    SERVICES=()
-    case $target in gw-dist*)
-        WRITER=("$WRITER_PID")
-        SERVICES=("$BROKER_PID" $(pgrep -x redis-server) $(pgrep -x postgres))
-        ;;
-    esac
+    case $target in gw-dist*) WRITER=("$WRITER_PID") ;; esac
     # gw-dist-deferred: the ledger writer paused (SIGSTOP) while the load
     # runs, as if it ran on other machines; the events wait in the broker
     # and are written when it resumes (timed below).
@@ -562,23 +562,21 @@ for target in "${TARGETS[@]}"; do
     rss=$(rss_mib "${SERVER[@]}")
     load_after=$(cut -d ' ' -f 1 /proc/loadavg)
     jq -c --arg before "$load_before" --arg after "$load_after" \
-        --arg cpu "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { print b - a }')" \
-        --arg wcpu "$(awk -v a="$wcpu0" -v b="$wcpu1" 'BEGIN { print b - a }')" \
-        --arg scpu "$(awk -v a="$scpu0" -v b="$scpu1" 'BEGIN { print b - a }')" \
-        --arg bcpu "$(awk -v a="$bcpu0" -v b="$bcpu1" 'BEGIN { print b - a }')" \
-        --arg rcpu "$(awk -v a="$rcpu0" -v b="$rcpu1" 'BEGIN { print b - a }')" \
-        --arg pcpu "$(awk -v a="$pcpu0" -v b="$pcpu1" 'BEGIN { print b - a }')" \
+        --arg cpu "$(delta "$cpu0" "$cpu1")" \
+        --arg wcpu "$(delta "$wcpu0" "$wcpu1")" \
+        --arg scpu "$(delta "$scpu0" "$scpu1")" \
+        --arg bcpu "$(delta "$bcpu0" "$bcpu1")" \
+        --arg rcpu "$(delta "$rcpu0" "$rcpu1")" \
+        --arg pcpu "$(delta "$pcpu0" "$pcpu1")" \
         --arg rss "$rss" --argjson catchup_events "$catchup_events" \
         --argjson catchup_secs "$catchup_secs" \
-        '. + {load_avg_before: ($before | tonumber), load_avg_after: ($after | tonumber),
+        'def per_req(s): if .ok > 0 then (s | tonumber) * 1e6 / .ok else null end;
+         . + {load_avg_before: ($before | tonumber), load_avg_after: ($after | tonumber),
               server_cpu_s: ($cpu | tonumber), writer_cpu_s: ($wcpu | tonumber),
               server_rss_mib: ($rss | tonumber),
-              server_cpu_us_per_req: (if .ok > 0 then ($cpu | tonumber) * 1e6 / .ok else null end),
-              writer_cpu_us_per_req: (if .ok > 0 then ($wcpu | tonumber) * 1e6 / .ok else null end),
-              services_cpu_us_per_req: (if .ok > 0 then ($scpu | tonumber) * 1e6 / .ok else null end),
-              broker_cpu_us_per_req: (if .ok > 0 then ($bcpu | tonumber) * 1e6 / .ok else null end),
-              redis_cpu_us_per_req: (if .ok > 0 then ($rcpu | tonumber) * 1e6 / .ok else null end),
-              postgres_cpu_us_per_req: (if .ok > 0 then ($pcpu | tonumber) * 1e6 / .ok else null end),
+              server_cpu_us_per_req: per_req($cpu), writer_cpu_us_per_req: per_req($wcpu),
+              services_cpu_us_per_req: per_req($scpu), broker_cpu_us_per_req: per_req($bcpu),
+              redis_cpu_us_per_req: per_req($rcpu), postgres_cpu_us_per_req: per_req($pcpu),
               writer_catchup_events: $catchup_events, writer_catchup_secs: $catchup_secs}' \
         "$WORK/run.json" >>"$RESULTS"
     shown="caracal-load --label $target"

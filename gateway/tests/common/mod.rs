@@ -17,6 +17,38 @@ use caracal_gateway::RunningGateway;
 use caracal_load_tests::mock::{self, MockConfig, MockHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// A port nothing listens on now (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Sends SIGTERM to `child` and asserts it exits, successfully, within
+/// `within` (killing it otherwise); how long it took.
+pub async fn stop_within(child: &mut std::process::Child, within: Duration) -> Duration {
+    std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let stopped = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if stopped.elapsed() > within {
+            child.kill().unwrap();
+            panic!("still running {within:?} after SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status}");
+    stopped.elapsed()
+}
+
 pub const OPENAI_KEY: &str = "sk-upstream-openai";
 pub const ANTHROPIC_KEY: &str = "sk-upstream-anthropic";
 
